@@ -1,0 +1,315 @@
+"""What each task does, as plain functions: load and validate, then hand over to the runner.
+
+The Invoke tasks (``deploylib.tasks``) are thin wrappers over these; tests call them directly.
+Every function validates everything before any target is touched and raises ``DeployError``s;
+the command line maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploylib import releases
+from deploylib.backends.base import Backend
+from deploylib.backends.local import LocalBackend
+from deploylib.backends.printer import PrinterBackend
+from deploylib.commands import Command
+from deploylib.config import Environment, load_environment
+from deploylib.errors import ConfigError, LockHeld, LockOwner, StepFailed
+from deploylib.hosts import LOCAL, Host
+from deploylib.pipeline import Pipeline, load_pipeline
+from deploylib.releases import Layout, TargetState
+from deploylib.reporting import Event, Reporter
+from deploylib.runner import Clock, Outcome, Runner, utc_now
+
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    env: Environment
+    pipeline: Pipeline
+    hosts: tuple[Host, ...]
+
+
+def load(
+    config: str | Path,
+    env: str | None,
+    *,
+    pipeline: str | None = None,
+    hosts: str | None = None,
+    roles: str | None = None,
+) -> Loaded:
+    """Config, env files and pipeline, validated; hosts narrowed by ``--hosts``/``--roles``."""
+    environment = load_environment(Path(config), env or "")
+    chosen, path = load_pipeline(environment.project_dir, pipeline or environment.pipeline)
+    del path
+    selected = select_hosts(environment, hosts, roles)
+    return Loaded(environment, chosen, selected)
+
+
+def select_hosts(env: Environment, hosts: str | None, roles: str | None) -> tuple[Host, ...]:
+    selected = list(env.hosts)
+    if hosts:
+        wanted = [h.strip() for h in hosts.split(",") if h.strip()]
+        known = {h.name for h in env.hosts} | {h.address for h in env.hosts}
+        unknown = [h for h in wanted if h not in known]
+        if unknown:
+            raise ConfigError(f"host {unknown[0]!r} is not in environment {env.name!r}", key="--hosts")
+        selected = [h for h in selected if h.name in wanted or h.address in wanted]
+    if roles:
+        wanted_roles = {r.strip() for r in roles.split(",") if r.strip()}
+        selected = [h for h in selected if wanted_roles & set(h.roles)]
+        if not selected:
+            raise ConfigError(f"no host of environment {env.name!r} has role(s) {roles}", key="--roles")
+    return tuple(selected)
+
+
+def backend_factory(
+    env: Environment, *, dry_run: bool, reporter: Reporter
+) -> Callable[[Host], Backend]:
+    def emit(host: str, line: str) -> None:
+        reporter.emit(Event("dry", line, host=host))
+
+    def make(host: Host) -> Backend:
+        if dry_run:
+            return PrinterBackend(host, emit)
+        if host.is_local:
+            return LocalBackend(host, default_timeout=env.command_timeout)
+        raise _no_ssh(env, host)
+
+    return make
+
+
+def require_supported_hosts(env: Environment, hosts: Sequence[Host]) -> None:
+    """Fail before anything is touched if a host needs a backend this version lacks."""
+    for host in hosts:
+        if not host.is_local:
+            raise _no_ssh(env, host)
+
+
+def _no_ssh(env: Environment, host: Host) -> ConfigError:
+    return ConfigError(
+        f"host {host.name!r} needs SSH, which this version of deploylib does not support yet",
+        file=str(env.config_file),
+        key=f"environments.{env.name}.hosts",
+    )
+
+
+def resolve_revision(env: Environment, revision: str | None) -> str:
+    if revision is None:
+        result = LocalBackend(LOCAL).run(
+            Command("git rev-parse --short=12 HEAD", cwd=str(env.project_dir), timeout=10)
+        )
+        revision = result.stdout.strip() if result.ok else "unknown"
+        if not REVISION_RE.match(revision):
+            revision = "unknown"
+    if not REVISION_RE.match(revision):
+        raise ConfigError(
+            f"not a revision: {revision!r} (letters, digits and ._+/@:- only, at most 128)",
+            key="--revision",
+        )
+    return revision
+
+
+def deploy(
+    loaded: Loaded,
+    *,
+    reporter: Reporter,
+    revision: str | None = None,
+    dry_run: bool = False,
+    clock: Clock = utc_now,
+) -> Outcome:
+    env = loaded.env
+    if not dry_run:
+        require_supported_hosts(env, loaded.hosts)
+    runner = Runner(
+        env,
+        loaded.pipeline,
+        backend_for=backend_factory(env, dry_run=dry_run, reporter=reporter),
+        controller=backend_factory(env, dry_run=dry_run, reporter=reporter)(LOCAL),
+        reporter=reporter,
+        revision=resolve_revision(env, revision),
+        clock=clock,
+    )
+    return runner.deploy(loaded.hosts)
+
+
+def rollback(
+    loaded: Loaded, *, reporter: Reporter, to: str | None = None, clock: Clock = utc_now
+) -> Outcome:
+    env = loaded.env
+    require_supported_hosts(env, loaded.hosts)
+    factory = backend_factory(env, dry_run=False, reporter=reporter)
+    runner = Runner(env, loaded.pipeline, backend_for=factory, controller=factory(LOCAL),
+                    reporter=reporter, clock=clock)
+    return runner.rollback(loaded.hosts, to)
+
+
+# ---------------------------------------------------------------------------- read-only tasks
+
+
+def read_states(env: Environment, hosts: Sequence[Host]) -> dict[str, TargetState]:
+    """Read every target's state, changing nothing."""
+    require_supported_hosts(env, hosts)
+    factory = backend_factory(env, dry_run=False, reporter=_Silent())
+    layout = Layout(env.deploy_to)
+    states: dict[str, TargetState] = {}
+    for host in hosts:
+        backend = factory(host)
+        try:
+            result = backend.run(releases.state_command(layout))
+        finally:
+            backend.close()
+        if not result.ok:
+            raise StepFailed("status", host.name, result.summary(), result)
+        states[host.name] = releases.parse_state(result.stdout)
+    return states
+
+
+def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
+    rows = []
+    for name, state in read_states(env, hosts).items():
+        entry = _last_entry_for(state, state.current)
+        rows.append(
+            {
+                "host": name,
+                "current": state.current,
+                "revision": entry.get("revision") if entry else None,
+                "deployed_at": entry.get("time") if entry else None,
+                "deployed_by": entry.get("user") if entry else None,
+                "locked": state.locked,
+                "lock_owner": dict(state.lock_owner) if state.lock_owner else None,
+                "releases": sorted(state.releases),
+            }
+        )
+    return rows
+
+
+def _last_entry_for(state: TargetState, release: str | None) -> dict[str, Any] | None:
+    for entry in reversed(state.log):
+        if release and entry.get("release") == release and entry.get("outcome") == "success":
+            return dict(entry)
+    return None
+
+
+def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
+    """Every event of every target's release log, merged: one row per event, with its hosts."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for name, state in read_states(env, hosts).items():
+        for entry in state.log:
+            key = (entry.get("time"), entry.get("event"), entry.get("release"), entry.get("outcome"))
+            row = merged.setdefault(
+                key,
+                {
+                    "time": entry.get("time"),
+                    "event": entry.get("event"),
+                    "release": entry.get("release"),
+                    "revision": entry.get("revision"),
+                    "outcome": entry.get("outcome"),
+                    "user": entry.get("user"),
+                    "error": entry.get("error"),
+                    "hosts": [],
+                    "on_disk": [],
+                },
+            )
+            row["hosts"].append(name)
+            if entry.get("release") in state.releases:
+                row["on_disk"].append(name)
+    return sorted(merged.values(), key=lambda r: (str(r["time"]), str(r["release"])))
+
+
+def check(loaded: Loaded) -> list[dict[str, Any]]:
+    """Reach every target and report whether a deploy could write there; change nothing."""
+    env = loaded.env
+    require_supported_hosts(env, loaded.hosts)
+    factory = backend_factory(env, dry_run=False, reporter=_Silent())
+    q = shlex.quote
+    script = (
+        f"p={q(env.deploy_to)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
+        "if [ -w \"$p\" ]; then echo writable=yes; else echo writable=no; fi; "
+        "echo free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}'); echo user=$(id -un)"
+    )
+    rows = []
+    for host in loaded.hosts:
+        backend = factory(host)
+        try:
+            result = backend.run(Command(script, timeout=30))
+        finally:
+            backend.close()
+        facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        free_kb = int(facts["free_kb"]) if facts.get("free_kb", "").isdigit() else None
+        problems = []
+        if not result.ok:
+            problems.append(result.summary())
+        if facts.get("writable") != "yes":
+            problems.append(f"{env.deploy_to} is not writable")
+        rows.append(
+            {
+                "host": host.name,
+                "ok": not problems,
+                "user": facts.get("user"),
+                "writable": facts.get("writable") == "yes",
+                "free_mb": free_kb // 1024 if free_kb is not None else None,
+                "problems": problems,
+            }
+        )
+    return rows
+
+
+def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> list[str]:
+    """Remove the deploy lock. Without ``force``, refuse while its owner is alive on this machine."""
+    require_supported_hosts(env, hosts)
+    layout = Layout(env.deploy_to)
+    states = read_states(env, hosts)
+    alive = []
+    for name, state in states.items():
+        owner = state.lock_owner or {}
+        if state.locked and not force and _owner_alive(owner):
+            alive.append(LockOwner(name, owner))
+    if alive:
+        raise LockHeld(alive)
+    factory = backend_factory(env, dry_run=False, reporter=_Silent())
+    removed = []
+    for host in hosts:
+        if not states[host.name].locked:
+            continue
+        backend = factory(host)
+        try:
+            result = backend.run(releases.unlock_command(layout))
+        finally:
+            backend.close()
+        if not result.ok:
+            raise StepFailed("unlock", host.name, result.summary(), result)
+        removed.append(host.name)
+    return removed
+
+
+def _owner_alive(owner: dict[str, Any] | Any) -> bool:
+    import socket
+
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+    return state != "Z"
+
+
+class _Silent:
+    def emit(self, event: Event) -> None:
+        del event
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")

@@ -1,0 +1,39 @@
+"""The Backend interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from deploylib.commands import Command, Operation, Probe, Result, Upload
+from deploylib.hosts import Host
+from deploylib.probes import perform_probe
+
+__all__ = ["Backend", "Result"]
+
+
+class Backend(ABC):
+    """Runs operations on one target. Subclasses implement ``run`` and ``upload``."""
+
+    #: a backend that only shows what it would do (dry-run) changes nothing and reads nothing
+    dry = False
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def execute(self, op: Operation) -> Result:
+        if isinstance(op, Command):
+            return self.run(op)
+        if isinstance(op, Upload):
+            return self.upload(op)
+        return self.probe(op)
+
+    @abstractmethod
+    def run(self, command: Command) -> Result: ...
+
+    @abstractmethod
+    def upload(self, upload: Upload) -> Result: ...
+
+    def probe(self, probe: Probe) -> Result:
+        return perform_probe(probe)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default backend holds none."""

@@ -1,0 +1,143 @@
+"""Health checks for ``verify``: ``http``, ``tcp`` and ``command``, and how they are retried.
+
+A check only builds an operation; ``retry_checks`` runs the operations of one verify step
+through a backend with tenacity: a number of attempts, a wait between them and an overall
+deadline, reporting every attempt.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from deploylib.commands import Operation, Probe, Result
+
+if TYPE_CHECKING:
+    from deploylib.backends.base import Backend
+    from deploylib.context import StepContext
+
+
+class Check(ABC):
+    @abstractmethod
+    def operation(self, ctx: StepContext) -> Operation: ...
+
+    @abstractmethod
+    def templates(self) -> Iterable[str]: ...
+
+
+@dataclass(frozen=True)
+class HttpCheck(Check):
+    url: str
+    status: int | None = 200
+    contains: str | None = None
+    timeout: float = 5.0
+
+    def operation(self, ctx: StepContext) -> Operation:
+        return Probe(
+            "http",
+            url=ctx.text(self.url),
+            status=self.status,
+            contains=ctx.text(self.contains) if self.contains is not None else None,
+            timeout=self.timeout,
+            description="check",
+        )
+
+    def templates(self) -> Iterable[str]:
+        return [self.url, *([self.contains] if self.contains else [])]
+
+
+@dataclass(frozen=True)
+class TcpCheck(Check):
+    port: int | str
+    host: str = "{host_address}"
+    timeout: float = 5.0
+
+    def operation(self, ctx: StepContext) -> Operation:
+        return Probe("tcp", host=ctx.text(self.host), port=int(ctx.text(str(self.port))),
+                     timeout=self.timeout, description="check")
+
+    def templates(self) -> Iterable[str]:
+        return [self.host, str(self.port)]
+
+
+@dataclass(frozen=True)
+class CommandCheck(Check):
+    script: str
+    cwd: str | None = None
+    timeout: float = 30.0
+
+    def operation(self, ctx: StepContext) -> Operation:
+        return ctx.command(self.script, cwd=self.cwd, timeout=self.timeout, description="check")
+
+    def templates(self) -> Iterable[str]:
+        return [self.script, *([self.cwd] if self.cwd else [])]
+
+
+def http(url: str, *, status: int | None = 200, contains: str | None = None,
+         timeout: float = 5.0) -> Check:
+    """GET ``url`` from this machine; pass on ``status`` and, if given, a body containing ``contains``."""
+    return HttpCheck(url, status, contains, timeout)
+
+
+def tcp(port: int | str, *, host: str = "{host_address}", timeout: float = 5.0) -> Check:
+    """Connect to ``host:port`` from this machine."""
+    return TcpCheck(port, host, timeout)
+
+
+def command(script: str, *, cwd: str | None = None, timeout: float = 30.0) -> Check:
+    """Run ``script`` on the target; pass on exit status 0."""
+    return CommandCheck(script, cwd, timeout)
+
+
+class _CheckFailed(Exception):
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+
+def retry_checks(
+    backend: Backend,
+    operations: Sequence[Operation],
+    *,
+    attempts: int,
+    wait: float,
+    deadline: float | None,
+    on_attempt: Callable[[int, Result], None],
+) -> Result:
+    """Run every operation until all pass in one attempt; the last failure if they never do."""
+    from tenacity import (
+        Retrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_fixed,
+    )
+
+    stop = stop_after_attempt(1 if backend.dry else attempts)
+    if deadline is not None:
+        stop = stop | stop_after_delay(deadline)
+    retrying = Retrying(
+        stop=stop, wait=wait_fixed(wait), retry=retry_if_exception_type(_CheckFailed), reraise=True
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                result = _attempt(backend, operations)
+                on_attempt(attempt.retry_state.attempt_number, result)
+                if not result.ok:
+                    raise _CheckFailed(result)
+    except _CheckFailed as failed:
+        return failed.result
+    return Result(0)
+
+
+def _attempt(backend: Backend, operations: Sequence[Operation]) -> Result:
+    for op in operations:
+        result = backend.execute(op)
+        if not result.ok:
+            return result
+    return Result(0, "all checks passed")
+
+
+__all__ = ["Check", "command", "http", "retry_checks", "tcp"]

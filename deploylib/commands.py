@@ -1,0 +1,122 @@
+"""Operations as data: what a step asks a backend to do on one target.
+
+Three kinds exist: ``Command`` (a shell script run on the target), ``Upload`` (a local file
+copied to the target) and ``Probe`` (an HTTP or TCP request from the controller). Steps build
+them; backends execute them; the printer backend prints them. Quoting happens here and in
+``placeholders`` only, never at a call site.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploylib.secrets import Secret
+
+
+@dataclass(frozen=True)
+class Command:
+    """A shell script to run on one target.
+
+    ``env`` is handed to the process environment (never the command line); ``stdin`` is fed to
+    the script's standard input. A ``Secret`` in either never prints.
+    """
+
+    script: str
+    cwd: str | None = None
+    env: Mapping[str, str | Secret] = field(default_factory=dict)
+    stdin: bytes | Secret | None = None
+    timeout: float | None = None
+    description: str = ""
+
+    @classmethod
+    def of(cls, *argv: str, **kwargs: object) -> Command:
+        """A command from argv words, each quoted."""
+        return cls(shlex.join(argv), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def line(self) -> str:
+        """The shell line this command runs: the script, behind a ``cd`` when it has a cwd."""
+        if not self.cwd:
+            return self.script
+        cd = f"cd {shlex.quote(self.cwd)}"
+        if "\n" in self.script:
+            return f"{cd} && {{\n{self.script.rstrip()}\n}}"
+        return f"{cd} && {self.script}"
+
+    def stdin_bytes(self) -> bytes | None:
+        if isinstance(self.stdin, Secret):
+            return self.stdin.reveal().encode()
+        return self.stdin
+
+    def describe_stdin(self) -> str:
+        if self.stdin is None:
+            return ""
+        if isinstance(self.stdin, Secret):
+            return "<stdin: *** (secret)>"
+        return f"<stdin: {len(self.stdin)} bytes>"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Copy ``local`` to ``remote`` on the target, with ``mode``."""
+
+    local: Path
+    remote: str
+    mode: int = 0o644
+    description: str = ""
+
+    @property
+    def line(self) -> str:
+        return f"upload {shlex.quote(str(self.local))} -> {shlex.quote(self.remote)} (mode {self.mode:o})"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP GET or a TCP connect made from the controller to a target."""
+
+    kind: str  # "http" | "tcp"
+    url: str = ""
+    host: str = ""
+    port: int = 0
+    status: int | None = 200
+    contains: str | None = None
+    timeout: float = 5.0
+    description: str = ""
+
+    @property
+    def line(self) -> str:
+        if self.kind == "http":
+            expect = f" expect {self.status}" if self.status else ""
+            if self.contains:
+                expect += f" containing {self.contains!r}"
+            return f"GET {self.url}{expect}"
+        return f"connect tcp {self.host}:{self.port}"
+
+
+Operation = Command | Upload | Probe
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one operation gave back. ``exit_code`` is 0 on success."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def summary(self, limit: int = 2000) -> str:
+        """The tail of the captured output, for error messages."""
+        text = (self.stderr.strip() or self.stdout.strip())[-limit:]
+        if self.timed_out:
+            return "timed out" + (f": {text}" if text else "")
+        return f"exit {self.exit_code}" + (f": {text}" if text else "")
+
+

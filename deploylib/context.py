@@ -1,0 +1,88 @@
+"""The per-target context a step sees: which release, where, with which placeholders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from deploylib import placeholders
+from deploylib.commands import Command
+from deploylib.hosts import Host
+from deploylib.releases import Layout
+from deploylib.secrets import reveal
+
+if TYPE_CHECKING:
+    from deploylib.config import Environment
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """One target within one deploy. Steps read it; they never run anything themselves."""
+
+    env: Environment
+    host: Host
+    release: str
+    revision: str
+    artifact: str
+    previous: str | None = None
+    extra: Mapping[str, str] | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.env.deploy_to)
+
+    @property
+    def release_path(self) -> str:
+        return f"{self.env.deploy_to}/releases/{self.release}"
+
+    @property
+    def values(self) -> dict[str, str]:
+        layout = self.layout
+        values = {
+            "app": self.env.app,
+            "env": self.env.name,
+            "release": self.release,
+            "revision": self.revision,
+            "deploy_to": self.env.deploy_to,
+            "release_path": self.release_path,
+            "current_path": layout.current,
+            "shared_path": layout.shared,
+            "host": self.host.name,
+            "host_address": LOOPBACK if self.host.is_local else self.host.address,
+            "artifact": self.artifact,
+        }
+        values.update(self.extra or {})
+        return values
+
+    def for_release(self, release: str) -> StepContext:
+        """The same target, seen as if ``release`` were the one being deployed."""
+        return StepContext(
+            self.env, self.host, release, self.revision, self.artifact, self.previous, self.extra
+        )
+
+    def shell(self, template: str) -> str:
+        return placeholders.render_shell(template, self.values)
+
+    def text(self, template: str) -> str:
+        variables = {name: reveal(value) for name, value in self.env.variables.items()}
+        return placeholders.render_text(template, self.values, variables)
+
+    def command(
+        self,
+        template: str,
+        *,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        description: str = "",
+    ) -> Command:
+        """A user command: placeholders filled and quoted, env-file variables in its environment."""
+        return Command(
+            self.shell(template),
+            cwd=placeholders.render_text(cwd, self.values, {}) if cwd else None,
+            env=dict(self.env.variables),
+            timeout=timeout or self.env.command_timeout,
+            description=description,
+        )

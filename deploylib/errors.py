@@ -1,0 +1,123 @@
+"""The exception tree of deploylib.
+
+    DeployError                 base of everything deploylib raises on purpose
+    ├── ConfigError             bad deploy.toml, env file, pipeline or argument    exit 2
+    ├── LockHeld                another deploy holds a target's lock               exit 3
+    ├── StepFailed              a command or upload failed on a target             (inside a deploy)
+    │   └── VerifyFailed        a health check gave up                             (inside a deploy)
+    ├── DeployFailed            the deploy failed, every target is back            exit 1
+    └── FleetInconsistent       targets ended on different releases               exit 4
+
+The command line maps these to exit codes in one place (``exit_code_for``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deploylib.backends.base import Result
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 3
+EXIT_INCONSISTENT = 4
+
+
+class DeployError(Exception):
+    """Base class of every error deploylib raises on purpose."""
+
+    exit_code = EXIT_FAILED
+    #: set once the error was shown through a reporter, so the command line does not repeat it
+    reported = False
+
+
+class ConfigError(DeployError):
+    """Bad configuration or usage, found before any target was touched."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a target's lock, as read from ``owner.json``."""
+
+    host: str
+    raw: Mapping[str, object]
+
+    def describe(self) -> str:
+        user = self.raw.get("user", "?")
+        controller = self.raw.get("host", "?")
+        pid = self.raw.get("pid", "?")
+        since = self.raw.get("started_at", "?")
+        release = self.raw.get("release", "?")
+        return f"{user}@{controller} (pid {pid}, release {release}) since {since}"
+
+
+class LockHeld(DeployError):
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, owners: list[LockOwner]) -> None:
+        self.owners = owners
+        lines = [f"{o.host}: locked by {o.describe()}" for o in owners]
+        super().__init__(
+            "another deploy holds the lock:\n  " + "\n  ".join(lines)
+            + "\n(if that deploy is dead, remove the lock with: deploylib unlock --env ENV)"
+        )
+
+
+class StepFailed(DeployError):
+    """One operation failed on one target; carries the captured result."""
+
+    def __init__(self, step: str, host: str, message: str, result: Result | None = None) -> None:
+        self.step = step
+        self.host = host
+        self.result = result
+        self.message = message
+        super().__init__(f"{host}: step {step!r} failed: {message}")
+
+
+class VerifyFailed(StepFailed):
+    """A health check gave up after its attempts or deadline."""
+
+
+class DeployFailed(DeployError):
+    """The deploy failed and every target is on the release it had before."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
+        self.placement = dict(placement)
+        super().__init__(message + "\n" + describe_placement(self.placement))
+
+
+class FleetInconsistent(DeployError):
+    """Putting targets back failed somewhere: they are on different releases."""
+
+    exit_code = EXIT_INCONSISTENT
+
+    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
+        self.placement = dict(placement)
+        super().__init__(message + "\n" + describe_placement(self.placement))
+
+
+def describe_placement(placement: Mapping[str, str | None]) -> str:
+    return "\n".join(
+        f"  {host}: {release or '(no release)'}" for host, release in placement.items()
+    )
+
+
+def exit_code_for(error: BaseException) -> int:
+    if isinstance(error, DeployError):
+        return error.exit_code
+    return EXIT_FAILED

@@ -1,0 +1,164 @@
+"""``Pipeline``: an ordered list of steps, validated whole, and how pipelines are found.
+
+A pipeline lives in ``pipelines/<name>.py`` as a module-level ``pipeline = Pipeline(...)``.
+The runner reads it in phases, by position: ``local`` steps (``build``) first, then everything
+before ``switch`` (prepare: nothing user-visible changes), ``switch``, then everything after it
+(``verify`` and friends); a failure after the switch puts every switched target back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploylib import placeholders
+from deploylib.errors import ConfigError
+from deploylib.steps import Build, Push, Rollback, Step, Switch, as_steps
+
+
+@dataclass(frozen=True)
+class Phases:
+    local: tuple[Step, ...]
+    prepare: tuple[Step, ...]
+    switch: Switch | None
+    post: tuple[Step, ...]
+
+
+class Pipeline:
+    """``Pipeline(build(...), push(), switch(...), verify(...), on_failure=...)``.
+
+    ``on_failure`` steps run on every target after a failed deploy was put back. A ``rollback``
+    step among them replaces the default way of putting a target back.
+    """
+
+    def __init__(
+        self,
+        *steps: Step | str,
+        on_failure: Step | str | Sequence[Step | str] | None = None,
+        name: str = "",
+    ) -> None:
+        self.steps: tuple[Step, ...] = as_steps(list(steps))
+        failure_steps = as_steps(on_failure)
+        self.revert: Rollback | None = next(
+            (s for s in failure_steps if isinstance(s, Rollback)), None
+        )
+        self.on_failure: tuple[Step, ...] = tuple(
+            s for s in failure_steps if not isinstance(s, Rollback)
+        )
+        self.name = name
+
+    def flat(self) -> list[Step]:
+        """Every step in run order, hooks expanded."""
+        return _expand(self.steps)
+
+    def phases(self) -> Phases:
+        flat = self.flat()
+        switch_index = next((i for i, s in enumerate(flat) if isinstance(s, Switch)), None)
+        before = flat if switch_index is None else flat[:switch_index]
+        after = [] if switch_index is None else flat[switch_index + 1 :]
+        switch = None if switch_index is None else flat[switch_index]
+        assert switch is None or isinstance(switch, Switch)
+        return Phases(
+            local=tuple(s for s in before if s.placement == "local"),
+            prepare=tuple(s for s in before if s.placement != "local"),
+            switch=switch,
+            post=tuple(after),
+        )
+
+    def validate(self, file: str = "") -> None:
+        """Structure and placeholders; raises ``ConfigError`` naming the pipeline file."""
+        flat = self.flat()
+        if not flat:
+            raise ConfigError("the pipeline has no steps", file=file, key="pipeline")
+        switches = [s for s in flat if isinstance(s, Switch)]
+        if len(switches) > 1:
+            raise ConfigError("a pipeline has at most one switch()", file=file, key="switch")
+        pushes = [i for i, s in enumerate(flat) if isinstance(s, Push)]
+        builds = [i for i, s in enumerate(flat) if isinstance(s, Build)]
+        if pushes and (not builds or builds[0] > pushes[0]):
+            raise ConfigError("push() needs a build() before it", file=file, key="push")
+        if switches and not pushes:
+            raise ConfigError("switch() needs a push() before it", file=file, key="switch")
+        if pushes and not switches:
+            raise ConfigError("push() without switch() would never go live", file=file, key="push")
+        if switches and flat.index(switches[0]) < pushes[0]:
+            raise ConfigError("switch() must come after push()", file=file, key="switch")
+        for s in switches:
+            if s.start or s.stop:
+                raise ConfigError(
+                    "switch(start=..., stop=...) needs the blue_green strategy, not available in "
+                    "this version; use switch(restart=...)",
+                    file=file,
+                    key="switch",
+                )
+        if switches and builds and builds[-1] > flat.index(switches[0]):
+            raise ConfigError("build() must come before switch()", file=file, key="build")
+        for s in [*flat, *_expand(self.on_failure), *([self.revert] if self.revert else [])]:
+            for template in s.templates():
+                try:
+                    placeholders.validate(template, s.name)
+                except ConfigError as exc:
+                    raise ConfigError(exc.message, file=file, key=f"step {s.name}") from None
+
+
+def _expand(steps: Sequence[Step]) -> list[Step]:
+    flat: list[Step] = []
+    for s in steps:
+        flat += _expand(s.before)
+        flat.append(s)
+        flat += _expand(s.after)
+    return flat
+
+
+def load_pipeline(project_dir: Path, name: str) -> tuple[Pipeline, Path]:
+    """Import ``pipelines/<name>.py`` and return its ``pipeline``, validated."""
+    path = project_dir / "pipelines" / f"{name}.py"
+    if not path.is_file():
+        available = sorted(p.stem for p in (project_dir / "pipelines").glob("*.py"))
+        raise ConfigError(
+            f"pipeline {name!r} not found (available: {', '.join(available) or 'none'})",
+            file=str(path),
+            key="pipeline",
+        )
+    module_name = f"deploylib_pipeline_{name}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError("cannot be imported", file=str(path), key="pipeline")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=str(path), key=exc.key or "pipeline") from None
+    except Exception as exc:
+        line = _line_in(path, exc)
+        raise ConfigError(
+            f"error while loading{line}: {exc.__class__.__name__}: {exc}",
+            file=str(path),
+            key="pipeline",
+        ) from None
+    finally:
+        sys.modules.pop(module_name, None)
+    pipeline = getattr(module, "pipeline", None)
+    if not isinstance(pipeline, Pipeline):
+        raise ConfigError(
+            "defines no `pipeline = Pipeline(...)` at module level", file=str(path), key="pipeline"
+        )
+    pipeline.name = pipeline.name or name
+    pipeline.validate(str(path))
+    return pipeline, path
+
+
+def _line_in(path: Path, exc: BaseException) -> str:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == str(path):
+            return f" (line {frame.lineno})"
+    return ""
+
+
+def available_pipelines(project_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (project_dir / "pipelines").glob("*.py") if not p.stem.startswith("_"))

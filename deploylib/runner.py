@@ -1,0 +1,556 @@
+"""Runs a pipeline over targets: lock, prepare, switch, verify, put back, record, unlock.
+
+Fleet semantics, for one target as for many:
+
+1. the pipeline and config were validated before this module is reached;
+2. local steps (``build``) run once on this machine; nothing remote is touched yet;
+3. every target is locked, all or nothing (``LockHeld``, exit 3);
+4. prepare steps run on every target; a failure anywhere removes the unfinished release
+   everywhere and switches nobody (``DeployFailed``, exit 1);
+5. the strategy switches targets and the steps after ``switch`` (``verify``) run; a failure
+   puts every switched target back on the release it had and re-verifies it (exit 1), or
+   reports which target is on what if that failed (``FleetInconsistent``, exit 4);
+6. the outcome is appended to every target's release log, old releases are cleaned up and the
+   locks are released, also when interrupted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploylib import releases
+from deploylib.backends.base import Backend
+from deploylib.checks import retry_checks
+from deploylib.commands import Operation, Result
+from deploylib.config import Environment
+from deploylib.hosts import Host
+from deploylib.context import StepContext
+from deploylib.errors import (
+    ConfigError,
+    DeployError,
+    DeployFailed,
+    FleetInconsistent,
+    LockHeld,
+    LockOwner,
+    StepFailed,
+    VerifyFailed,
+)
+from deploylib.pipeline import Pipeline
+from deploylib.releases import Layout, LogEntry, TargetState
+from deploylib.reporting import Event, Reporter
+from deploylib.steps import Push, Rollback, Step, Switch, Verify
+from deploylib.strategies import Strategy, strategy_for
+
+BackendFactory = Callable[[Host], Backend]
+Clock = Callable[[], datetime]
+DEFAULT_PARALLEL = 32
+
+
+@dataclass
+class Target:
+    """One host during one run: its backend and what we know of it."""
+
+    host: Host
+    backend: Backend
+    state: TargetState = field(default_factory=TargetState)
+    locked: bool = False
+    prepared: bool = False
+    switched: bool = False
+    current: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a successful run did: the release and where each target ended."""
+
+    release: str
+    placement: dict[str, str | None]
+    removed: dict[str, list[str]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runner:
+    """One deploy or rollback of one environment. Use ``deploy()`` or ``rollback()`` once."""
+
+    def __init__(
+        self,
+        env: Environment,
+        pipeline: Pipeline,
+        *,
+        backend_for: BackendFactory,
+        controller: Backend,
+        reporter: Reporter,
+        revision: str = "unknown",
+        clock: Clock = utc_now,
+        parallel: int = DEFAULT_PARALLEL,
+        strategy: Strategy | None = None,
+    ) -> None:
+        self.env = env
+        self.pipeline = pipeline
+        self.phases = pipeline.phases()
+        self.backend_for = backend_for
+        self.controller = controller
+        self.reporter = reporter
+        self.revision = revision
+        self.clock = clock
+        self.parallel = max(1, parallel)
+        self.strategy = strategy or strategy_for(env.strategy)
+        self.user = getpass.getuser()
+        self.controller_name = socket.gethostname()
+        self.release = ""
+        self.artifact = ""
+        self.targets: list[Target] = []
+
+    # ------------------------------------------------------------------ public
+
+    def deploy(self, hosts: Sequence[Host]) -> Outcome:
+        self.release = releases.make_release_id(self.clock(), self.revision)
+        self._emit(
+            "deploy.start",
+            f"deploy {self.env.app} {self.release} (revision {self.revision}) to "
+            f"{self.env.name}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+            + (" [dry run]" if self.controller.dry else ""),
+            data={"release": self.release, "revision": self.revision, "env": self.env.name,
+                  "hosts": [h.name for h in hosts]},
+        )
+        workdir = tempfile.mkdtemp(prefix="deploylib-")
+        self.artifact = str(Path(workdir) / f"{self.env.app}-{self.release}.tar.gz")
+        phase = "build"
+        try:
+            self._run_local_steps()
+            phase = "connect"
+            self.targets = self._connect(hosts)
+            self._lock_all()
+            self._check_release_is_new()
+            phase = "prepare"
+            for prepare_step in self.phases.prepare:
+                self._run_step(prepare_step, self.targets)
+            for target in self.targets:
+                target.prepared = True
+            phase = "switch"
+            self._go_live(self.release, self.phases.switch)
+            phase = "record"
+            self._record_all("deploy", "success", self.release)
+            removed = self._cleanup()
+            placement = {t.name: t.current for t in self.targets}
+            self._emit(
+                "deploy.ok",
+                f"deployed {self.release} to {self.env.name}: "
+                + ", ".join(f"{h} → {r}" for h, r in placement.items()),
+                data={"release": self.release, "placement": placement},
+            )
+            return Outcome(self.release, placement, removed)
+        except BaseException as exc:
+            raise self._fail(phase, exc) from exc
+        finally:
+            self._unlock_all()
+            self._close()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
+        """Switch every target back: to ``to``, or to the release before current in the log."""
+        if to is not None:
+            try:
+                releases.validate_release_id(to)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key="--to") from None
+        self._emit("rollback.start", f"rollback {self.env.app} on {self.env.name}"
+                   + (f" to {to}" if to else ""), data={"to": to})
+        phase = "connect"
+        try:
+            self.targets = self._connect(hosts)
+            self._lock_all()
+            self.release = self._rollback_target(to)
+            self.revision = self._revision_of(self.release)
+            phase = "switch"
+            revert = self.pipeline.revert or Rollback(
+                name="rollback", restart=self.phases.switch.restart if self.phases.switch else None
+            )
+            self._go_live(self.release, revert)
+            phase = "record"
+            self._record_all("rollback", "success", self.release)
+            placement = {t.name: t.current for t in self.targets}
+            self._emit("rollback.ok", f"rolled back {self.env.name} to {self.release}",
+                       data={"release": self.release, "placement": placement})
+            return Outcome(self.release, placement, {})
+        except BaseException as exc:
+            raise self._fail(phase, exc, event="rollback") from exc
+        finally:
+            self._unlock_all()
+            self._close()
+
+    # ------------------------------------------------------------------ phases
+
+    def _run_local_steps(self) -> None:
+        controller = Target(Host("local", "local"), self.controller)
+        for local_step in self.phases.local:
+            self._run_on(local_step, controller)
+        if self.phases.local and not self.controller.dry and self._pushes():
+            if not Path(self.artifact).is_file():
+                raise StepFailed("build", "local", "the build did not write {artifact} "
+                                 f"({self.artifact})")
+
+    def _pushes(self) -> bool:
+        return any(isinstance(s, Push) for s in self.phases.prepare)
+
+    def _connect(self, hosts: Sequence[Host]) -> list[Target]:
+        return [Target(host, self.backend_for(host)) for host in hosts]
+
+    def _lock_all(self) -> None:
+        owner = {
+            "user": self.user,
+            "host": self.controller_name,
+            "pid": os.getpid(),
+            "release": self.release or None,
+            "started_at": self.clock().isoformat(timespec="seconds"),
+        }
+        layout = Layout(self.env.deploy_to)
+
+        def lock(target: Target) -> None:
+            result = self._execute(target, releases.lock_command(layout, owner), "lock")
+            target.state = releases.parse_state(result.stdout)
+            target.current = target.state.current
+            if result.exit_code == releases.LOCK_HELD_EXIT:
+                raise LockHeld([LockOwner(target.name, target.state.lock_owner or {})])
+            if not result.ok:
+                raise StepFailed("lock", target.name, result.summary(), result)
+            target.locked = True
+
+        errors = self._parallel(lock, self.targets)
+        held = [owner for e in errors.values() if isinstance(e, LockHeld) for owner in e.owners]
+        if held:
+            raise LockHeld(held)
+        if errors:
+            raise next(iter(errors.values()))
+
+    def _check_release_is_new(self) -> None:
+        for target in self.targets:
+            known = target.state.releases | {str(e.get("release")) for e in target.state.log}
+            if self.release in known:
+                raise ConfigError(
+                    f"release {self.release} already exists on {target.name} (two deploys of one "
+                    "revision within a second?); deploy again",
+                    key="release",
+                )
+
+    def _go_live(self, release: str, switch_step: Step | None) -> None:
+        """Switch targets batch by batch, running the steps after ``switch`` after each batch."""
+        if switch_step is None:
+            for post_step in self.phases.post:
+                self._run_step(post_step, self.targets)
+            return
+        for batch in self.strategy.batches(self.targets):
+            self._run_step(switch_step, batch, release=release)
+            for post_step in self.phases.post:
+                self._run_step(post_step, batch, release=release)
+
+    # ------------------------------------------------------------------ steps
+
+    def _run_step(self, step: Step, targets: Sequence[Target], *, release: str | None = None) -> None:
+        if step.placement == "local":
+            self._run_on(step, Target(Host("local", "local"), self.controller), release)
+            return
+        chosen = self._targets_for(step, targets)
+        errors = self._parallel(lambda t: self._run_on(step, t, release), chosen)
+        if errors:
+            raise next(iter(errors.values()))
+
+    def _targets_for(self, step: Step, targets: Sequence[Target]) -> list[Target]:
+        if step.placement == "once":
+            wanted = step.roles or (("db",) if step.name == "migrate" else ())
+            for target in self.targets:
+                if set(wanted) & set(target.host.roles):
+                    return [target] if target in targets else []
+            return [self.targets[0]] if self.targets and self.targets[0] in targets else []
+        if step.roles:
+            return [t for t in targets if set(step.roles) & set(t.host.roles)]
+        return list(targets)
+
+    def _context(self, target: Target, release: str | None = None) -> StepContext:
+        return StepContext(
+            env=self.env,
+            host=target.host,
+            release=release or self.release,
+            revision=self.revision,
+            artifact=self.artifact,
+            previous=target.state.current,
+        )
+
+    def _run_on(self, step: Step, target: Target, release: str | None = None) -> None:
+        ctx = self._context(target, release)
+        started = time.monotonic()
+        self._emit("step.start", host=target.name, step=step.name)
+        if isinstance(step, Verify):
+            self._verify(step, target, ctx)
+        else:
+            if isinstance(step, Switch | Rollback):
+                target.switched = True
+            for op in step.operations(ctx):
+                result = self._execute(target, op, step.name)
+                if not result.ok:
+                    raise StepFailed(step.name, target.name, result.summary(), result)
+            if isinstance(step, Switch | Rollback):
+                target.current = ctx.release
+        self._emit("step.ok", host=target.name, step=step.name,
+                   data={"seconds": round(time.monotonic() - started, 3)})
+
+    def _verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
+        def on_attempt(attempt: int, result: Result) -> None:
+            message = "ok" if result.ok else result.summary(300)
+            self._emit("check.attempt", message, host=target.name, step=step.name,
+                       data={"attempt": attempt, "ok": result.ok})
+
+        operations = step.operations(ctx)
+        for op in operations:
+            self._emit("operation", op.line, host=target.name, step=step.name)
+        result = retry_checks(
+            target.backend,
+            operations,
+            attempts=step.attempts,
+            wait=step.wait,
+            deadline=step.deadline,
+            on_attempt=on_attempt,
+        )
+        if not result.ok:
+            raise VerifyFailed(step.name, target.name,
+                               f"gave up after {step.attempts} attempts: {result.summary(300)}",
+                               result)
+
+    def _execute(self, target: Target, op: Operation, step: str) -> Result:
+        self._emit("operation", op.line, host=target.name, step=step)
+        return target.backend.execute(op)
+
+    # ------------------------------------------------------------------ failure
+
+    def _fail(self, phase: str, exc: BaseException, *, event: str = "deploy") -> BaseException:
+        """Put every target back as ``phase`` requires; return the error to raise."""
+        if isinstance(exc, ConfigError | LockHeld):
+            self._emit(f"{event}.failed", self._redact(str(exc)))
+            return exc
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else self._redact(str(exc))
+        if isinstance(exc, StepFailed):
+            self._emit("step.failed", self._redact(exc.message), host=exc.host, step=exc.step)
+        elif not isinstance(exc, DeployError | KeyboardInterrupt):
+            reason = f"{exc.__class__.__name__}: {self._redact(str(exc))}"
+        broken: list[str] = []
+        if phase == "switch":
+            broken = self._put_back()
+        if event == "deploy" and phase in ("prepare", "switch"):
+            self._remove_unfinished()
+        if phase in ("prepare", "switch"):
+            outcome = "rolled_back" if phase == "switch" else "failed"
+            self._record_all(event, outcome, self.release, error=reason, quiet=True)
+            self._run_on_failure_steps()
+        placement = {t.name: t.current for t in self.targets}
+        if broken:
+            error: DeployError = FleetInconsistent(
+                f"{event} failed ({reason}) and putting back failed on {', '.join(broken)}: "
+                "targets are on different releases", placement)
+        else:
+            if phase in ("build", "connect"):
+                what = "nothing was changed"
+            elif phase == "prepare":
+                what = "no target was switched; the unfinished release was removed"
+            else:
+                what = "every target is back on the release it had"
+            error = DeployFailed(f"{event} failed: {reason}; {what}", placement)
+        self._emit(f"{event}.failed", self._redact(str(error)), data={"placement": placement})
+        return error
+
+    def _put_back(self) -> list[str]:
+        """Return every switched target to the release it had; the names of those that failed."""
+        revert = self.pipeline.revert or Rollback(
+            name="rollback",
+            restart=self.phases.switch.restart if self.phases.switch else None,
+        )
+        if self.pipeline.revert and not revert.restart and self.phases.switch:
+            revert = Rollback(name="rollback", restart=self.phases.switch.restart,
+                              before=revert.before, after=revert.after)
+        verifies = [s for s in self.phases.post if isinstance(s, Verify)]
+
+        def put_back(target: Target) -> None:
+            previous = target.state.current
+            self._emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
+            if previous is None:
+                result = self._execute(target, releases.switch_command(Layout(self.env.deploy_to), None), "rollback")
+                if not result.ok:
+                    raise StepFailed("rollback", target.name, result.summary(), result)
+                target.current = None
+                return
+            self._run_on(revert, target, previous)
+            for verify_step in verifies:
+                self._run_on(verify_step, target, previous)
+
+        switched = [t for t in self.targets if t.switched]
+        errors = self._parallel(put_back, switched)
+        for name, error in errors.items():
+            self._emit("warning", f"putting back failed: {self._redact(str(error))}", host=name)
+        return list(errors)
+
+    def _remove_unfinished(self) -> None:
+        layout = Layout(self.env.deploy_to)
+
+        def remove(target: Target) -> None:
+            if target.current == self.release:
+                return
+            result = self._execute(target, releases.remove_release_command(layout, [self.release]), "cleanup")
+            if not result.ok:
+                raise StepFailed("cleanup", target.name, result.summary(), result)
+
+        for name, error in self._parallel(remove, [t for t in self.targets if t.locked]).items():
+            self._emit("warning", f"could not remove the unfinished release: {error}", host=name)
+
+    def _run_on_failure_steps(self) -> None:
+        for failure_step in self.pipeline.on_failure:
+            targets = [t for t in self.targets if t.locked]
+            try:
+                self._run_step(failure_step, targets)
+            except Exception as exc:  # an on_failure hook must not mask the deploy's failure
+                self._emit("warning", f"on_failure step {failure_step.name!r} failed: "
+                           f"{self._redact(str(exc))}")
+
+    # ------------------------------------------------------------------ records
+
+    def _record_all(self, event: str, outcome: str, release: str, *, error: str | None = None,
+                    quiet: bool = False) -> None:
+        layout = Layout(self.env.deploy_to)
+        now = self.clock().isoformat(timespec="seconds")
+
+        def record(target: Target) -> None:
+            entry = LogEntry(
+                event=event, outcome=outcome, release=release, revision=self.revision,
+                current=target.current, previous=target.state.current, user=self.user,
+                controller=self.controller_name, time=now,
+                error=self._redact(error) if error else None,
+            )
+            result = self._execute(target, releases.record_command(layout, entry), "record")
+            if not result.ok:
+                raise StepFailed("record", target.name, result.summary(), result)
+            target.state = TargetState(
+                current=target.current,
+                releases=target.state.releases | ({release} if target.prepared else set()),
+                log=(*target.state.log, _entry_dict(entry)),
+                lock_owner=target.state.lock_owner,
+                locked=target.state.locked,
+            )
+
+        errors = self._parallel(record, [t for t in self.targets if t.locked])
+        for name, exc in errors.items():
+            self._emit("warning", f"could not write the release log: {exc}", host=name)
+        if errors and not quiet:
+            raise next(iter(errors.values()))
+
+    def _cleanup(self) -> dict[str, list[str]]:
+        layout = Layout(self.env.deploy_to)
+        removed: dict[str, list[str]] = {}
+
+        def clean(target: Target) -> None:
+            doomed = target.state.removable(self.env.keep_releases)
+            removed[target.name] = doomed
+            if doomed:
+                result = self._execute(target, releases.remove_release_command(layout, doomed), "cleanup")
+                if not result.ok:
+                    raise StepFailed("cleanup", target.name, result.summary(), result)
+
+        for name, error in self._parallel(clean, self.targets).items():
+            self._emit("warning", f"cleanup failed: {self._redact(str(error))}", host=name)
+        return removed
+
+    # ------------------------------------------------------------------ rollback helpers
+
+    def _rollback_target(self, to: str | None) -> str:
+        wanted: dict[str, str | None] = {}
+        for target in self.targets:
+            state = target.state
+            if to is not None:
+                ok = to in state.releases and to in state.deployed()
+                wanted[target.name] = to if ok else None
+            else:
+                wanted[target.name] = state.rollback_target()
+        missing = [name for name, release in wanted.items() if release is None]
+        if missing:
+            what = f"release {to} is not a deployed release" if to else "there is no earlier release"
+            raise DeployFailed(f"cannot roll back: {what} on {', '.join(missing)}; nothing was changed",
+                               {t.name: t.current for t in self.targets})
+        distinct = set(wanted.values())
+        if len(distinct) > 1:
+            raise DeployFailed("cannot roll back: targets disagree on the previous release "
+                               "(use --to RELEASE); nothing was changed", wanted)
+        release = distinct.pop()
+        assert release is not None
+        return release
+
+    def _revision_of(self, release: str) -> str:
+        for entry in reversed(self.targets[0].state.log):
+            if entry.get("release") == release and entry.get("revision"):
+                return str(entry["revision"])
+        return "unknown"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _unlock_all(self) -> None:
+        layout = Layout(self.env.deploy_to)
+
+        def unlock(target: Target) -> None:
+            result = target.backend.execute(releases.unlock_command(layout))
+            if not result.ok:
+                raise StepFailed("unlock", target.name, result.summary(), result)
+            target.locked = False
+
+        for name, error in self._parallel(unlock, [t for t in self.targets if t.locked]).items():
+            self._emit("warning", f"could not release the lock: {error}", host=name)
+
+    def _close(self) -> None:
+        for target in self.targets:
+            target.backend.close()
+
+    def _parallel(self, work: Callable[[Target], None], targets: Iterable[Target]) -> dict[str, BaseException]:
+        """Run ``work`` on each target (bounded concurrency); the errors by target name."""
+        targets = list(targets)
+        errors: dict[str, BaseException] = {}
+        if len(targets) <= 1 or self.parallel == 1:
+            for target in targets:
+                try:
+                    work(target)
+                except Exception as exc:
+                    errors[target.name] = exc
+            return errors
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(targets))) as pool:
+            futures = {target.name: pool.submit(work, target) for target in targets}
+            for name, future in futures.items():
+                exc = future.exception()
+                if exc is not None:
+                    errors[name] = exc
+        return errors
+
+    def _redact(self, text: str) -> str:
+        return self.env.redactor.redact(text)
+
+    def _emit(self, kind: str, message: str = "", *, host: str | None = None,
+              step: str | None = None, data: dict[str, object] | None = None) -> None:
+        self.reporter.emit(Event(kind, message, host, step, data or {}))
+
+
+def _entry_dict(entry: LogEntry) -> dict[str, object]:
+    value = json.loads(entry.as_json())
+    assert isinstance(value, dict)
+    return value
+

@@ -1,0 +1,295 @@
+"""The pipeline steps: each turns a ``StepContext`` into operations, and runs nothing itself.
+
+``build`` runs once on this machine; ``push``, ``run``, ``switch``, ``verify`` and ``rollback``
+run on every target; ``migrate`` (and ``run(once=True)``) on one target. A custom step is a
+function decorated ``@step``. Every step takes ``before=`` and ``after=`` hooks: steps, or
+strings that become ``run(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, overload
+
+from deploylib import releases
+from deploylib.checks import Check
+from deploylib.commands import Command, Operation, Probe, Upload
+from deploylib.context import StepContext
+from deploylib.errors import ConfigError
+
+Placement = Literal["local", "each", "once"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """Base of every step. ``placement`` says where it runs: this machine, each target, or one."""
+
+    name: str = "step"
+    placement: Placement = "each"
+    roles: tuple[str, ...] = ()
+    before: tuple[Step, ...] = ()
+    after: tuple[Step, ...] = ()
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return []
+
+    def templates(self) -> Iterable[str]:
+        """Every template this step fills, for validation before any target is touched."""
+        return ()
+
+    def hooked(self, before: HookSpec = None, after: HookSpec = None) -> Step:
+        """A copy of this step with more hooks."""
+        return replace(self, before=self.before + as_steps(before), after=self.after + as_steps(after))
+
+
+HookSpec = Step | str | Sequence[Step | str] | None
+
+
+def as_steps(spec: Step | str | Sequence[Step | str] | None) -> tuple[Step, ...]:
+    if spec is None:
+        return ()
+    if isinstance(spec, Step | str):
+        spec = [spec]
+    steps: list[Step] = []
+    for item in spec:
+        if isinstance(item, str):
+            steps.append(run(item))
+        elif isinstance(item, Step):
+            steps.append(item)
+        else:
+            raise ConfigError(f"a hook must be a step or a command string, not {item!r}")
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class Build(Step):
+    command: str = ""
+    cwd: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        cwd = ctx.shell(self.cwd) if self.cwd else str(ctx.env.project_dir)
+        return [ctx.command(self.command, cwd=cwd, description="build")]
+
+    def templates(self) -> Iterable[str]:
+        return [self.command, *([self.cwd] if self.cwd else [])]
+
+
+@dataclass(frozen=True)
+class Push(Step):
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        layout = ctx.layout
+        return [
+            releases.env_file_command(layout, ctx.env.variables),
+            releases.upload_artifact(layout, ctx.artifact, ctx.release),
+            releases.unpack_command(
+                layout, ctx.release, ctx.revision, ctx.env.shared_dirs, ctx.env.shared_files
+            ),
+        ]
+
+
+@dataclass(frozen=True)
+class Run(Step):
+    command: str = ""
+    cwd: str | None = None
+    timeout: float | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [ctx.command(self.command, cwd=self.cwd, timeout=self.timeout, description=self.name)]
+
+    def templates(self) -> Iterable[str]:
+        return [self.command, *([self.cwd] if self.cwd else [])]
+
+
+@dataclass(frozen=True)
+class Switch(Step):
+    """Move ``current`` to the new release, then run ``restart`` (from the new ``current``)."""
+
+    restart: str | None = None
+    start: str | None = None
+    stop: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [releases.switch_command(ctx.layout, ctx.release), *self.restart_operations(ctx)]
+
+    def restart_operations(self, ctx: StepContext) -> list[Operation]:
+        if not self.restart:
+            return []
+        return [ctx.command(self.restart, cwd=ctx.layout.current, description="restart")]
+
+    def templates(self) -> Iterable[str]:
+        return [t for t in (self.restart, self.start, self.stop) if t]
+
+
+@dataclass(frozen=True)
+class Verify(Step):
+    checks: tuple[Check, ...] = ()
+    attempts: int = 10
+    wait: float = 1.0
+    deadline: float | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [check.operation(ctx) for check in self.checks]
+
+    def templates(self) -> Iterable[str]:
+        for check in self.checks:
+            yield from check.templates()
+
+
+@dataclass(frozen=True)
+class Rollback(Step):
+    """Switch back to ``ctx.release`` (the rollback target) and restart there.
+
+    In ``Pipeline(on_failure=rollback(restart=...))`` it says how a failed deploy is put back;
+    without ``restart`` the switch step's restart is used.
+    """
+
+    restart: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        ops: list[Operation] = [releases.switch_command(ctx.layout, ctx.release)]
+        if self.restart:
+            ops.append(ctx.command(self.restart, cwd=ctx.layout.current, description="restart"))
+        return ops
+
+    def templates(self) -> Iterable[str]:
+        return [self.restart] if self.restart else []
+
+
+StepFunction = Callable[[StepContext], "Iterable[str | Operation] | str | Operation | None"]
+
+
+@dataclass(frozen=True)
+class CustomStep(Step):
+    """A plain function ``fn(ctx)`` returning or yielding command strings or operations."""
+
+    function: StepFunction | None = field(default=None, compare=False)
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        assert self.function is not None
+        produced = self.function(ctx)
+        if produced is None:
+            return []
+        if isinstance(produced, str | Command | Upload | Probe):
+            produced = [produced]
+        ops: list[Operation] = []
+        for item in produced:
+            if isinstance(item, str):
+                ops.append(ctx.command(item, description=self.name))
+            elif isinstance(item, Command | Upload | Probe):
+                ops.append(item)
+            else:
+                raise ConfigError(
+                    f"step {self.name!r} produced {item!r}; expected command strings or operations"
+                )
+        return ops
+
+
+# ---------------------------------------------------------------------------- the DSL
+
+
+def build(
+    command: str, *, cwd: str | None = None, before: HookSpec = None, after: HookSpec = None
+) -> Step:
+    """Run ``command`` once on this machine; it must write the artifact to ``{artifact}``."""
+    return Build(name="build", placement="local", command=command, cwd=cwd,
+                 before=as_steps(before), after=as_steps(after))
+
+
+def push(*, before: HookSpec = None, after: HookSpec = None) -> Step:
+    """Upload the artifact, unpack it into ``{release_path}``, link shared paths, write REVISION."""
+    return Push(name="push", before=as_steps(before), after=as_steps(after))
+
+
+def run(
+    command: str,
+    *,
+    cwd: str | None = None,
+    once: bool = False,
+    roles: Sequence[str] = (),
+    timeout: float | None = None,
+    name: str = "run",
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
+    return Run(name=name, placement="once" if once else "each", roles=tuple(roles),
+               command=command, cwd=cwd, timeout=timeout,
+               before=as_steps(before), after=as_steps(after))
+
+
+def migrate(
+    command: str,
+    *,
+    cwd: str | None = "{release_path}",
+    timeout: float | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
+    return Run(name="migrate", placement="once", command=command, cwd=cwd, timeout=timeout,
+               before=as_steps(before), after=as_steps(after))
+
+
+def switch(
+    *,
+    restart: str | None = None,
+    start: str | None = None,
+    stop: str | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Point ``current`` at the new release atomically, then ``restart`` the app."""
+    return Switch(name="switch", restart=restart, start=start, stop=stop,
+                  before=as_steps(before), after=as_steps(after))
+
+
+def verify(
+    *checks: Check,
+    attempts: int = 10,
+    wait: float = 1.0,
+    deadline: float | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Retry ``checks`` until all pass: up to ``attempts`` times, ``wait`` s apart, ``deadline`` s."""
+    if not checks:
+        raise ConfigError("verify() needs at least one check: http(...), tcp(...) or command(...)")
+    if attempts < 1 or wait < 0 or (deadline is not None and deadline <= 0):
+        raise ConfigError("verify(): attempts must be >= 1, wait >= 0 and deadline > 0")
+    return Verify(name="verify", checks=tuple(checks), attempts=attempts, wait=wait,
+                  deadline=deadline, before=as_steps(before), after=as_steps(after))
+
+
+def rollback(*, restart: str | None = None, before: HookSpec = None, after: HookSpec = None) -> Step:
+    """Switch back to the previous release (see ``Rollback``)."""
+    return Rollback(name="rollback", restart=restart, before=as_steps(before), after=as_steps(after))
+
+
+@overload
+def step(function: StepFunction, /) -> CustomStep: ...
+@overload
+def step(
+    *, name: str | None = None, once: bool = False, local: bool = False,
+    roles: Sequence[str] = (),
+) -> Callable[[StepFunction], CustomStep]: ...
+
+
+def step(
+    function: StepFunction | None = None,
+    /,
+    *,
+    name: str | None = None,
+    once: bool = False,
+    local: bool = False,
+    roles: Sequence[str] = (),
+) -> CustomStep | Callable[[StepFunction], CustomStep]:
+    """Make a plain function a step: ``@step`` or ``@step(once=True)`` / ``@step(local=True)``."""
+
+    def wrap(fn: StepFunction) -> CustomStep:
+        placement: Placement = "local" if local else "once" if once else "each"
+        return CustomStep(name=name or fn.__name__, placement=placement, roles=tuple(roles),
+                          function=fn)
+
+    return wrap(function) if function is not None else wrap
+
