@@ -179,17 +179,25 @@ def _validate(raw: dict[str, Any], config_file: Path) -> ProjectModel:
     try:
         return ProjectModel.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
+        errors = exc.errors()
+        # a union (hosts: string or table) reports one error per member: the deepest is the
+        # one that says what is wrong with what the user wrote
+        error = max(errors, key=lambda e: len(e["loc"]))
+        key = _key_of(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
-        more = len(exc.errors()) - 1
-        if more:
-            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        others = {_key_of(e["loc"]) for e in errors} - {key}
+        others = {k for k in others if not key.startswith(k)}
+        if others:
+            message += f" (also: {', '.join(sorted(others))})"
         raise ConfigError(message, file=str(config_file), key=key) from None
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc if not _is_union_tag(part))
 
 
 def _is_union_tag(part: object) -> bool:

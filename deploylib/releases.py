@@ -20,7 +20,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploylib.commands import Command, Upload
@@ -232,9 +232,12 @@ def _dotenv_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def upload_artifact(layout: Layout, artifact: str, release: str) -> Upload:
-    from pathlib import Path
+def artifact_check(artifact: str) -> Command:
+    """Pass when the build wrote a non-empty artifact (runs on the controller)."""
+    return Command(f"test -s {shlex.quote(artifact)}", description="check artifact")
 
+
+def upload_artifact(layout: Layout, artifact: str, release: str) -> Upload:
     return Upload(Path(artifact), layout.upload_path(release), 0o600, description="upload artifact")
 
 

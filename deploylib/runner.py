@@ -32,7 +32,7 @@ from pathlib import Path
 from deploylib import releases
 from deploylib.backends.base import Backend
 from deploylib.checks import retry_checks
-from deploylib.commands import Operation, Result
+from deploylib.commands import Operation, Probe, Result
 from deploylib.config import Environment
 from deploylib.hosts import Host
 from deploylib.context import StepContext
@@ -102,6 +102,7 @@ class Runner:
         clock: Clock = utc_now,
         parallel: int = DEFAULT_PARALLEL,
         strategy: Strategy | None = None,
+        workdir: Path | None = None,
     ) -> None:
         self.env = env
         self.pipeline = pipeline
@@ -113,11 +114,13 @@ class Runner:
         self.clock = clock
         self.parallel = max(1, parallel)
         self.strategy = strategy or strategy_for(env.strategy)
+        self.workdir = workdir
         self.user = getpass.getuser()
         self.controller_name = socket.gethostname()
         self.release = ""
         self.artifact = ""
         self.targets: list[Target] = []
+        self.verified: list[str] = []
 
     # ------------------------------------------------------------------ public
 
@@ -131,8 +134,8 @@ class Runner:
             data={"release": self.release, "revision": self.revision, "env": self.env.name,
                   "hosts": [h.name for h in hosts]},
         )
-        workdir = tempfile.mkdtemp(prefix="deploylib-")
-        self.artifact = str(Path(workdir) / f"{self.env.app}-{self.release}.tar.gz")
+        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="deploylib-"))
+        self.artifact = str(workdir / f"{self.env.app}-{self.release}.tar.gz")
         phase = "build"
         try:
             self._run_local_steps()
@@ -154,8 +157,9 @@ class Runner:
             self._emit(
                 "deploy.ok",
                 f"deployed {self.release} to {self.env.name}: "
-                + ", ".join(f"{h} → {r}" for h, r in placement.items()),
-                data={"release": self.release, "placement": placement},
+                + ", ".join(f"{h} → {r}" for h, r in placement.items())
+                + "".join(f"\n  verified: {line}" for line in self.verified),
+                data={"release": self.release, "placement": placement, "verified": self.verified},
             )
             return Outcome(self.release, placement, removed)
         except BaseException as exc:
@@ -163,7 +167,8 @@ class Runner:
         finally:
             self._unlock_all()
             self._close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self.workdir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
         """Switch every target back: to ``to``, or to the release before current in the log."""
@@ -203,10 +208,11 @@ class Runner:
         controller = Target(Host("local", "local"), self.controller)
         for local_step in self.phases.local:
             self._run_on(local_step, controller)
-        if self.phases.local and not self.controller.dry and self._pushes():
-            if not Path(self.artifact).is_file():
+        if self._pushes():
+            result = self._execute(controller, releases.artifact_check(self.artifact), "build")
+            if not result.ok:
                 raise StepFailed("build", "local", "the build did not write {artifact} "
-                                 f"({self.artifact})")
+                                 f"({self.artifact})", result)
 
     def _pushes(self) -> bool:
         return any(isinstance(s, Push) for s in self.phases.prepare)
@@ -329,6 +335,10 @@ class Runner:
             deadline=step.deadline,
             on_attempt=on_attempt,
         )
+        if result.ok and ctx.release == self.release:
+            for op in operations:
+                if isinstance(op, Probe) and op.line not in self.verified:
+                    self.verified.append(op.line)
         if not result.ok:
             raise VerifyFailed(step.name, target.name,
                                f"gave up after {step.attempts} attempts: {result.summary(300)}",

@@ -1,0 +1,3 @@
+from deploylib.cli import main
+
+main()

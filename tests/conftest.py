@@ -1,0 +1,117 @@
+"""Shared fixtures: a throw-away project directory with its own deploy.toml and pipelines."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deploylib import actions
+from deploylib.reporting import RecordingReporter
+from deploylib.runner import Outcome
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASIC_TOML = """\
+app = "demo"
+deploy_to = "/srv/demo"
+keep_releases = 3
+shared_dirs = ["log"]
+shared_files = [".env"]
+
+[environments.dev]
+hosts = ["local"]
+deploy_to = "target"
+"""
+
+# A pipeline whose behaviour the app's own files decide, so tests can make any step fail:
+# FAIL_PREPARE makes the prepare step fail, BROKEN makes verify fail.
+BASIC_PIPELINE = """\
+from deploylib import Pipeline, build, push, run, switch, verify, command
+
+pipeline = Pipeline(
+    build("tar -czf {artifact} -C app ."),
+    push(),
+    run("test ! -e FAIL_PREPARE", cwd="{release_path}"),
+    switch(restart="echo {release} >> {shared_path}/restarts"),
+    verify(command("test ! -e {current_path}/BROKEN"), attempts=2, wait=0),
+)
+"""
+
+
+class Project:
+    """A project directory: deploy.toml, pipelines/, app/ and helpers to deploy it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._clock = itertools.count()
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    @property
+    def target(self) -> Path:
+        return self.root / "target"
+
+    def current(self) -> str | None:
+        link = self.target / "current"
+        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
+
+    def release_dirs(self) -> set[str]:
+        releases = self.target / "releases"
+        return {p.name for p in releases.iterdir()} if releases.is_dir() else set()
+
+    def log(self) -> list[dict[str, object]]:
+        import json
+
+        path = self.target / ".deploylib" / "releases.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def clock(self) -> datetime:
+        """A clock one minute further on each call: release ids never collide."""
+        return datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=next(self._clock))
+
+    def deploy(self, env: str = "dev", *, revision: str = "abc1234", **kwargs: str | None
+               ) -> tuple[Outcome, RecordingReporter]:
+        reporter = RecordingReporter()
+        loaded = actions.load(self.root / "deploy.toml", env, **kwargs)
+        outcome = actions.deploy(loaded, reporter=reporter, revision=revision, clock=self.clock)
+        return outcome, reporter
+
+    def rollback(self, env: str = "dev", to: str | None = None) -> Outcome:
+        loaded = actions.load(self.root / "deploy.toml", env)
+        return actions.rollback(loaded, reporter=RecordingReporter(), to=to, clock=self.clock)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the deploylib program in this project, as a user would."""
+        return subprocess.run(
+            [sys.executable, "-m", "deploylib", *args],
+            cwd=self.root,
+            env={**os.environ, "CI": "true", **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    p = Project(tmp_path / "proj")
+    p.write("deploy.toml", BASIC_TOML)
+    p.write("pipelines/web.py", BASIC_PIPELINE)
+    p.write("app/index.txt", "hello\n")
+    yield p

@@ -1,0 +1,308 @@
+"""The runner against fake targets: the exact operations of a deploy, failure and revert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deploylib import (
+    Command,
+    DeployFailed,
+    FleetInconsistent,
+    LockHeld,
+    Pipeline,
+    Secret,
+    build,
+    command,
+    http,
+    migrate,
+    push,
+    rollback,
+    run,
+    step,
+    switch,
+    verify,
+)
+from deploylib.commands import Operation, Probe, Result
+from deploylib.hosts import Host
+from deploylib.releases import LOCK_HELD_EXIT, STATE_MARK
+from deploylib.testing import WORKDIR, FakeFleet, deploy_with_fakes, environment
+
+R = "20260102T030405Z-abc1234"
+OLD = "20251231T000000Z-0ld0000"
+ARTIFACT = f"{WORKDIR}/app-{R}.tar.gz"
+
+
+def web_pipeline(**kwargs: object) -> Pipeline:
+    return Pipeline(
+        build("tar -czf {artifact} ."),
+        push(),
+        run("pip install -r requirements.txt", cwd="{release_path}"),
+        migrate("./manage.py migrate"),
+        switch(restart="kill -HUP $(cat {shared_path}/app.pid)"),
+        verify(http("http://{host_address}:8000/health", contains="{release}"), attempts=2, wait=0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def state_with_previous(op: Operation) -> Result | None:
+    """Answer the lock command as a target that runs OLD."""
+    if isinstance(op, Command) and op.description == "lock":
+        entry = {"event": "deploy", "outcome": "success", "release": OLD, "revision": "0ld"}
+        out = (f"{STATE_MARK}current\nreleases/{OLD}\n{STATE_MARK}releases\n{OLD}\n"
+               f"{STATE_MARK}lock\n{STATE_MARK}log\n{json.dumps(entry)}\n")
+        return Result(0, out)
+    return None
+
+
+def test_deploy_runs_exact_operations() -> None:
+    env = environment(shared_dirs=["log"], shared_files=[".env"])
+    fleet = FakeFleet()
+    outcome, report = deploy_with_fakes(env, web_pipeline(), fleet)
+
+    assert not isinstance(outcome, Exception)
+    assert outcome.placement == {"local": R}
+    assert fleet.controller.lines == [
+        f"cd /project && tar -czf {ARTIFACT} .",
+        f"test -s {ARTIFACT}",
+    ]
+    rel = f"/srv/app/releases/{R}"
+    lines = fleet["local"].lines
+    assert lines[0].startswith("mkdir -p /srv/app/.deploylib || exit 1; if mkdir /srv/app/.deploylib/lock ")
+    assert lines[1:] == [
+        "mkdir -p /srv/app/shared && (umask 077 && cat > /srv/app/shared/.env.tmp) && "
+        "chmod 600 /srv/app/shared/.env.tmp && mv -f /srv/app/shared/.env.tmp /srv/app/shared/.env",
+        f"upload {ARTIFACT} -> /srv/app/.deploylib/uploads/{R}.tar.gz (mode 600)",
+        f"mkdir -p {rel} /srv/app/shared && "
+        f"tar -xzf /srv/app/.deploylib/uploads/{R}.tar.gz -C {rel} && "
+        f"rm -f /srv/app/.deploylib/uploads/{R}.tar.gz && "
+        f"mkdir -p /srv/app/shared/log {rel} && rm -rf {rel}/log && "
+        f"ln -s /srv/app/shared/log {rel}/log && "
+        "{ test -e /srv/app/shared/.env || "
+        "{ echo 'shared file missing: /srv/app/shared/.env' >&2; exit 1; }; } && "
+        f"mkdir -p {rel} && rm -rf {rel}/.env && ln -s /srv/app/shared/.env {rel}/.env && "
+        f"printf '%s %s\\n' {R} abc1234 > {rel}/REVISION",
+        f"cd {rel} && pip install -r requirements.txt",
+        f"cd {rel} && ./manage.py migrate",
+        f"test -f {rel}/REVISION && ln -sfn releases/{R} /srv/app/.current-{R} && "
+        f"mv -T /srv/app/.current-{R} /srv/app/current",
+        "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)",
+        f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'",
+        "mkdir -p /srv/app/.deploylib && cat >> /srv/app/.deploylib/releases.jsonl",
+        "rm -rf /srv/app/.deploylib/lock",
+    ]
+    record = fleet["local"].operations[-2]
+    assert isinstance(record, Command) and isinstance(record.stdin, bytes)
+    entry = json.loads(record.stdin)
+    assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
+        "deploy", "success", R, R)
+    assert report.kinds()[0] == "deploy.start" and report.kinds()[-1] == "deploy.ok"
+
+
+def test_placeholder_values_are_shell_quoted() -> None:
+    env = environment(deploy_to="/srv/my app", app="app")
+    fleet = FakeFleet()
+    deploy_with_fakes(env, Pipeline(run("ls {deploy_to} {release_path}")), fleet)
+    assert f"ls '/srv/my app' '/srv/my app/releases/{R}'" in fleet["local"].lines
+
+
+def test_prepare_failure_switches_nobody_and_removes_the_release() -> None:
+    env = environment()
+    fleet = FakeFleet()
+    fleet["local"].fail_when("pip install", stderr="no such requirement")
+    error, report = deploy_with_fakes(env, web_pipeline(), fleet)
+
+    assert isinstance(error, DeployFailed) and error.exit_code == 1
+    assert "no such requirement" in str(error)
+    lines = fleet["local"].lines
+    assert not any("mv -T" in line for line in lines)
+    assert not any("migrate" in line for line in lines)
+    assert lines[-3:] == [
+        f"rm -rf -- /srv/app/releases/{R} /srv/app/.deploylib/uploads/{R}.tar.gz",
+        "mkdir -p /srv/app/.deploylib && cat >> /srv/app/.deploylib/releases.jsonl",
+        "rm -rf /srv/app/.deploylib/lock",
+    ]
+    entry = json.loads(fleet["local"].operations[-2].stdin)  # type: ignore[union-attr,arg-type]
+    assert entry["outcome"] == "failed" and entry["current"] is None
+    assert "step.failed" in report.kinds()
+
+
+def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() -> None:
+    env = environment()
+    fleet = FakeFleet()
+    target = fleet["local"]
+    target.respond(state_with_previous)
+
+    def new_release_unhealthy(op: Operation) -> Result | None:
+        if isinstance(op, Probe) and R in (op.contains or ""):
+            return Result(1, stderr="body lacks release")
+        return None
+
+    target.respond(new_release_unhealthy)
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+
+    assert isinstance(error, DeployFailed) and error.placement == {"local": OLD}
+    lines = target.lines
+    switch_back = lines.index(
+        f"test -f /srv/app/releases/{OLD}/REVISION && ln -sfn releases/{OLD} "
+        f"/srv/app/.current-{OLD} && mv -T /srv/app/.current-{OLD} /srv/app/current"
+    )
+    assert lines[switch_back + 1] == "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)"
+    assert lines[switch_back + 2] == f"GET http://127.0.0.1:8000/health expect 200 containing '{OLD}'"
+    assert lines.count(f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'") == 2
+    assert f"rm -rf -- /srv/app/releases/{R} /srv/app/.deploylib/uploads/{R}.tar.gz" in lines
+    entry = json.loads(target.operations[-2].stdin)  # type: ignore[union-attr,arg-type]
+    assert (entry["outcome"], entry["current"], entry["previous"]) == ("rolled_back", OLD, OLD)
+
+
+def test_failed_put_back_is_reported_as_inconsistent() -> None:
+    env = environment()
+    fleet = FakeFleet()
+    target = fleet["local"]
+    target.respond(state_with_previous)
+    target.respond(lambda op: Result(1, stderr="down") if isinstance(op, Probe) else None)
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(error, FleetInconsistent) and error.exit_code == 4
+    assert "local" in str(error)
+
+
+def test_first_deploy_that_fails_verify_leaves_no_current() -> None:
+    env = environment()
+    fleet = FakeFleet()
+    fleet["local"].respond(lambda op: Result(1) if isinstance(op, Probe) else None)
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(error, DeployFailed) and error.placement == {"local": None}
+    assert "rm -f /srv/app/current" in fleet["local"].lines
+
+
+def test_lock_held_touches_nothing_and_names_the_owner() -> None:
+    env = environment()
+    fleet = FakeFleet()
+    owner = {"user": "alice", "host": "laptop", "pid": 42, "started_at": "2026-01-01T00:00:00"}
+
+    def held(op: Operation) -> Result | None:
+        if isinstance(op, Command) and op.description == "lock":
+            return Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{json.dumps(owner)}\n")
+        return None
+
+    fleet["local"].respond(held)
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(error, LockHeld) and error.exit_code == 3
+    assert "alice@laptop" in str(error) and "2026-01-01T00:00:00" in str(error)
+    assert len(fleet["local"].operations) == 1  # the lock attempt, nothing else (not even unlock)
+
+
+def test_lock_is_all_or_nothing_across_hosts() -> None:
+    env = environment(hosts=["a", "b", "c"])
+    fleet = FakeFleet()
+    fleet["b"].respond(
+        lambda op: Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{{}}\n")
+        if isinstance(op, Command) and op.description == "lock" else None
+    )
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(error, LockHeld)
+    for name in ("a", "c"):
+        assert [op.description for op in fleet[name].operations] == ["lock", "unlock"]
+
+
+def test_migrate_runs_once_on_the_db_host_and_run_on_every_host() -> None:
+    env = environment(hosts=[Host("web1", "web1", roles=("web",)), Host("db1", "db1", roles=("db",)),
+                             Host("web2", "web2", roles=("web",))])
+    fleet = FakeFleet()
+    deploy_with_fakes(env, web_pipeline(), fleet)
+    for name in ("web1", "db1", "web2"):
+        assert any("pip install" in line for line in fleet[name].lines)
+        assert (f"cd /srv/app/releases/{R} && ./manage.py migrate" in fleet[name].lines) == (name == "db1")
+
+
+def test_migrate_falls_back_to_the_first_host_and_roles_narrow_run() -> None:
+    env = environment(hosts=[Host("a", "a", roles=("web",)), Host("b", "b", roles=("worker",))])
+    fleet = FakeFleet()
+    deploy_with_fakes(env, Pipeline(migrate("migrate-db"), run("restart-worker", roles=["worker"])), fleet)
+    assert [line for line in fleet["a"].lines if "migrate-db" in line]
+    assert not [line for line in fleet["b"].lines if "migrate-db" in line]
+    assert [line for line in fleet["b"].lines if line == "restart-worker"]
+    assert not [line for line in fleet["a"].lines if line == "restart-worker"]
+
+
+def test_hooks_and_custom_steps_run_in_order() -> None:
+    @step
+    def announce(ctx):  # type: ignore[no-untyped-def]
+        yield "echo announcing {release}"
+        yield Command.of("touch", f"{ctx.release_path}/announced")
+
+    pipeline = Pipeline(
+        run("middle", before=["first", run("second")], after="last"),
+        announce,
+    )
+    fleet = FakeFleet()
+    deploy_with_fakes(environment(), pipeline, fleet)
+    body = [line for line in fleet["local"].lines if not line.startswith(("mkdir -p", "rm -rf"))]
+    assert body == ["first", "second", "middle", "last", f"echo announcing {R}",
+                    f"touch /srv/app/releases/{R}/announced"]
+
+
+def test_local_custom_step_runs_on_the_controller_once() -> None:
+    @step(local=True)
+    def package(ctx):  # type: ignore[no-untyped-def]
+        return "make dist"
+
+    fleet = FakeFleet()
+    deploy_with_fakes(environment(hosts=["a", "b"]), Pipeline(package, run("x")), fleet)
+    assert fleet.controller.lines == ["make dist"]
+    assert "make dist" not in fleet["a"].lines + fleet["b"].lines
+
+
+def test_on_failure_steps_run_after_the_put_back_and_custom_rollback_restart() -> None:
+    fleet = FakeFleet()
+    target = fleet["local"]
+    target.respond(state_with_previous)
+    target.respond(lambda op: Result(1) if isinstance(op, Probe) and R in (op.contains or "") else None)
+    pipeline = web_pipeline(on_failure=[rollback(restart="systemctl restart app"), run("notify-failure {release}")])
+    error, _ = deploy_with_fakes(environment(), pipeline, fleet)
+    assert isinstance(error, DeployFailed)
+    lines = target.lines
+    assert "cd /srv/app/current && systemctl restart app" in lines
+    assert lines.index("cd /srv/app/current && systemctl restart app") < lines.index(f"notify-failure {R}")
+
+
+def test_secrets_reach_commands_only_through_env_and_stdin() -> None:
+    secret = "hunter2-very-secret"
+    env = environment(variables={"API_TOKEN": Secret(secret), "PORT": "8000"})
+    fleet = FakeFleet()
+    fleet["local"].fail_when("use-token", stderr=f"token was {secret}")
+    error, report = deploy_with_fakes(env, Pipeline(build("tar -czf {artifact} ."), push(),
+                                                    run("use-token $API_TOKEN"), switch(),
+                                                    verify(command("true"))), fleet)
+    assert isinstance(error, DeployFailed)
+    for line in fleet["local"].lines + fleet.controller.lines:
+        assert secret not in line
+    assert secret not in str(error)
+    assert secret not in report.text()
+    env_write = fleet["local"].commands[1]
+    assert isinstance(env_write.stdin, Secret)
+    assert env_write.stdin.reveal() == f'API_TOKEN="{secret}"\nPORT="8000"\n'
+    user_command = next(c for c in fleet["local"].commands if c.script == "use-token $API_TOKEN")
+    assert user_command.env["API_TOKEN"] == Secret(secret)
+
+
+def test_verify_retries_and_reports_each_attempt() -> None:
+    fleet = FakeFleet()
+    answers = iter([Result(1, stderr="starting"), Result(1, stderr="starting"), Result(0)])
+    fleet["local"].respond(lambda op: next(answers) if isinstance(op, Probe) else None)
+    pipeline = Pipeline(verify(http("http://{host_address}/"), attempts=5, wait=0))
+    outcome, report = deploy_with_fakes(environment(), pipeline, fleet)
+    assert not isinstance(outcome, Exception)
+    attempts = [e for e in report.events if e.kind == "check.attempt"]
+    assert [(e.data["attempt"], e.data["ok"]) for e in attempts] == [(1, False), (2, False), (3, True)]
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_verify_gives_up_after_its_attempts(attempts: int) -> None:
+    fleet = FakeFleet()
+    fleet["local"].respond(lambda op: Result(1, stderr="down") if isinstance(op, Probe) else None)
+    error, report = deploy_with_fakes(
+        environment(), Pipeline(verify(http("http://x/"), attempts=attempts, wait=0)), fleet)
+    assert isinstance(error, DeployFailed)
+    assert len([e for e in report.events if e.kind == "check.attempt"]) == attempts
