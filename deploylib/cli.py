@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 from invoke.program import Program
 
 from deploylib import __version__
@@ -10,5 +13,11 @@ from deploylib.tasks import ns
 program = Program(namespace=ns, name="deploylib", binary="deploylib", version=__version__)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM gets the same orderly stop as Ctrl-C: unfinished releases removed, locks released
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     program.run()

@@ -352,8 +352,9 @@ class Runner:
 
     def _fail(self, phase: str, exc: BaseException, *, event: str = "deploy") -> BaseException:
         """Put every target back as ``phase`` requires; return the error to raise."""
-        if isinstance(exc, ConfigError | LockHeld):
+        if isinstance(exc, ConfigError | LockHeld | DeployFailed | FleetInconsistent):
             self._emit(f"{event}.failed", self._redact(str(exc)))
+            exc.reported = True
             return exc
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else self._redact(str(exc))
         if isinstance(exc, StepFailed):
@@ -383,6 +384,7 @@ class Runner:
                 what = "every target is back on the release it had"
             error = DeployFailed(f"{event} failed: {reason}; {what}", placement)
         self._emit(f"{event}.failed", self._redact(str(error)), data={"placement": placement})
+        error.reported = True
         return error
 
     def _put_back(self) -> list[str]:
@@ -498,12 +500,12 @@ class Runner:
         missing = [name for name, release in wanted.items() if release is None]
         if missing:
             what = f"release {to} is not a deployed release" if to else "there is no earlier release"
-            raise DeployFailed(f"cannot roll back: {what} on {', '.join(missing)}; nothing was changed",
+            raise DeployFailed(f"cannot roll back: {what} on {', '.join(missing)}; nothing changed",
                                {t.name: t.current for t in self.targets})
         distinct = set(wanted.values())
         if len(distinct) > 1:
             raise DeployFailed("cannot roll back: targets disagree on the previous release "
-                               "(use --to RELEASE); nothing was changed", wanted)
+                               "(use --to RELEASE); nothing changed", wanted)
         release = distinct.pop()
         assert release is not None
         return release

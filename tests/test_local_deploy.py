@@ -1,0 +1,223 @@
+"""Real deploys into temp dirs through the local backend: success, failures, rollback, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from deploylib import DeployFailed, LockHeld
+from deploylib.errors import ConfigError
+from tests.conftest import Project
+
+
+def test_deploy_creates_the_layout(project: Project) -> None:
+    outcome, report = project.deploy()
+    release = outcome.release
+    target = project.target
+
+    assert release.endswith("-abc1234")
+    assert os.readlink(target / "current") == f"releases/{release}"
+    assert (target / "current" / "index.txt").read_text() == "hello\n"
+    assert (target / "releases" / release / "REVISION").read_text() == f"{release} abc1234\n"
+    assert os.readlink(target / "releases" / release / "log") == str(target / "shared" / "log")
+    assert os.readlink(target / "releases" / release / ".env") == str(target / "shared" / ".env")
+    assert stat.S_IMODE((target / "shared" / ".env").stat().st_mode) == 0o600
+    assert (target / "shared" / "restarts").read_text() == f"{release}\n"
+    assert not (target / ".deploylib" / "lock").exists()
+    assert not list((target / ".deploylib" / "uploads").iterdir())
+    [entry] = project.log()
+    assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
+        "deploy", "success", release, release)
+    assert report.kinds()[-1] == "deploy.ok"
+
+
+def test_failed_prepare_keeps_the_old_release_live(project: Project) -> None:
+    first, _ = project.deploy()
+    project.write("app/FAIL_PREPARE", "")
+
+    with pytest.raises(DeployFailed) as failure:
+        project.deploy()
+
+    assert failure.value.exit_code == 1
+    assert project.current() == first.release
+    assert project.release_dirs() == {first.release}
+    assert not (project.target / ".deploylib" / "lock").exists()
+    assert [e["outcome"] for e in project.log()] == ["success", "failed"]
+    assert (project.target / "shared" / "restarts").read_text() == f"{first.release}\n"
+
+
+def test_failed_verify_switches_back_and_restarts_the_old_release(project: Project) -> None:
+    first, _ = project.deploy()
+    project.write("app/BROKEN", "")
+
+    with pytest.raises(DeployFailed) as failure:
+        project.deploy()
+
+    assert failure.value.placement == {"local": first.release}
+    assert project.current() == first.release
+    assert project.release_dirs() == {first.release}
+    restarts = (project.target / "shared" / "restarts").read_text().split()
+    assert restarts[0] == restarts[-1] == first.release and len(restarts) == 3
+    last = project.log()[-1]
+    assert (last["outcome"], last["current"]) == ("rolled_back", first.release)
+    assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_rollback_uses_the_log_not_directory_order(project: Project) -> None:
+    a, _ = project.deploy(revision="aaaa")
+    b, _ = project.deploy(revision="bbbb")
+    c, _ = project.deploy(revision="cccc")
+    assert project.current() == c.release
+
+    assert project.rollback().release == b.release
+    assert project.current() == b.release
+    assert project.rollback().release == a.release
+    assert project.current() == a.release
+    with pytest.raises(DeployFailed, match="no earlier release"):
+        project.rollback()
+    assert project.current() == a.release
+    assert project.rollback(to=c.release).release == c.release
+    events = [(e["event"], e["release"]) for e in project.log()]
+    assert events[-3:] == [("rollback", b.release), ("rollback", a.release), ("rollback", c.release)]
+    # a release id that sorts last but was never deployed successfully is not a target
+    (project.target / "releases" / "29991231T000000Z-zzzz").mkdir()
+    with pytest.raises(DeployFailed, match="not a deployed release"):
+        project.rollback(to="29991231T000000Z-zzzz")
+
+
+def test_cleanup_keeps_keep_releases(project: Project) -> None:
+    releases = [project.deploy(revision=f"r{i}")[0].release for i in range(5)]
+    assert project.release_dirs() == set(releases[-3:])  # keep_releases = 3
+    assert project.current() == releases[-1]
+
+
+def test_cleanup_never_removes_current_or_the_rollback_target(project: Project) -> None:
+    project.write("deploy.toml", (project.root / "deploy.toml").read_text().replace(
+        "keep_releases = 3", "keep_releases = 1"))
+    releases = [project.deploy(revision=f"r{i}")[0].release for i in range(3)]
+    # keep 1 would leave only current; the release a rollback goes to stays too
+    assert project.release_dirs() == {releases[1], releases[2]}
+    assert project.rollback().release == releases[1]
+    project.write("app/BROKEN", "")
+    with pytest.raises(DeployFailed):
+        project.deploy(revision="broken")
+    assert project.current() == releases[1]
+    assert project.current() in project.release_dirs()
+
+
+def test_a_second_deploy_is_refused_while_locked(project: Project) -> None:
+    lock = project.target / ".deploylib" / "lock"
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({"user": "bob", "host": "ci", "pid": 1,
+                                                 "started_at": "2026-03-01T00:00:00+00:00"}))
+    with pytest.raises(LockHeld, match="bob@ci"):
+        project.deploy()
+    assert lock.is_dir()  # someone else's lock stays
+    assert project.release_dirs() == set()
+
+    result = project.cli("deploy", "--env", "dev")
+    assert result.returncode == 3
+    assert "bob@ci" in result.stdout + result.stderr
+
+
+def test_dry_run_prints_commands_and_changes_nothing(project: Project) -> None:
+    result = project.cli("deploy", "--env", "dev", "--dry-run", "--revision", "abc1234")
+    assert result.returncode == 0, result.stderr
+    assert not project.target.exists()
+    out = result.stdout
+    assert "tar -czf" in out and "mv -T" in out and "[dry run]" in out
+    assert f"{project.target}/current" in out
+
+
+def test_secrets_go_to_shared_env_and_never_to_output(project: Project) -> None:
+    secret = "pa55-w0rd-t0ken"
+    project.write(".env", f"API_TOKEN={secret}\nPORT=8000\n")
+    project.write(".env.dev", "EXTRA='dev only'\n")
+    project.write("pipelines/leak.py", """\
+        from deploylib import Pipeline, build, push, run, switch, verify, command
+        pipeline = Pipeline(
+            build("tar -czf {artifact} -C app . && echo building with $API_TOKEN"),
+            push(),
+            run("echo $API_TOKEN > {release_path}/seen && echo oops $API_TOKEN >&2 && false"),
+            switch(),
+            verify(command("true")),
+        )
+        """)
+    events = project.root / "events.jsonl"
+    result = project.cli("deploy", "--env", "dev", "--pipeline", "leak", "--events", str(events))
+    assert result.returncode == 1
+    assert "oops ***" in result.stdout + result.stderr
+    for text in (result.stdout, result.stderr, events.read_text(),
+                 (project.target / ".deploylib" / "releases.jsonl").read_text()):
+        assert secret not in text
+    env_file = (project.target / "shared" / ".env").read_text()
+    assert env_file == f'API_TOKEN="{secret}"\nPORT="8000"\nEXTRA="dev only"\n'
+
+
+def test_env_values_reach_local_build_and_target_commands(project: Project) -> None:
+    project.write(".env", "GREETING=hi there\n")
+    project.write("pipelines/web.py", """\
+        from deploylib import Pipeline, build, push, run, switch, verify, command
+        pipeline = Pipeline(
+            build('echo "$GREETING" > app/built && tar -czf {artifact} -C app .'),
+            push(),
+            run('echo "$GREETING" > {release_path}/ran'),
+            switch(),
+            verify(command('grep -q "hi there" {current_path}/built')),
+        )
+        """)
+    outcome, _ = project.deploy()
+    assert (project.target / "releases" / outcome.release / "ran").read_text() == "hi there\n"
+
+
+def test_release_id_collision_is_refused_before_anything_changes(project: Project) -> None:
+    from datetime import UTC, datetime
+
+    from deploylib import actions
+    from deploylib.reporting import RecordingReporter
+
+    loaded = actions.load(project.root / "deploy.toml", "dev")
+    same = datetime(2026, 5, 5, tzinfo=UTC)
+    actions.deploy(loaded, reporter=RecordingReporter(), revision="abc", clock=lambda: same)
+    with pytest.raises(ConfigError, match="already exists"):
+        actions.deploy(loaded, reporter=RecordingReporter(), revision="abc", clock=lambda: same)
+    assert len(project.log()) == 1
+    assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Project) -> None:
+    first, _ = project.deploy()
+    project.write("pipelines/slow.py", """\
+        from deploylib import Pipeline, build, push, run, switch, verify, command
+        pipeline = Pipeline(
+            build("tar -czf {artifact} -C app ."),
+            push(),
+            run("touch {deploy_to}/prepare-started && sleep 30"),
+            switch(),
+            verify(command("true")),
+        )
+        """)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--pipeline", "slow"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    marker = project.target / "prepare-started"
+    for _ in range(200):
+        if marker.exists():
+            break
+        import time
+
+        time.sleep(0.05)
+    assert marker.exists()
+    process.send_signal(__import__("signal").SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1, out + err
+    assert project.current() == first.release
+    assert project.release_dirs() == {first.release}
+    assert not (project.target / ".deploylib" / "lock").exists()
+    assert "interrupted" in out + err
