@@ -117,6 +117,8 @@ class Environment:
     metrics_file: str | None = None
     variables: Mapping[str, str | Secret] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
+    #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
+    lookup: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def pipeline_file(self, name: str | None = None) -> Path:
         return self.project_dir / "pipelines" / f"{name or self.pipeline}.py"
@@ -172,7 +174,7 @@ def load_environment(
     }
     interpolated = _interpolate(raw, lookup, str(config_file), ())
     project = _validate(interpolated, config_file)
-    return _resolve(project, env, config_file, variables, redactor)
+    return _resolve(project, env, config_file, variables, redactor, lookup)
 
 
 def _validate(raw: dict[str, Any], config_file: Path) -> ProjectModel:
@@ -285,6 +287,7 @@ def _resolve(
     config_file: Path,
     variables: dict[str, str | Secret],
     redactor: Redactor,
+    lookup: dict[str, str],
 ) -> Environment:
     env_model = project.environments[env]
     file = str(config_file)
@@ -333,6 +336,7 @@ def _resolve(
         metrics_file=setting("metrics_file"),
         variables=variables,
         redactor=redactor,
+        lookup=lookup,
     )
 
 

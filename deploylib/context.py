@@ -67,8 +67,8 @@ class StepContext:
         return placeholders.render_shell(template, self.values)
 
     def text(self, template: str) -> str:
-        variables = {name: reveal(value) for name, value in self.env.variables.items()}
-        return placeholders.render_text(template, self.values, variables)
+        lookup = self.env.lookup or {k: reveal(v) for k, v in self.env.variables.items()}
+        return placeholders.render_text(template, self.values, lookup)
 
     def command(
         self,

@@ -106,14 +106,25 @@ class TargetState:
                 order.append(release)
         return order
 
+    def history(self) -> list[str]:
+        """What was live, as a stack: a deploy pushes its release, a rollback pops back to its
+        target (or pushes it, when rolling forward to a release no longer on the stack)."""
+        stack: list[str] = []
+        for entry in self.log:
+            if entry.get("outcome") != "success":
+                continue
+            release = str(entry.get("release"))
+            if entry.get("event") == "rollback" and release in stack:
+                del stack[stack.index(release) + 1 :]
+            elif entry.get("event") in ("deploy", "rollback"):
+                stack.append(release)
+        return stack
+
     def rollback_target(self) -> str | None:
-        """The release a rollback goes to: the one deployed before current, still on disk."""
-        order = self.deployed()
-        if self.current in order:
-            earlier = order[: order.index(self.current)]
-        else:
-            earlier = order
-        for release in reversed(earlier):
+        """The release a rollback goes to: the one live before current, still on disk."""
+        stack = self.history()
+        below = stack[:-1] if stack and stack[-1] == self.current else stack
+        for release in reversed(below):
             if release != self.current and release in self.releases:
                 return release
         return None

@@ -1,0 +1,143 @@
+"""The bundled example, deployed as the README says: real gunicorn on loopback, real reloads."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int, path: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 200
+        return body
+    finally:
+        connection.close()
+
+
+class Example:
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv], cwd=self.root, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "HELLO_PORT": str(self.port), "CI": "true"},
+        )
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / ".deploy" / "dev" / "shared" / "gunicorn.pid"
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[Example]:
+    root = tmp_path / "hello"
+    root.mkdir()
+    for name in ("deploy.toml", "tasks.py"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "pipelines", root / "pipelines")
+    shutil.copytree(REPO / "examples", root / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    project = Example(root, free_port())
+    yield project
+    if project.pidfile.exists():
+        pid = int(project.pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state == "Z":
+                break
+            time.sleep(0.1)
+
+
+class Load:
+    """A bounded request loop on loopback: a fresh connection per request, like most clients."""
+
+    def __init__(self, port: int, max_requests: int = 5000, max_seconds: float = 60) -> None:
+        self.port = port
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.stop = threading.Event()
+        self.bodies: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_requests):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                self.bodies[get(self.port, "/").strip()] += 1
+            except (OSError, AssertionError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example: Example) -> None:
+    first = example.run(sys.executable, "-m", "invoke", "deploy", "--env=dev")
+    assert first.returncode == 0, first.stdout + first.stderr
+    release_1 = get(example.port, "/health").split()[1]
+    assert f"http://127.0.0.1:{example.port}/health" in first.stdout  # where it runs
+    pid = int(example.pidfile.read_text())
+
+    time.sleep(1.1)  # a new second: a new release id for the same revision
+    with Load(example.port) as load:
+        time.sleep(0.3)
+        second = example.run(sys.executable, "-m", "deploylib", "deploy", "--env", "dev")
+        time.sleep(0.5)
+    assert second.returncode == 0, second.stdout + second.stderr
+    release_2 = get(example.port, "/health").split()[1]
+    assert release_2 != release_1
+    assert load.failures == []
+    assert sum(load.bodies.values()) > 20
+    assert f"hello from release {release_2}" in load.bodies
+    assert int(example.pidfile.read_text()) == pid  # reloaded in place, not restarted
+
+    back = example.run(sys.executable, "-m", "deploylib", "rollback", "--env", "dev")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert get(example.port, "/health").split()[1] == release_1
+
+    status = example.run(sys.executable, "-m", "deploylib", "status", "--env", "dev", "--json")
+    assert status.returncode == 0
+    import json
+
+    [row] = json.loads(status.stdout)
+    assert row["current"] == release_1 and row["locked"] is False
