@@ -62,13 +62,17 @@ def select_hosts(env: Environment, hosts: str | None, roles: str | None) -> tupl
         known = {h.name for h in env.hosts} | {h.address for h in env.hosts}
         unknown = [h for h in wanted if h not in known]
         if unknown:
-            raise ConfigError(f"host {unknown[0]!r} is not in environment {env.name!r}", key="--hosts")
+            raise ConfigError(
+                f"host {unknown[0]!r} is not in environment {env.name!r}", key="--hosts"
+            )
         selected = [h for h in selected if h.name in wanted or h.address in wanted]
     if roles:
         wanted_roles = {r.strip() for r in roles.split(",") if r.strip()}
         selected = [h for h in selected if wanted_roles & set(h.roles)]
         if not selected:
-            raise ConfigError(f"no host of environment {env.name!r} has role(s) {roles}", key="--roles")
+            raise ConfigError(
+                f"no host of environment {env.name!r} has role(s) {roles}", key="--roles"
+            )
     return tuple(selected)
 
 
@@ -148,8 +152,14 @@ def rollback(
     env = loaded.env
     require_supported_hosts(env, loaded.hosts)
     factory = backend_factory(env, dry_run=False, reporter=reporter)
-    runner = Runner(env, loaded.pipeline, backend_for=factory, controller=factory(LOCAL),
-                    reporter=reporter, clock=clock)
+    runner = Runner(
+        env,
+        loaded.pipeline,
+        backend_for=factory,
+        controller=factory(LOCAL),
+        reporter=reporter,
+        clock=clock,
+    )
     return runner.rollback(loaded.hosts, to)
 
 
@@ -205,7 +215,12 @@ def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, A
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for name, state in read_states(env, hosts).items():
         for entry in state.log:
-            key = (entry.get("time"), entry.get("event"), entry.get("release"), entry.get("outcome"))
+            key = (
+                entry.get("time"),
+                entry.get("event"),
+                entry.get("release"),
+                entry.get("outcome"),
+            )
             row = merged.setdefault(
                 key,
                 {
@@ -233,8 +248,8 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
     factory = backend_factory(env, dry_run=False, reporter=_Silent())
     q = shlex.quote
     script = (
-        f"p={q(env.deploy_to)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
-        "if [ -w \"$p\" ]; then echo writable=yes; else echo writable=no; fi; "
+        f'p={q(env.deploy_to)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
+        'if [ -w "$p" ]; then echo writable=yes; else echo writable=no; fi; '
         "echo free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}'); echo user=$(id -un)"
     )
     rows = []
@@ -265,7 +280,7 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
 
 
 def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> list[str]:
-    """Remove the deploy lock. Without ``force``, refuse while its owner is alive on this machine."""
+    """Remove the deploy lock; without ``force``, not while its owner is alive on this machine."""
     require_supported_hosts(env, hosts)
     layout = Layout(env.deploy_to)
     states = read_states(env, hosts)

@@ -55,8 +55,13 @@ class TcpCheck(Check):
     timeout: float = 5.0
 
     def operation(self, ctx: StepContext) -> Operation:
-        return Probe("tcp", host=ctx.text(self.host), port=int(ctx.text(str(self.port))),
-                     timeout=self.timeout, description="check")
+        return Probe(
+            "tcp",
+            host=ctx.text(self.host),
+            port=int(ctx.text(str(self.port))),
+            timeout=self.timeout,
+            description="check",
+        )
 
     def templates(self) -> Iterable[str]:
         return [self.host, str(self.port)]
@@ -75,9 +80,10 @@ class CommandCheck(Check):
         return [self.script, *([self.cwd] if self.cwd else [])]
 
 
-def http(url: str, *, status: int | None = 200, contains: str | None = None,
-         timeout: float = 5.0) -> Check:
-    """GET ``url`` from this machine; pass on ``status`` and, if given, a body containing ``contains``."""
+def http(
+    url: str, *, status: int | None = 200, contains: str | None = None, timeout: float = 5.0
+) -> Check:
+    """GET ``url`` from this machine; pass on ``status`` and a body holding ``contains``."""
     return HttpCheck(url, status, contains, timeout)
 
 
@@ -113,8 +119,9 @@ def retry_checks(
         stop_after_delay,
         wait_fixed,
     )
+    from tenacity.stop import stop_base
 
-    stop = stop_after_attempt(1 if backend.dry else attempts)
+    stop: stop_base = stop_after_attempt(1 if backend.dry else attempts)
     if deadline is not None:
         stop = stop | stop_after_delay(deadline)
     retrying = Retrying(

@@ -70,7 +70,8 @@ class Upload:
 
     @property
     def line(self) -> str:
-        return f"upload {shlex.quote(str(self.local))} -> {shlex.quote(self.remote)} (mode {self.mode:o})"
+        local, remote = shlex.quote(str(self.local)), shlex.quote(self.remote)
+        return f"upload {local} -> {remote} (mode {self.mode:o})"
 
 
 @dataclass(frozen=True)
@@ -118,5 +119,3 @@ class Result:
         if self.timed_out:
             return "timed out" + (f": {text}" if text else "")
         return f"exit {self.exit_code}" + (f": {text}" if text else "")
-
-

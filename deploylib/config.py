@@ -172,7 +172,20 @@ def load_environment(
         **environ,
         **{k: (v.reveal() if isinstance(v, Secret) else v) for k, v in variables.items()},
     }
-    interpolated = _interpolate(raw, lookup, str(config_file), ())
+    # only the settings this deploy uses are filled: another environment's ${VAR} may well
+    # be unset here (its env_file is not loaded)
+    interpolated = {
+        key: value
+        if key == "environments"
+        else _interpolate(value, lookup, str(config_file), (key,))
+        for key, value in raw.items()
+    }
+    interpolated["environments"] = {
+        **raw["environments"],
+        env: _interpolate(
+            raw["environments"][env], lookup, str(config_file), ("environments", env)
+        ),
+    }
     project = _validate(interpolated, config_file)
     return _resolve(project, env, config_file, variables, redactor, lookup)
 
@@ -300,16 +313,24 @@ def _resolve(
             value = DEFAULTS.get(name)
         return value
 
-    hosts = tuple(_parse_host(entry, env, index, file) for index, entry in enumerate(env_model.hosts))
+    hosts = tuple(
+        _parse_host(entry, env, index, file) for index, entry in enumerate(env_model.hosts)
+    )
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
-        raise ConfigError("the same host is listed twice", file=file, key=f"environments.{env}.hosts")
+        raise ConfigError(
+            "the same host is listed twice", file=file, key=f"environments.{env}.hosts"
+        )
     deploy_to = setting("deploy_to")
     if deploy_to is None:
         raise ConfigError("deploy_to is not set", file=file, key=f"environments.{env}.deploy_to")
     deploy_to = _resolve_deploy_to(deploy_to, hosts, config_file.parent, file, env)
-    shared_dirs = tuple(_shared_path(p, file, f"environments.{env}.shared_dirs") for p in setting("shared_dirs"))
-    shared_files = tuple(_shared_path(p, file, f"environments.{env}.shared_files") for p in setting("shared_files"))
+    shared_dirs = tuple(
+        _shared_path(p, file, f"environments.{env}.shared_dirs") for p in setting("shared_dirs")
+    )
+    shared_files = tuple(
+        _shared_path(p, file, f"environments.{env}.shared_files") for p in setting("shared_files")
+    )
     strategy = setting("strategy") or StrategySettings()
     if strategy.kind != "all":
         raise ConfigError(
@@ -378,24 +399,32 @@ def _resolve_deploy_to(
     deploy_to: str, hosts: tuple[Host, ...], project_dir: Path, file: str, env: str
 ) -> str:
     if "\n" in deploy_to or "\0" in deploy_to:
-        raise ConfigError("control characters are not allowed", file=file, key=f"environments.{env}.deploy_to")
+        raise ConfigError(
+            "control characters are not allowed", file=file, key=f"environments.{env}.deploy_to"
+        )
     if deploy_to.startswith("~"):
         if all(h.is_local for h in hosts):
             deploy_to = str(Path(deploy_to).expanduser())
         else:
             raise ConfigError(
-                "must be an absolute path on SSH hosts", file=file, key=f"environments.{env}.deploy_to"
+                "must be an absolute path on SSH hosts",
+                file=file,
+                key=f"environments.{env}.deploy_to",
             )
     path = PurePosixPath(deploy_to)
     if not path.is_absolute():
         if any(not h.is_local for h in hosts):
             raise ConfigError(
-                "must be an absolute path on SSH hosts", file=file, key=f"environments.{env}.deploy_to"
+                "must be an absolute path on SSH hosts",
+                file=file,
+                key=f"environments.{env}.deploy_to",
             )
         path = PurePosixPath(project_dir) / path
     normalised = os.path.normpath(str(path))
     if normalised == "/":
-        raise ConfigError("may not be the root directory", file=file, key=f"environments.{env}.deploy_to")
+        raise ConfigError(
+            "may not be the root directory", file=file, key=f"environments.{env}.deploy_to"
+        )
     return normalised
 
 

@@ -71,7 +71,8 @@ class LockHeld(DeployError):
         self.owners = owners
         lines = [f"{o.host}: locked by {o.describe()}" for o in owners]
         super().__init__(
-            "another deploy holds the lock:\n  " + "\n  ".join(lines)
+            "another deploy holds the lock:\n  "
+            + "\n  ".join(lines)
             + "\n(if that deploy is dead, remove the lock with: deploylib unlock --env ENV)"
         )
 

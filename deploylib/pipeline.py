@@ -97,12 +97,12 @@ class Pipeline:
                 )
         if switches and builds and builds[-1] > flat.index(switches[0]):
             raise ConfigError("build() must come before switch()", file=file, key="build")
-        for s in [*flat, *_expand(self.on_failure), *([self.revert] if self.revert else [])]:
-            for template in s.templates():
+        for each in [*flat, *_expand(self.on_failure), *([self.revert] if self.revert else [])]:
+            for template in each.templates():
                 try:
-                    placeholders.validate(template, s.name)
+                    placeholders.validate(template, each.name)
                 except ConfigError as exc:
-                    raise ConfigError(exc.message, file=file, key=f"step {s.name}") from None
+                    raise ConfigError(exc.message, file=file, key=f"step {each.name}") from None
 
 
 def _expand(steps: Sequence[Step]) -> list[Step]:
@@ -161,4 +161,6 @@ def _line_in(path: Path, exc: BaseException) -> str:
 
 
 def available_pipelines(project_dir: Path) -> list[str]:
-    return sorted(p.stem for p in (project_dir / "pipelines").glob("*.py") if not p.stem.startswith("_"))
+    return sorted(
+        p.stem for p in (project_dir / "pipelines").glob("*.py") if not p.stem.startswith("_")
+    )

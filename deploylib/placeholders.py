@@ -72,10 +72,10 @@ def render_text(template: str, values: Mapping[str, str], variables: Mapping[str
 
 def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str]) -> str:
     def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
+        matched = match.group(0)
+        if matched == "{{":
             return "{"
-        if token == "}}":
+        if matched == "}}":
             return "}"
         name = match.group(1)
         if name not in values:
@@ -83,4 +83,3 @@ def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str
         return quote(values[name])
 
     return _FIELD_RE.sub(fill, template)
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import urllib.parse
+
 from deploylib.commands import Probe, Result
 
 
@@ -38,7 +39,9 @@ def _http_get(probe: Probe) -> Result:
     finally:
         connection.close()
     if probe.status is not None and response.status != probe.status:
-        return Result(1, body, f"GET {probe.url}: status {response.status}, expected {probe.status}")
+        return Result(
+            1, body, f"GET {probe.url}: status {response.status}, expected {probe.status}"
+        )
     if probe.contains is not None and probe.contains not in body:
         return Result(
             1, body, f"GET {probe.url}: status {response.status}, body lacks {probe.contains!r}"

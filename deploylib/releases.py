@@ -149,7 +149,8 @@ def state_command(layout: Layout) -> Command:
             f"echo {mark}releases",
             f"ls -1 {q(layout.releases)} 2>/dev/null",
             f"echo {mark}lock",
-            f"if [ -d {q(layout.lock)} ]; then echo locked; cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
+            f"if [ -d {q(layout.lock)} ]; then echo locked; "
+            f"cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
             f"echo {mark}log",
             f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null",
             "true",
@@ -169,9 +170,7 @@ def parse_state(output: str) -> TargetState:
             sections[name].append(line)
     current_link = next((line for line in sections.get("current", []) if line), None)
     current = PurePosixPath(current_link).name if current_link else None
-    releases = frozenset(
-        line for line in sections.get("releases", []) if RELEASE_ID_RE.match(line)
-    )
+    releases = frozenset(line for line in sections.get("releases", []) if RELEASE_ID_RE.match(line))
     lock_lines = sections.get("lock", [])
     locked = bool(lock_lines) and lock_lines[0] == "locked"
     owner = _parse_json_object("".join(lock_lines[1:])) if locked else None
@@ -202,7 +201,8 @@ def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
     script = (
         f"mkdir -p {q(layout.meta)} || exit 1; "
         f"if mkdir {q(layout.lock)} 2>/dev/null; then "
-        f"cat > {q(owner_file)}.tmp && mv -f {q(owner_file)}.tmp {q(owner_file)} || exit 1; held=0; "
+        f"cat > {q(owner_file)}.tmp && mv -f {q(owner_file)}.tmp {q(owner_file)} || exit 1; "
+        "held=0; "
         f"else cat > /dev/null; held={LOCK_HELD_EXIT}; fi; "
         f"{state_command(layout).script}; exit $held"
     )
@@ -220,7 +220,9 @@ def env_file_command(layout: Layout, variables: Mapping[str, str | Secret]) -> C
     """Write ``shared/.env`` with mode 0600, its content fed through stdin."""
     q = shlex.quote
     target = f"{layout.shared}/{ENV_FILE}"
-    content = "".join(f"{name}={_dotenv_quote(str(_plain(value)))}\n" for name, value in variables.items())
+    content = "".join(
+        f"{name}={_dotenv_quote(str(_plain(value)))}\n" for name, value in variables.items()
+    )
     script = (
         f"mkdir -p {q(layout.shared)} && (umask 077 && cat > {q(target)}.tmp) && "
         f"chmod 600 {q(target)}.tmp && mv -f {q(target)}.tmp {q(target)}"
@@ -278,7 +280,8 @@ def unpack_command(
     for shared_file in shared_files:
         target, link = f"{layout.shared}/{shared_file}", f"{release_path}/{shared_file}"
         lines += [
-            f"{{ test -e {q(target)} || {{ echo {q('shared file missing: ' + target)} >&2; exit 1; }}; }}",
+            f"{{ test -e {q(target)} || "
+            f"{{ echo {q('shared file missing: ' + target)} >&2; exit 1; }}; }}",
             f"mkdir -p {q(str(PurePosixPath(link).parent))}",
             f"rm -rf {q(link)}",
             f"ln -s {q(target)} {q(link)}",

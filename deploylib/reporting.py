@@ -74,7 +74,9 @@ class RecordingReporter:
         return [e.kind for e in self.events]
 
     def text(self) -> str:
-        return "\n".join(f"{e.kind} {e.host or ''} {e.step or ''} {e.message} {e.data}" for e in self.events)
+        return "\n".join(
+            f"{e.kind} {e.host or ''} {e.step or ''} {e.message} {e.data}" for e in self.events
+        )
 
 
 class JsonLinesReporter:
@@ -136,12 +138,15 @@ class ConsoleReporter:
             return None
         if kind == "step.ok":
             took = event.data.get("seconds")
-            return f"  {step:<10} {host:<16} {_MARKS['ok']}" + (f" [dim]{took:.2f}s[/]" if took else "")
+            return f"  {step:<10} {host:<16} {_MARKS['ok']}" + (
+                f" [dim]{took:.2f}s[/]" if took else ""
+            )
         if kind == "step.failed":
             return f"  {step:<10} {host:<16} {_MARKS['failed']} [red]{message}[/]"
         if kind == "check.attempt":
             mark = _MARKS["ok"] if event.data.get("ok") else _MARKS["failed"]
-            return f"  {step:<10} {host:<16} attempt {event.data.get('attempt')}: {mark} [dim]{message}[/]"
+            attempt = event.data.get("attempt")
+            return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
         if kind == "operation":
             return f"  [dim]{host}: {message}[/]" if self.verbose else None
         if kind == "dry":

@@ -34,7 +34,6 @@ from deploylib.backends.base import Backend
 from deploylib.checks import retry_checks
 from deploylib.commands import Operation, Probe, Result
 from deploylib.config import Environment
-from deploylib.hosts import Host
 from deploylib.context import StepContext
 from deploylib.errors import (
     ConfigError,
@@ -46,6 +45,7 @@ from deploylib.errors import (
     StepFailed,
     VerifyFailed,
 )
+from deploylib.hosts import Host
 from deploylib.pipeline import Pipeline
 from deploylib.releases import Layout, LogEntry, TargetState
 from deploylib.reporting import Event, Reporter
@@ -131,8 +131,12 @@ class Runner:
             f"deploy {self.env.app} {self.release} (revision {self.revision}) to "
             f"{self.env.name}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
             + (" [dry run]" if self.controller.dry else ""),
-            data={"release": self.release, "revision": self.revision, "env": self.env.name,
-                  "hosts": [h.name for h in hosts]},
+            data={
+                "release": self.release,
+                "revision": self.revision,
+                "env": self.env.name,
+                "hosts": [h.name for h in hosts],
+            },
         )
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="deploylib-"))
         self.artifact = str(workdir / f"{self.env.app}-{self.release}.tar.gz")
@@ -177,8 +181,11 @@ class Runner:
                 releases.validate_release_id(to)
             except ValueError as exc:
                 raise ConfigError(str(exc), key="--to") from None
-        self._emit("rollback.start", f"rollback {self.env.app} on {self.env.name}"
-                   + (f" to {to}" if to else ""), data={"to": to})
+        self._emit(
+            "rollback.start",
+            f"rollback {self.env.app} on {self.env.name}" + (f" to {to}" if to else ""),
+            data={"to": to},
+        )
         phase = "connect"
         try:
             self.targets = self._connect(hosts)
@@ -193,8 +200,11 @@ class Runner:
             phase = "record"
             self._record_all("rollback", "success", self.release)
             placement = {t.name: t.current for t in self.targets}
-            self._emit("rollback.ok", f"rolled back {self.env.name} to {self.release}",
-                       data={"release": self.release, "placement": placement})
+            self._emit(
+                "rollback.ok",
+                f"rolled back {self.env.name} to {self.release}",
+                data={"release": self.release, "placement": placement},
+            )
             return Outcome(self.release, placement, {})
         except BaseException as exc:
             raise self._fail(phase, exc, event="rollback") from exc
@@ -211,8 +221,12 @@ class Runner:
         if self._pushes():
             result = self._execute(controller, releases.artifact_check(self.artifact), "build")
             if not result.ok:
-                raise StepFailed("build", "local", "the build did not write {artifact} "
-                                 f"({self.artifact})", result)
+                raise StepFailed(
+                    "build",
+                    "local",
+                    f"the build did not write {{artifact}} ({self.artifact})",
+                    result,
+                )
 
     def _pushes(self) -> bool:
         return any(isinstance(s, Push) for s in self.phases.prepare)
@@ -270,7 +284,9 @@ class Runner:
 
     # ------------------------------------------------------------------ steps
 
-    def _run_step(self, step: Step, targets: Sequence[Target], *, release: str | None = None) -> None:
+    def _run_step(
+        self, step: Step, targets: Sequence[Target], *, release: str | None = None
+    ) -> None:
         if step.placement == "local":
             self._run_on(step, Target(Host("local", "local"), self.controller), release)
             return
@@ -315,14 +331,23 @@ class Runner:
                     raise StepFailed(step.name, target.name, result.summary(), result)
             if isinstance(step, Switch | Rollback):
                 target.current = ctx.release
-        self._emit("step.ok", host=target.name, step=step.name,
-                   data={"seconds": round(time.monotonic() - started, 3)})
+        self._emit(
+            "step.ok",
+            host=target.name,
+            step=step.name,
+            data={"seconds": round(time.monotonic() - started, 3)},
+        )
 
     def _verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
         def on_attempt(attempt: int, result: Result) -> None:
             message = "ok" if result.ok else result.summary(300)
-            self._emit("check.attempt", message, host=target.name, step=step.name,
-                       data={"attempt": attempt, "ok": result.ok})
+            self._emit(
+                "check.attempt",
+                message,
+                host=target.name,
+                step=step.name,
+                data={"attempt": attempt, "ok": result.ok},
+            )
 
         operations = step.operations(ctx)
         for op in operations:
@@ -340,9 +365,12 @@ class Runner:
                 if isinstance(op, Probe) and op.line not in self.verified:
                     self.verified.append(op.line)
         if not result.ok:
-            raise VerifyFailed(step.name, target.name,
-                               f"gave up after {step.attempts} attempts: {result.summary(300)}",
-                               result)
+            raise VerifyFailed(
+                step.name,
+                target.name,
+                f"gave up after {step.attempts} attempts: {result.summary(300)}",
+                result,
+            )
 
     def _execute(self, target: Target, op: Operation, step: str) -> Result:
         self._emit("operation", op.line, host=target.name, step=step)
@@ -374,7 +402,9 @@ class Runner:
         if broken:
             error: DeployError = FleetInconsistent(
                 f"{event} failed ({reason}) and putting back failed on {', '.join(broken)}: "
-                "targets are on different releases", placement)
+                "targets are on different releases",
+                placement,
+            )
         else:
             if phase in ("build", "connect"):
                 what = "nothing was changed"
@@ -394,15 +424,21 @@ class Runner:
             restart=self.phases.switch.restart if self.phases.switch else None,
         )
         if self.pipeline.revert and not revert.restart and self.phases.switch:
-            revert = Rollback(name="rollback", restart=self.phases.switch.restart,
-                              before=revert.before, after=revert.after)
+            revert = Rollback(
+                name="rollback",
+                restart=self.phases.switch.restart,
+                before=revert.before,
+                after=revert.after,
+            )
         verifies = [s for s in self.phases.post if isinstance(s, Verify)]
 
         def put_back(target: Target) -> None:
             previous = target.state.current
             self._emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
             if previous is None:
-                result = self._execute(target, releases.switch_command(Layout(self.env.deploy_to), None), "rollback")
+                result = self._execute(
+                    target, releases.switch_command(Layout(self.env.deploy_to), None), "rollback"
+                )
                 if not result.ok:
                     raise StepFailed("rollback", target.name, result.summary(), result)
                 target.current = None
@@ -423,7 +459,9 @@ class Runner:
         def remove(target: Target) -> None:
             if target.current == self.release:
                 return
-            result = self._execute(target, releases.remove_release_command(layout, [self.release]), "cleanup")
+            result = self._execute(
+                target, releases.remove_release_command(layout, [self.release]), "cleanup"
+            )
             if not result.ok:
                 raise StepFailed("cleanup", target.name, result.summary(), result)
 
@@ -436,21 +474,36 @@ class Runner:
             try:
                 self._run_step(failure_step, targets)
             except Exception as exc:  # an on_failure hook must not mask the deploy's failure
-                self._emit("warning", f"on_failure step {failure_step.name!r} failed: "
-                           f"{self._redact(str(exc))}")
+                self._emit(
+                    "warning",
+                    f"on_failure step {failure_step.name!r} failed: {self._redact(str(exc))}",
+                )
 
     # ------------------------------------------------------------------ records
 
-    def _record_all(self, event: str, outcome: str, release: str, *, error: str | None = None,
-                    quiet: bool = False) -> None:
+    def _record_all(
+        self,
+        event: str,
+        outcome: str,
+        release: str,
+        *,
+        error: str | None = None,
+        quiet: bool = False,
+    ) -> None:
         layout = Layout(self.env.deploy_to)
         now = self.clock().isoformat(timespec="seconds")
 
         def record(target: Target) -> None:
             entry = LogEntry(
-                event=event, outcome=outcome, release=release, revision=self.revision,
-                current=target.current, previous=target.state.current, user=self.user,
-                controller=self.controller_name, time=now,
+                event=event,
+                outcome=outcome,
+                release=release,
+                revision=self.revision,
+                current=target.current,
+                previous=target.state.current,
+                user=self.user,
+                controller=self.controller_name,
+                time=now,
                 error=self._redact(error) if error else None,
             )
             result = self._execute(target, releases.record_command(layout, entry), "record")
@@ -478,7 +531,9 @@ class Runner:
             doomed = target.state.removable(self.env.keep_releases)
             removed[target.name] = doomed
             if doomed:
-                result = self._execute(target, releases.remove_release_command(layout, doomed), "cleanup")
+                result = self._execute(
+                    target, releases.remove_release_command(layout, doomed), "cleanup"
+                )
                 if not result.ok:
                     raise StepFailed("cleanup", target.name, result.summary(), result)
 
@@ -499,13 +554,20 @@ class Runner:
                 wanted[target.name] = state.rollback_target()
         missing = [name for name, release in wanted.items() if release is None]
         if missing:
-            what = f"release {to} is not a deployed release" if to else "there is no earlier release"
-            raise DeployFailed(f"cannot roll back: {what} on {', '.join(missing)}; nothing changed",
-                               {t.name: t.current for t in self.targets})
+            what = (
+                f"release {to} is not a deployed release" if to else "there is no earlier release"
+            )
+            raise DeployFailed(
+                f"cannot roll back: {what} on {', '.join(missing)}; nothing changed",
+                {t.name: t.current for t in self.targets},
+            )
         distinct = set(wanted.values())
         if len(distinct) > 1:
-            raise DeployFailed("cannot roll back: targets disagree on the previous release "
-                               "(use --to RELEASE); nothing changed", wanted)
+            raise DeployFailed(
+                "cannot roll back: targets disagree on the previous release "
+                "(use --to RELEASE); nothing changed",
+                wanted,
+            )
         release = distinct.pop()
         assert release is not None
         return release
@@ -534,7 +596,9 @@ class Runner:
         for target in self.targets:
             target.backend.close()
 
-    def _parallel(self, work: Callable[[Target], None], targets: Iterable[Target]) -> dict[str, BaseException]:
+    def _parallel(
+        self, work: Callable[[Target], None], targets: Iterable[Target]
+    ) -> dict[str, BaseException]:
         """Run ``work`` on each target (bounded concurrency); the errors by target name."""
         targets = list(targets)
         errors: dict[str, BaseException] = {}
@@ -548,16 +612,23 @@ class Runner:
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(targets))) as pool:
             futures = {target.name: pool.submit(work, target) for target in targets}
             for name, future in futures.items():
-                exc = future.exception()
-                if exc is not None:
-                    errors[name] = exc
+                error = future.exception()
+                if error is not None:
+                    errors[name] = error
         return errors
 
     def _redact(self, text: str) -> str:
         return self.env.redactor.redact(text)
 
-    def _emit(self, kind: str, message: str = "", *, host: str | None = None,
-              step: str | None = None, data: dict[str, object] | None = None) -> None:
+    def _emit(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        host: str | None = None,
+        step: str | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
         self.reporter.emit(Event(kind, message, host, step, data or {}))
 
 
@@ -565,4 +636,3 @@ def _entry_dict(entry: LogEntry) -> dict[str, object]:
     value = json.loads(entry.as_json())
     assert isinstance(value, dict)
     return value
-

@@ -86,8 +86,9 @@ def init(project_dir: Path, *, ci: str | None = None) -> list[Path]:
         files[project_dir / ".github" / "workflows" / "deploy.yml"] = GITHUB_WORKFLOW
     existing = [path for path in files if path.exists()]
     if existing:
-        raise ConfigError("already exists; init writes nothing over existing files",
-                          file=str(existing[0]))
+        raise ConfigError(
+            "already exists; init writes nothing over existing files", file=str(existing[0])
+        )
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")

@@ -40,7 +40,9 @@ class Step:
 
     def hooked(self, before: HookSpec = None, after: HookSpec = None) -> Step:
         """A copy of this step with more hooks."""
-        return replace(self, before=self.before + as_steps(before), after=self.after + as_steps(after))
+        return replace(
+            self, before=self.before + as_steps(before), after=self.after + as_steps(after)
+        )
 
 
 HookSpec = Step | str | Sequence[Step | str] | None
@@ -95,7 +97,9 @@ class Run(Step):
     timeout: float | None = None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        return [ctx.command(self.command, cwd=self.cwd, timeout=self.timeout, description=self.name)]
+        return [
+            ctx.command(self.command, cwd=self.cwd, timeout=self.timeout, description=self.name)
+        ]
 
     def templates(self) -> Iterable[str]:
         return [self.command, *([self.cwd] if self.cwd else [])]
@@ -192,8 +196,14 @@ def build(
     command: str, *, cwd: str | None = None, before: HookSpec = None, after: HookSpec = None
 ) -> Step:
     """Run ``command`` once on this machine; it must write the artifact to ``{artifact}``."""
-    return Build(name="build", placement="local", command=command, cwd=cwd,
-                 before=as_steps(before), after=as_steps(after))
+    return Build(
+        name="build",
+        placement="local",
+        command=command,
+        cwd=cwd,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
 
 
 def push(*, before: HookSpec = None, after: HookSpec = None) -> Step:
@@ -213,9 +223,16 @@ def run(
     after: HookSpec = None,
 ) -> Step:
     """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
-    return Run(name=name, placement="once" if once else "each", roles=tuple(roles),
-               command=command, cwd=cwd, timeout=timeout,
-               before=as_steps(before), after=as_steps(after))
+    return Run(
+        name=name,
+        placement="once" if once else "each",
+        roles=tuple(roles),
+        command=command,
+        cwd=cwd,
+        timeout=timeout,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
 
 
 def migrate(
@@ -227,8 +244,15 @@ def migrate(
     after: HookSpec = None,
 ) -> Step:
     """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
-    return Run(name="migrate", placement="once", command=command, cwd=cwd, timeout=timeout,
-               before=as_steps(before), after=as_steps(after))
+    return Run(
+        name="migrate",
+        placement="once",
+        command=command,
+        cwd=cwd,
+        timeout=timeout,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
 
 
 def switch(
@@ -240,8 +264,14 @@ def switch(
     after: HookSpec = None,
 ) -> Step:
     """Point ``current`` at the new release atomically, then ``restart`` the app."""
-    return Switch(name="switch", restart=restart, start=start, stop=stop,
-                  before=as_steps(before), after=as_steps(after))
+    return Switch(
+        name="switch",
+        restart=restart,
+        start=start,
+        stop=stop,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
 
 
 def verify(
@@ -252,25 +282,39 @@ def verify(
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Retry ``checks`` until all pass: up to ``attempts`` times, ``wait`` s apart, ``deadline`` s."""
+    """Retry ``checks`` until all pass: ``attempts`` times, ``wait`` s apart, by ``deadline``."""
     if not checks:
         raise ConfigError("verify() needs at least one check: http(...), tcp(...) or command(...)")
     if attempts < 1 or wait < 0 or (deadline is not None and deadline <= 0):
         raise ConfigError("verify(): attempts must be >= 1, wait >= 0 and deadline > 0")
-    return Verify(name="verify", checks=tuple(checks), attempts=attempts, wait=wait,
-                  deadline=deadline, before=as_steps(before), after=as_steps(after))
+    return Verify(
+        name="verify",
+        checks=tuple(checks),
+        attempts=attempts,
+        wait=wait,
+        deadline=deadline,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
 
 
-def rollback(*, restart: str | None = None, before: HookSpec = None, after: HookSpec = None) -> Step:
+def rollback(
+    *, restart: str | None = None, before: HookSpec = None, after: HookSpec = None
+) -> Step:
     """Switch back to the previous release (see ``Rollback``)."""
-    return Rollback(name="rollback", restart=restart, before=as_steps(before), after=as_steps(after))
+    return Rollback(
+        name="rollback", restart=restart, before=as_steps(before), after=as_steps(after)
+    )
 
 
 @overload
 def step(function: StepFunction, /) -> CustomStep: ...
 @overload
 def step(
-    *, name: str | None = None, once: bool = False, local: bool = False,
+    *,
+    name: str | None = None,
+    once: bool = False,
+    local: bool = False,
     roles: Sequence[str] = (),
 ) -> Callable[[StepFunction], CustomStep]: ...
 
@@ -288,8 +332,8 @@ def step(
 
     def wrap(fn: StepFunction) -> CustomStep:
         placement: Placement = "local" if local else "once" if once else "each"
-        return CustomStep(name=name or fn.__name__, placement=placement, roles=tuple(roles),
-                          function=fn)
+        return CustomStep(
+            name=name or fn.__name__, placement=placement, roles=tuple(roles), function=fn
+        )
 
     return wrap(function) if function is not None else wrap
-

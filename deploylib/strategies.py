@@ -31,5 +31,6 @@ class AllAtOnce:
 def strategy_for(settings: StrategySettings) -> Strategy:
     if settings.kind == "all":
         return AllAtOnce()
-    raise ConfigError(f"strategy {settings.kind!r} is not available in this version",
-                      key="strategy.kind")
+    raise ConfigError(
+        f"strategy {settings.kind!r} is not available in this version", key="strategy.kind"
+    )

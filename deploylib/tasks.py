@@ -47,7 +47,9 @@ def _console(*, stderr: bool = False) -> Console:
     console = Console(stderr=stderr, highlight=False)
     if not console.is_terminal:
         # piped output is read whole (logs, CI): never cut release ids to fit 80 columns
-        console = Console(stderr=stderr, highlight=False, width=max(shutil.get_terminal_size().columns, 200))
+        console = Console(
+            stderr=stderr, highlight=False, width=max(shutil.get_terminal_size().columns, 200)
+        )
     return console
 
 
@@ -82,8 +84,9 @@ def _confirm(env: Environment, hosts: int, yes: bool) -> None:
     from rich.prompt import Prompt
 
     console = _console()
-    console.print(f"[bold red]{env.name}[/]: {hosts} host{'s' if hosts != 1 else ''}, "
-                  f"{env.deploy_to}")
+    console.print(
+        f"[bold red]{env.name}[/]: {hosts} host{'s' if hosts != 1 else ''}, {env.deploy_to}"
+    )
     answer = Prompt.ask(f"type [bold]{env.name}[/] to go on", console=console)
     if answer.strip() != env.name:
         raise ConfigError("not confirmed; nothing was changed", key="confirm")
@@ -102,7 +105,7 @@ def _confirm(env: Environment, hosts: int, yes: bool) -> None:
         "events": "append JSON Lines events to FILE",
         "config": CONFIG_HELP,
         "verbose": "show every command as it runs",
-    }
+    },
 )
 def deploy(
     c: Any,
@@ -144,7 +147,7 @@ def deploy(
         "events": "append JSON Lines events to FILE",
         "config": CONFIG_HELP,
         "verbose": "show every command as it runs",
-    }
+    },
 )
 def rollback(
     c: Any,
@@ -167,7 +170,10 @@ def rollback(
     _run(body)
 
 
-@task(auto_shortflags=False, help={"env": ENV_HELP, "json": "print JSON instead of a table", "config": CONFIG_HELP})
+@task(
+    auto_shortflags=False,
+    help={"env": ENV_HELP, "json": "print JSON instead of a table", "config": CONFIG_HELP},
+)
 def status(c: Any, env: str | None = None, json: bool = False, config: str = "deploy.toml") -> None:
     """Per host: current release, revision, deployed at/by, lock."""
 
@@ -186,8 +192,13 @@ def status(c: Any, env: str | None = None, json: bool = False, config: str = "de
     _run(body)
 
 
-@task(auto_shortflags=False, help={"env": ENV_HELP, "json": "print JSON instead of a table", "config": CONFIG_HELP})
-def releases(c: Any, env: str | None = None, json: bool = False, config: str = "deploy.toml") -> None:
+@task(
+    auto_shortflags=False,
+    help={"env": ENV_HELP, "json": "print JSON instead of a table", "config": CONFIG_HELP},
+)
+def releases(
+    c: Any, env: str | None = None, json: bool = False, config: str = "deploy.toml"
+) -> None:
     """Release history with outcomes, from every host's release log."""
 
     def body() -> None:
@@ -205,10 +216,22 @@ def releases(c: Any, env: str | None = None, json: bool = False, config: str = "
     _run(body)
 
 
-@task(auto_shortflags=False, help={"env": ENV_HELP, "pipeline": "pipeline to validate too", "json": "print JSON",
-            "config": CONFIG_HELP})
-def check(c: Any, env: str | None = None, pipeline: str | None = None, json: bool = False,
-          config: str = "deploy.toml") -> None:
+@task(
+    auto_shortflags=False,
+    help={
+        "env": ENV_HELP,
+        "pipeline": "pipeline to validate too",
+        "json": "print JSON",
+        "config": CONFIG_HELP,
+    },
+)
+def check(
+    c: Any,
+    env: str | None = None,
+    pipeline: str | None = None,
+    json: bool = False,
+    config: str = "deploy.toml",
+) -> None:
     """Validate config and pipeline, reach every host; change nothing."""
 
     def body() -> None:
@@ -242,9 +265,17 @@ def init(c: Any, ci: str | None = None) -> None:
     _run(body)
 
 
-@task(auto_shortflags=False, help={"env": ENV_HELP, "force": "remove the lock even if its deploy looks alive",
-            "config": CONFIG_HELP})
-def unlock(c: Any, env: str | None = None, force: bool = False, config: str = "deploy.toml") -> None:
+@task(
+    auto_shortflags=False,
+    help={
+        "env": ENV_HELP,
+        "force": "remove the lock even if its deploy looks alive",
+        "config": CONFIG_HELP,
+    },
+)
+def unlock(
+    c: Any, env: str | None = None, force: bool = False, config: str = "deploy.toml"
+) -> None:
     """Remove a deploy lock left by a dead deploy."""
 
     def body() -> None:

@@ -22,7 +22,8 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
         owner = row["lock_owner"] or {}
         lock = "—"
         if row["locked"]:
-            lock = f"[yellow]locked by {owner.get('user', '?')}@{owner.get('host', '?')} since {owner.get('started_at', '?')}[/]"
+            who = f"{owner.get('user', '?')}@{owner.get('host', '?')}"
+            lock = f"[yellow]locked by {who} since {owner.get('started_at', '?')}[/]"
         table.add_row(
             row["host"],
             row["current"] or "[dim](none)[/]",

@@ -4,7 +4,7 @@ The first deploy starts gunicorn from ``current``; later deploys send it HUP, wh
 workers on the new release and lets the old ones finish their requests.
 """
 
-from deploylib import Pipeline, build, push, switch, verify, http
+from deploylib import Pipeline, build, http, push, switch, verify
 
 SERVE = """\
 pidfile={shared_path}/gunicorn.pid

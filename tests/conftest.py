@@ -83,8 +83,9 @@ class Project:
         """A clock one minute further on each call: release ids never collide."""
         return datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=next(self._clock))
 
-    def deploy(self, env: str = "dev", *, revision: str = "abc1234", **kwargs: str | None
-               ) -> tuple[Outcome, RecordingReporter]:
+    def deploy(
+        self, env: str = "dev", *, revision: str = "abc1234", **kwargs: str | None
+    ) -> tuple[Outcome, RecordingReporter]:
         reporter = RecordingReporter()
         loaded = actions.load(self.root / "deploy.toml", env, **kwargs)
         outcome = actions.deploy(loaded, reporter=reporter, revision=revision, clock=self.clock)
@@ -94,8 +95,13 @@ class Project:
         loaded = actions.load(self.root / "deploy.toml", env)
         return actions.rollback(loaded, reporter=RecordingReporter(), to=to, clock=self.clock)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
         """Run the deploylib program in this project, as a user would."""
         return subprocess.run(
             [sys.executable, "-m", "deploylib", *args],

@@ -25,63 +25,153 @@ def toml_with(old: str, new: str) -> str:
 CASES = [
     Case("missing-deploy-toml", {"deploy.toml": None}, expect=("deploy.toml", "not found")),
     Case("not-toml", {"deploy.toml": "app = \n"}, expect=("deploy.toml", "not valid TOML")),
-    Case("unknown-top-level-key", {"deploy.toml": "colour = 'red'\n" + BASIC_TOML},
-         expect=("deploy.toml", "colour", "unknown key")),
-    Case("unknown-env-key", {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nhostz = 1')},
-         expect=("deploy.toml", "environments.dev.hostz", "unknown key")),
-    Case("wrong-type", {"deploy.toml": toml_with("keep_releases = 3", 'keep_releases = "three"')},
-         expect=("deploy.toml", "keep_releases", "integer")),
-    Case("keep-zero", {"deploy.toml": toml_with("keep_releases = 3", "keep_releases = 0")},
-         expect=("deploy.toml", "keep_releases")),
-    Case("bad-app-name", {"deploy.toml": toml_with('app = "demo"', 'app = "My App"')},
-         expect=("deploy.toml", "app")),
-    Case("missing-app", {"deploy.toml": toml_with('app = "demo"\n', "")},
-         expect=("deploy.toml", "app", "required")),
-    Case("missing-hosts", {"deploy.toml": toml_with('hosts = ["local"]\n', "")},
-         expect=("deploy.toml", "environments.dev.hosts", "required")),
-    Case("empty-hosts", {"deploy.toml": toml_with('hosts = ["local"]', "hosts = []")},
-         expect=("deploy.toml", "environments.dev.hosts")),
-    Case("bad-host-string", {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["a@@b"]')},
-         expect=("deploy.toml", "environments.dev.hosts.0")),
-    Case("host-port-range",
-         {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = [{ address = "h1", port = 70000 }]')},
-         expect=("deploy.toml", "environments.dev.hosts.0.port")),
-    Case("unknown-env", args=("deploy", "--env", "nope"),
-         expect=("deploy.toml", "environments.nope", "unknown environment")),
+    Case(
+        "unknown-top-level-key",
+        {"deploy.toml": "colour = 'red'\n" + BASIC_TOML},
+        expect=("deploy.toml", "colour", "unknown key"),
+    ),
+    Case(
+        "unknown-env-key",
+        {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nhostz = 1')},
+        expect=("deploy.toml", "environments.dev.hostz", "unknown key"),
+    ),
+    Case(
+        "wrong-type",
+        {"deploy.toml": toml_with("keep_releases = 3", 'keep_releases = "three"')},
+        expect=("deploy.toml", "keep_releases", "integer"),
+    ),
+    Case(
+        "keep-zero",
+        {"deploy.toml": toml_with("keep_releases = 3", "keep_releases = 0")},
+        expect=("deploy.toml", "keep_releases"),
+    ),
+    Case(
+        "bad-app-name",
+        {"deploy.toml": toml_with('app = "demo"', 'app = "My App"')},
+        expect=("deploy.toml", "app"),
+    ),
+    Case(
+        "missing-app",
+        {"deploy.toml": toml_with('app = "demo"\n', "")},
+        expect=("deploy.toml", "app", "required"),
+    ),
+    Case(
+        "missing-hosts",
+        {"deploy.toml": toml_with('hosts = ["local"]\n', "")},
+        expect=("deploy.toml", "environments.dev.hosts", "required"),
+    ),
+    Case(
+        "empty-hosts",
+        {"deploy.toml": toml_with('hosts = ["local"]', "hosts = []")},
+        expect=("deploy.toml", "environments.dev.hosts"),
+    ),
+    Case(
+        "bad-host-string",
+        {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["a@@b"]')},
+        expect=("deploy.toml", "environments.dev.hosts.0"),
+    ),
+    Case(
+        "host-port-range",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]', 'hosts = [{ address = "h1", port = 70000 }]'
+            )
+        },
+        expect=("deploy.toml", "environments.dev.hosts.0.port"),
+    ),
+    Case(
+        "unknown-env",
+        args=("deploy", "--env", "nope"),
+        expect=("deploy.toml", "environments.nope", "unknown environment"),
+    ),
     Case("no-env", args=("deploy",), expect=("--env",)),
-    Case("missing-variable", {"deploy.toml": toml_with('deploy_to = "target"', 'deploy_to = "${NOPE_NOT_SET}"')},
-         expect=("deploy.toml", "environments.dev.deploy_to", "NOPE_NOT_SET")),
-    Case("missing-env-file", {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nenv_file = ".env.gone"')},
-         expect=(".env.gone", "environments.dev.env_file")),
-    Case("shared-dir-escapes", {"deploy.toml": toml_with('shared_dirs = ["log"]', 'shared_dirs = ["../etc"]')},
-         expect=("deploy.toml", "shared_dirs", "..")),
-    Case("deploy-to-root", {"deploy.toml": toml_with('deploy_to = "target"', 'deploy_to = "/"')},
-         expect=("deploy.toml", "environments.dev.deploy_to")),
-    Case("bad-strategy", {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nstrategy = { kind = "yolo" }')},
-         expect=("deploy.toml", "environments.dev.strategy.kind")),
-    Case("missing-pipeline", args=("deploy", "--env", "dev", "--pipeline", "missing"),
-         expect=("pipelines/missing.py", "pipeline", "not found")),
-    Case("pipeline-syntax-error", {"pipelines/web.py": "pipeline = Pipeline(\n"},
-         expect=("pipelines/web.py", "pipeline", "SyntaxError")),
-    Case("pipeline-raises", {"pipelines/web.py": "import nonexistent_module_xyz\n"},
-         expect=("pipelines/web.py", "ModuleNotFoundError", "line 1")),
-    Case("pipeline-missing-variable", {"pipelines/web.py": "x = 1\n"},
-         expect=("pipelines/web.py", "pipeline = Pipeline")),
-    Case("unknown-placeholder",
-         {"pipelines/web.py": BASIC_PIPELINE.replace('run("test ! -e FAIL_PREPARE"', 'run("ls {relase}"')},
-         expect=("pipelines/web.py", "step run", "{relase}")),
-    Case("push-without-build",
-         {"pipelines/web.py": BASIC_PIPELINE.replace('build("tar -czf {artifact} -C app ."),', "")},
-         expect=("pipelines/web.py", "push", "build()")),
-    Case("hostile-revision", args=("deploy", "--env", "dev", "--revision", "x$(touch pwned)"),
-         expect=("--revision",)),
-    Case("unknown-host-selected", args=("deploy", "--env", "dev", "--hosts", "web9"),
-         expect=("--hosts", "web9")),
-    Case("confirm-without-tty",
-         {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nconfirm = true')},
-         expect=("deploy.toml", "environments.dev.confirm", "--yes")),
-    Case("bad-rollback-target", args=("rollback", "--env", "dev", "--to", "../../etc"),
-         expect=("--to",)),
+    Case(
+        "missing-variable",
+        {"deploy.toml": toml_with('deploy_to = "target"', 'deploy_to = "${NOPE_NOT_SET}"')},
+        expect=("deploy.toml", "environments.dev.deploy_to", "NOPE_NOT_SET"),
+    ),
+    Case(
+        "missing-env-file",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]', 'hosts = ["local"]\nenv_file = ".env.gone"'
+            )
+        },
+        expect=(".env.gone", "environments.dev.env_file"),
+    ),
+    Case(
+        "shared-dir-escapes",
+        {"deploy.toml": toml_with('shared_dirs = ["log"]', 'shared_dirs = ["../etc"]')},
+        expect=("deploy.toml", "shared_dirs", ".."),
+    ),
+    Case(
+        "deploy-to-root",
+        {"deploy.toml": toml_with('deploy_to = "target"', 'deploy_to = "/"')},
+        expect=("deploy.toml", "environments.dev.deploy_to"),
+    ),
+    Case(
+        "bad-strategy",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]', 'hosts = ["local"]\nstrategy = { kind = "yolo" }'
+            )
+        },
+        expect=("deploy.toml", "environments.dev.strategy.kind"),
+    ),
+    Case(
+        "missing-pipeline",
+        args=("deploy", "--env", "dev", "--pipeline", "missing"),
+        expect=("pipelines/missing.py", "pipeline", "not found"),
+    ),
+    Case(
+        "pipeline-syntax-error",
+        {"pipelines/web.py": "pipeline = Pipeline(\n"},
+        expect=("pipelines/web.py", "pipeline", "SyntaxError"),
+    ),
+    Case(
+        "pipeline-raises",
+        {"pipelines/web.py": "import nonexistent_module_xyz\n"},
+        expect=("pipelines/web.py", "ModuleNotFoundError", "line 1"),
+    ),
+    Case(
+        "pipeline-missing-variable",
+        {"pipelines/web.py": "x = 1\n"},
+        expect=("pipelines/web.py", "pipeline = Pipeline"),
+    ),
+    Case(
+        "unknown-placeholder",
+        {
+            "pipelines/web.py": BASIC_PIPELINE.replace(
+                'run("test ! -e FAIL_PREPARE"', 'run("ls {relase}"'
+            )
+        },
+        expect=("pipelines/web.py", "step run", "{relase}"),
+    ),
+    Case(
+        "push-without-build",
+        {"pipelines/web.py": BASIC_PIPELINE.replace('build("tar -czf {artifact} -C app ."),', "")},
+        expect=("pipelines/web.py", "push", "build()"),
+    ),
+    Case(
+        "hostile-revision",
+        args=("deploy", "--env", "dev", "--revision", "x$(touch pwned)"),
+        expect=("--revision",),
+    ),
+    Case(
+        "unknown-host-selected",
+        args=("deploy", "--env", "dev", "--hosts", "web9"),
+        expect=("--hosts", "web9"),
+    ),
+    Case(
+        "confirm-without-tty",
+        {"deploy.toml": toml_with('hosts = ["local"]', 'hosts = ["local"]\nconfirm = true')},
+        expect=("deploy.toml", "environments.dev.confirm", "--yes"),
+    ),
+    Case(
+        "bad-rollback-target",
+        args=("rollback", "--env", "dev", "--to", "../../etc"),
+        expect=("--to",),
+    ),
     Case("bad-env-file-name", {".env": "GOOD=1\nBAD-NAME=2\n"}, expect=(".env", "BAD-NAME")),
 ]
 

@@ -19,7 +19,9 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn is not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("gunicorn") is None, reason="gunicorn is not installed"
+)
 
 
 def free_port() -> int:
@@ -47,7 +49,11 @@ class Example:
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*argv], cwd=self.root, capture_output=True, text=True, timeout=120,
+            [*argv],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "HELLO_PORT": str(self.port), "CI": "true"},
         )
 
@@ -63,8 +69,9 @@ def example(tmp_path: Path) -> Iterator[Example]:
     for name in ("deploy.toml", "tasks.py"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "pipelines", root / "pipelines")
-    shutil.copytree(REPO / "examples", root / "examples",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
     project = Example(root, free_port())
     yield project
     if project.pidfile.exists():

@@ -40,11 +40,15 @@ def check_invariants(project: Project, expected_current: str | None, keep: int) 
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(actions=st.lists(ACTIONS, min_size=1, max_size=8), keep=st.integers(min_value=1, max_value=3))
+@given(
+    actions=st.lists(ACTIONS, min_size=1, max_size=8), keep=st.integers(min_value=1, max_value=3)
+)
 def test_random_sequences_keep_the_invariants(actions: list[str], keep: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(Path(tmp) / "proj")
-        project.write("deploy.toml", BASIC_TOML.replace("keep_releases = 3", f"keep_releases = {keep}"))
+        project.write(
+            "deploy.toml", BASIC_TOML.replace("keep_releases = 3", f"keep_releases = {keep}")
+        )
         project.write("pipelines/web.py", BASIC_PIPELINE)
         project.write("app/index.txt", "hello\n")
         current: str | None = None

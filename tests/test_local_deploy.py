@@ -32,7 +32,11 @@ def test_deploy_creates_the_layout(project: Project) -> None:
     assert not list((target / ".deploylib" / "uploads").iterdir())
     [entry] = project.log()
     assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
-        "deploy", "success", release, release)
+        "deploy",
+        "success",
+        release,
+        release,
+    )
     assert report.kinds()[-1] == "deploy.ok"
 
 
@@ -83,7 +87,11 @@ def test_rollback_uses_the_log_not_directory_order(project: Project) -> None:
     assert project.current() == a.release
     assert project.rollback(to=c.release).release == c.release
     events = [(e["event"], e["release"]) for e in project.log()]
-    assert events[-3:] == [("rollback", b.release), ("rollback", a.release), ("rollback", c.release)]
+    assert events[-3:] == [
+        ("rollback", b.release),
+        ("rollback", a.release),
+        ("rollback", c.release),
+    ]
     # a release id that sorts last but was never deployed successfully is not a target
     (project.target / "releases" / "29991231T000000Z-zzzz").mkdir()
     with pytest.raises(DeployFailed, match="not a deployed release"):
@@ -97,8 +105,12 @@ def test_cleanup_keeps_keep_releases(project: Project) -> None:
 
 
 def test_cleanup_never_removes_current_or_the_rollback_target(project: Project) -> None:
-    project.write("deploy.toml", (project.root / "deploy.toml").read_text().replace(
-        "keep_releases = 3", "keep_releases = 1"))
+    project.write(
+        "deploy.toml",
+        (project.root / "deploy.toml")
+        .read_text()
+        .replace("keep_releases = 3", "keep_releases = 1"),
+    )
     releases = [project.deploy(revision=f"r{i}")[0].release for i in range(3)]
     # keep 1 would leave only current; the release a rollback goes to stays too
     assert project.release_dirs() == {releases[1], releases[2]}
@@ -113,8 +125,11 @@ def test_cleanup_never_removes_current_or_the_rollback_target(project: Project) 
 def test_a_second_deploy_is_refused_while_locked(project: Project) -> None:
     lock = project.target / ".deploylib" / "lock"
     lock.mkdir(parents=True)
-    (lock / "owner.json").write_text(json.dumps({"user": "bob", "host": "ci", "pid": 1,
-                                                 "started_at": "2026-03-01T00:00:00+00:00"}))
+    (lock / "owner.json").write_text(
+        json.dumps(
+            {"user": "bob", "host": "ci", "pid": 1, "started_at": "2026-03-01T00:00:00+00:00"}
+        )
+    )
     with pytest.raises(LockHeld, match="bob@ci"):
         project.deploy()
     assert lock.is_dir()  # someone else's lock stays
@@ -138,7 +153,9 @@ def test_secrets_go_to_shared_env_and_never_to_output(project: Project) -> None:
     secret = "pa55-w0rd-t0ken"
     project.write(".env", f"API_TOKEN={secret}\nPORT=8000\n")
     project.write(".env.dev", "EXTRA='dev only'\n")
-    project.write("pipelines/leak.py", """\
+    project.write(
+        "pipelines/leak.py",
+        """\
         from deploylib import Pipeline, build, push, run, switch, verify, command
         pipeline = Pipeline(
             build("tar -czf {artifact} -C app . && echo building with $API_TOKEN"),
@@ -147,13 +164,18 @@ def test_secrets_go_to_shared_env_and_never_to_output(project: Project) -> None:
             switch(),
             verify(command("true")),
         )
-        """)
+        """,
+    )
     events = project.root / "events.jsonl"
     result = project.cli("deploy", "--env", "dev", "--pipeline", "leak", "--events", str(events))
     assert result.returncode == 1
     assert "oops ***" in result.stdout + result.stderr
-    for text in (result.stdout, result.stderr, events.read_text(),
-                 (project.target / ".deploylib" / "releases.jsonl").read_text()):
+    for text in (
+        result.stdout,
+        result.stderr,
+        events.read_text(),
+        (project.target / ".deploylib" / "releases.jsonl").read_text(),
+    ):
         assert secret not in text
     env_file = (project.target / "shared" / ".env").read_text()
     assert env_file == f'API_TOKEN="{secret}"\nPORT="8000"\nEXTRA="dev only"\n'
@@ -161,7 +183,9 @@ def test_secrets_go_to_shared_env_and_never_to_output(project: Project) -> None:
 
 def test_env_values_reach_local_build_and_target_commands(project: Project) -> None:
     project.write(".env", "GREETING=hi there\n")
-    project.write("pipelines/web.py", """\
+    project.write(
+        "pipelines/web.py",
+        """\
         from deploylib import Pipeline, build, push, run, switch, verify, command
         pipeline = Pipeline(
             build('echo "$GREETING" > app/built && tar -czf {artifact} -C app .'),
@@ -170,7 +194,8 @@ def test_env_values_reach_local_build_and_target_commands(project: Project) -> N
             switch(),
             verify(command('grep -q "hi there" {current_path}/built')),
         )
-        """)
+        """,
+    )
     outcome, _ = project.deploy()
     assert (project.target / "releases" / outcome.release / "ran").read_text() == "hi there\n"
 
@@ -192,7 +217,9 @@ def test_release_id_collision_is_refused_before_anything_changes(project: Projec
 
 def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Project) -> None:
     first, _ = project.deploy()
-    project.write("pipelines/slow.py", """\
+    project.write(
+        "pipelines/slow.py",
+        """\
         from deploylib import Pipeline, build, push, run, switch, verify, command
         pipeline = Pipeline(
             build("tar -czf {artifact} -C app ."),
@@ -201,10 +228,14 @@ def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Proje
             switch(),
             verify(command("true")),
         )
-        """)
+        """,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--pipeline", "slow"],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     marker = project.target / "prepare-started"
     for _ in range(200):

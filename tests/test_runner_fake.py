@@ -50,8 +50,10 @@ def state_with_previous(op: Operation) -> Result | None:
     """Answer the lock command as a target that runs OLD."""
     if isinstance(op, Command) and op.description == "lock":
         entry = {"event": "deploy", "outcome": "success", "release": OLD, "revision": "0ld"}
-        out = (f"{STATE_MARK}current\nreleases/{OLD}\n{STATE_MARK}releases\n{OLD}\n"
-               f"{STATE_MARK}lock\n{STATE_MARK}log\n{json.dumps(entry)}\n")
+        out = (
+            f"{STATE_MARK}current\nreleases/{OLD}\n{STATE_MARK}releases\n{OLD}\n"
+            f"{STATE_MARK}lock\n{STATE_MARK}log\n{json.dumps(entry)}\n"
+        )
         return Result(0, out)
     return None
 
@@ -69,7 +71,9 @@ def test_deploy_runs_exact_operations() -> None:
     ]
     rel = f"/srv/app/releases/{R}"
     lines = fleet["local"].lines
-    assert lines[0].startswith("mkdir -p /srv/app/.deploylib || exit 1; if mkdir /srv/app/.deploylib/lock ")
+    assert lines[0].startswith(
+        "mkdir -p /srv/app/.deploylib || exit 1; if mkdir /srv/app/.deploylib/lock "
+    )
     assert lines[1:] == [
         "mkdir -p /srv/app/shared && (umask 077 && cat > /srv/app/shared/.env.tmp) && "
         "chmod 600 /srv/app/shared/.env.tmp && mv -f /srv/app/shared/.env.tmp /srv/app/shared/.env",
@@ -96,7 +100,11 @@ def test_deploy_runs_exact_operations() -> None:
     assert isinstance(record, Command) and isinstance(record.stdin, bytes)
     entry = json.loads(record.stdin)
     assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
-        "deploy", "success", R, R)
+        "deploy",
+        "success",
+        R,
+        R,
+    )
     assert report.kinds()[0] == "deploy.start" and report.kinds()[-1] == "deploy.ok"
 
 
@@ -148,8 +156,12 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
         f"test -f /srv/app/releases/{OLD}/REVISION && ln -sfn releases/{OLD} "
         f"/srv/app/.current-{OLD} && mv -T /srv/app/.current-{OLD} /srv/app/current"
     )
-    assert lines[switch_back + 1] == "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)"
-    assert lines[switch_back + 2] == f"GET http://127.0.0.1:8000/health expect 200 containing '{OLD}'"
+    assert (
+        lines[switch_back + 1] == "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)"
+    )
+    assert (
+        lines[switch_back + 2] == f"GET http://127.0.0.1:8000/health expect 200 containing '{OLD}'"
+    )
     assert lines.count(f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'") == 2
     assert f"rm -rf -- /srv/app/releases/{R} /srv/app/.deploylib/uploads/{R}.tar.gz" in lines
     entry = json.loads(target.operations[-2].stdin)  # type: ignore[union-attr,arg-type]
@@ -197,8 +209,11 @@ def test_lock_is_all_or_nothing_across_hosts() -> None:
     env = environment(hosts=["a", "b", "c"])
     fleet = FakeFleet()
     fleet["b"].respond(
-        lambda op: Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{{}}\n")
-        if isinstance(op, Command) and op.description == "lock" else None
+        lambda op: (
+            Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{{}}\n")
+            if isinstance(op, Command) and op.description == "lock"
+            else None
+        )
     )
     error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
     assert isinstance(error, LockHeld)
@@ -207,19 +222,28 @@ def test_lock_is_all_or_nothing_across_hosts() -> None:
 
 
 def test_migrate_runs_once_on_the_db_host_and_run_on_every_host() -> None:
-    env = environment(hosts=[Host("web1", "web1", roles=("web",)), Host("db1", "db1", roles=("db",)),
-                             Host("web2", "web2", roles=("web",))])
+    env = environment(
+        hosts=[
+            Host("web1", "web1", roles=("web",)),
+            Host("db1", "db1", roles=("db",)),
+            Host("web2", "web2", roles=("web",)),
+        ]
+    )
     fleet = FakeFleet()
     deploy_with_fakes(env, web_pipeline(), fleet)
     for name in ("web1", "db1", "web2"):
         assert any("pip install" in line for line in fleet[name].lines)
-        assert (f"cd /srv/app/releases/{R} && ./manage.py migrate" in fleet[name].lines) == (name == "db1")
+        assert (f"cd /srv/app/releases/{R} && ./manage.py migrate" in fleet[name].lines) == (
+            name == "db1"
+        )
 
 
 def test_migrate_falls_back_to_the_first_host_and_roles_narrow_run() -> None:
     env = environment(hosts=[Host("a", "a", roles=("web",)), Host("b", "b", roles=("worker",))])
     fleet = FakeFleet()
-    deploy_with_fakes(env, Pipeline(migrate("migrate-db"), run("restart-worker", roles=["worker"])), fleet)
+    deploy_with_fakes(
+        env, Pipeline(migrate("migrate-db"), run("restart-worker", roles=["worker"])), fleet
+    )
     assert [line for line in fleet["a"].lines if "migrate-db" in line]
     assert not [line for line in fleet["b"].lines if "migrate-db" in line]
     assert [line for line in fleet["b"].lines if line == "restart-worker"]
@@ -239,8 +263,14 @@ def test_hooks_and_custom_steps_run_in_order() -> None:
     fleet = FakeFleet()
     deploy_with_fakes(environment(), pipeline, fleet)
     body = [line for line in fleet["local"].lines if not line.startswith(("mkdir -p", "rm -rf"))]
-    assert body == ["first", "second", "middle", "last", f"echo announcing {R}",
-                    f"touch /srv/app/releases/{R}/announced"]
+    assert body == [
+        "first",
+        "second",
+        "middle",
+        "last",
+        f"echo announcing {R}",
+        f"touch /srv/app/releases/{R}/announced",
+    ]
 
 
 def test_local_custom_step_runs_on_the_controller_once() -> None:
@@ -258,13 +288,19 @@ def test_on_failure_steps_run_after_the_put_back_and_custom_rollback_restart() -
     fleet = FakeFleet()
     target = fleet["local"]
     target.respond(state_with_previous)
-    target.respond(lambda op: Result(1) if isinstance(op, Probe) and R in (op.contains or "") else None)
-    pipeline = web_pipeline(on_failure=[rollback(restart="systemctl restart app"), run("notify-failure {release}")])
+    target.respond(
+        lambda op: Result(1) if isinstance(op, Probe) and R in (op.contains or "") else None
+    )
+    pipeline = web_pipeline(
+        on_failure=[rollback(restart="systemctl restart app"), run("notify-failure {release}")]
+    )
     error, _ = deploy_with_fakes(environment(), pipeline, fleet)
     assert isinstance(error, DeployFailed)
     lines = target.lines
     assert "cd /srv/app/current && systemctl restart app" in lines
-    assert lines.index("cd /srv/app/current && systemctl restart app") < lines.index(f"notify-failure {R}")
+    assert lines.index("cd /srv/app/current && systemctl restart app") < lines.index(
+        f"notify-failure {R}"
+    )
 
 
 def test_secrets_reach_commands_only_through_env_and_stdin() -> None:
@@ -272,9 +308,17 @@ def test_secrets_reach_commands_only_through_env_and_stdin() -> None:
     env = environment(variables={"API_TOKEN": Secret(secret), "PORT": "8000"})
     fleet = FakeFleet()
     fleet["local"].fail_when("use-token", stderr=f"token was {secret}")
-    error, report = deploy_with_fakes(env, Pipeline(build("tar -czf {artifact} ."), push(),
-                                                    run("use-token $API_TOKEN"), switch(),
-                                                    verify(command("true"))), fleet)
+    error, report = deploy_with_fakes(
+        env,
+        Pipeline(
+            build("tar -czf {artifact} ."),
+            push(),
+            run("use-token $API_TOKEN"),
+            switch(),
+            verify(command("true")),
+        ),
+        fleet,
+    )
     assert isinstance(error, DeployFailed)
     for line in fleet["local"].lines + fleet.controller.lines:
         assert secret not in line
@@ -295,7 +339,11 @@ def test_verify_retries_and_reports_each_attempt() -> None:
     outcome, report = deploy_with_fakes(environment(), pipeline, fleet)
     assert not isinstance(outcome, Exception)
     attempts = [e for e in report.events if e.kind == "check.attempt"]
-    assert [(e.data["attempt"], e.data["ok"]) for e in attempts] == [(1, False), (2, False), (3, True)]
+    assert [(e.data["attempt"], e.data["ok"]) for e in attempts] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
 
 
 @pytest.mark.parametrize("attempts", [1, 3])
@@ -303,6 +351,7 @@ def test_verify_gives_up_after_its_attempts(attempts: int) -> None:
     fleet = FakeFleet()
     fleet["local"].respond(lambda op: Result(1, stderr="down") if isinstance(op, Probe) else None)
     error, report = deploy_with_fakes(
-        environment(), Pipeline(verify(http("http://x/"), attempts=attempts, wait=0)), fleet)
+        environment(), Pipeline(verify(http("http://x/"), attempts=attempts, wait=0)), fleet
+    )
     assert isinstance(error, DeployFailed)
     assert len([e for e in report.events if e.kind == "check.attempt"]) == attempts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.hosts import Host
 from deploylib.probes import perform_probe

@@ -22,7 +22,8 @@ from deploylib.commands import Command, Result, Upload
 from deploylib.hosts import LOCAL, Host
 from deploylib.secrets import reveal
 
-class _DeployLocal(Local):  # type: ignore[misc]
+
+class _DeployLocal(Local):
     """Invoke's local runner, changed where a deploy needs it.
 
     * stdin is fed in blocks: Invoke reads a stream without a terminal one byte per 10 ms,
@@ -35,7 +36,7 @@ class _DeployLocal(Local):  # type: ignore[misc]
     def read_our_stdin(self, input_: IO[str]) -> str | None:
         if isinstance(input_, io.StringIO):
             return input_.read(1 << 16)
-        return super().read_our_stdin(input_)  # type: ignore[no-any-return]
+        return super().read_our_stdin(input_)
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
         self.process = subprocess.Popen(
@@ -66,9 +67,7 @@ class LocalBackend(Backend):
     def __init__(self, host: Host = LOCAL, *, default_timeout: float | None = None) -> None:
         super().__init__(host)
         self.default_timeout = default_timeout
-        self._context = Context(
-            config=Config(overrides={"runners": {"local": _DeployLocal}})
-        )
+        self._context = Context(config=Config(overrides={"runners": {"local": _DeployLocal}}))
 
     def run(self, command: Command) -> Result:
         stdin = command.stdin_bytes()
@@ -86,6 +85,8 @@ class LocalBackend(Backend):
             )
         except CommandTimedOut as exc:
             return Result(124, exc.result.stdout, exc.result.stderr, timed_out=True)
+        if result is None:  # only with disown=True, which is never used here
+            return Result(1, stderr="the command left no result")
         return Result(result.exited, result.stdout, result.stderr)
 
     def upload(self, upload: Upload) -> Result:

@@ -23,9 +23,13 @@ class PrinterBackend(Backend):
         line = command.line
         extras = []
         if command.env:
-            extras.append("env: " + " ".join(
-                f"{k}=***" if isinstance(v, Secret) else f"{k}={v}" for k, v in command.env.items()
-            ))
+            extras.append(
+                "env: "
+                + " ".join(
+                    f"{k}=***" if isinstance(v, Secret) else f"{k}={v}"
+                    for k, v in command.env.items()
+                )
+            )
         if command.stdin is not None:
             extras.append(command.describe_stdin())
         self._emit(self.host.name, "$ " + line + (f"    # {'; '.join(extras)}" if extras else ""))

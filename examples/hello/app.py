@@ -33,6 +33,7 @@ def app(
         body = f"{GREETING} from release {RELEASE}\n"
     data = body.encode()
     start_response(
-        "200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+        "200 OK",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))],
     )
     return [data]

@@ -1,0 +1,158 @@
+"""The command line as users type it: tasks, JSON output, init, unlock, help, start-up cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import deploylib
+from tests.conftest import REPO, Project
+
+
+def test_deploy_status_releases_and_rollback(project: Project) -> None:
+    first = project.cli("deploy", "--env", "dev", "--revision", "aaa111")
+    assert first.returncode == 0, first.stderr
+    project.write("app/BROKEN", "")
+    import time
+
+    time.sleep(1.05)
+    failed = project.cli("deploy", "--env", "dev", "--revision", "bbb222")
+    assert failed.returncode == 1
+    assert "every target is back on the release it had" in failed.stdout
+
+    status = project.cli("status", "--env", "dev", "--json")
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)
+    assert row["host"] == "local" and row["revision"] == "aaa111" and row["locked"] is False
+    assert row["current"] == project.current()
+
+    releases = project.cli("releases", "--env", "dev", "--json")
+    rows = json.loads(releases.stdout)
+    assert [(r["revision"], r["outcome"]) for r in rows] == [
+        ("aaa111", "success"),
+        ("bbb222", "rolled_back"),
+    ]
+    assert rows[0]["on_disk"] == ["local"] and rows[1]["on_disk"] == []
+
+    table = project.cli("status", "--env", "dev")
+    assert project.current() in table.stdout and "aaa111" in table.stdout  # nothing cut
+
+    nothing = project.cli("rollback", "--env", "dev")
+    assert nothing.returncode == 1 and "no earlier release" in nothing.stdout
+
+
+def test_events_file_is_json_lines(project: Project) -> None:
+    result = project.cli("deploy", "--env", "dev", "--events", "events.jsonl")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (project.root / "events.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "deploy.start" and kinds[-1] == "deploy.ok"
+    assert {"step.ok", "operation", "check.attempt"} <= set(kinds)
+    assert all("time" in e for e in events)
+
+
+def test_check_reports_per_host_and_changes_nothing(project: Project) -> None:
+    result = project.cli("check", "--env", "dev", "--json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert row["host"] == "local" and row["ok"] and row["writable"] and row["free_mb"] > 0
+    assert not project.target.exists()
+
+
+def test_unlock_removes_a_stale_lock_and_refuses_a_live_one(project: Project) -> None:
+    lock = project.target / ".deploylib" / "lock"
+    lock.mkdir(parents=True)
+    import socket
+
+    (lock / "owner.json").write_text(
+        json.dumps(
+            {"user": "me", "host": socket.gethostname(), "pid": os.getpid(), "started_at": "now"}
+        )
+    )
+    alive = project.cli("unlock", "--env", "dev")
+    assert alive.returncode == 3 and lock.exists()
+    forced = project.cli("unlock", "--env", "dev", "--force")
+    assert forced.returncode == 0 and not lock.exists()
+
+    lock.mkdir()
+    (lock / "owner.json").write_text(json.dumps({"user": "me", "host": "elsewhere", "pid": 1}))
+    stale = project.cli("unlock", "--env", "dev")
+    assert stale.returncode == 0 and "unlocked: local" in stale.stdout and not lock.exists()
+
+
+def test_init_scaffolds_a_project_that_validates(tmp_path: Path) -> None:
+    root = tmp_path / "My Shop"
+    root.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "deploylib", "init", "--ci", "github"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    for name in (
+        "deploy.toml",
+        "pipelines/web.py",
+        "tasks.py",
+        ".env.example",
+        ".github/workflows/deploy.yml",
+    ):
+        assert (root / name).is_file()
+    assert 'app = "my-shop"' in (root / "deploy.toml").read_text()
+    dry = subprocess.run(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--dry-run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    again = subprocess.run(
+        [sys.executable, "-m", "deploylib", "init"], cwd=root, capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "deploy.toml" in again.stderr
+
+
+def test_help_lists_every_task() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deploylib", "--list"], capture_output=True, text=True
+    )
+    for name in ("deploy", "rollback", "status", "releases", "check", "init", "unlock"):
+        assert name in result.stdout
+
+
+def test_local_deploys_and_help_do_not_import_ssh_libraries(project: Project) -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['deploylib', 'deploy', '--env', 'dev']\n"
+        "try:\n    runpy.run_module('deploylib', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad = [m for m in ('fabric', 'paramiko') if m in sys.modules]\n"
+        "print('IMPORTED', bad)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True
+    )
+    assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
+
+
+def test_public_api() -> None:
+    for name in deploylib.__all__:
+        assert hasattr(deploylib, name), name
+    assert {
+        "Pipeline",
+        "build",
+        "push",
+        "run",
+        "migrate",
+        "switch",
+        "verify",
+        "rollback",
+        "http",
+        "tcp",
+        "command",
+        "step",
+    } <= set(deploylib.__all__)
+    assert (REPO / "deploylib" / "py.typed").exists()
