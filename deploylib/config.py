@@ -338,6 +338,19 @@ def _resolve(
             file=file,
             key=f"environments.{env}.strategy.kind",
         )
+    notify = setting("notify") or NotifySettings()
+    unsupported = {
+        "notify.webhook": notify.webhook,
+        "metrics_file": setting("metrics_file"),
+    }
+    for key, value in unsupported.items():
+        if value:
+            raise ConfigError(
+                "not available in this version of deploylib; remove it",
+                file=file,
+                key=key if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
+                else f"environments.{env}.{key}",
+            )
     return Environment(
         project_dir=config_file.parent,
         config_file=config_file,
@@ -353,7 +366,7 @@ def _resolve(
         command_timeout=setting("command_timeout"),
         ssh=setting("ssh") or SSHSettings(),
         strategy=strategy,
-        notify=setting("notify") or NotifySettings(),
+        notify=notify,
         metrics_file=setting("metrics_file"),
         variables=variables,
         redactor=redactor,

@@ -1,0 +1,81 @@
+"""Start-up cost: `import deploylib`, `deploylib --help`, and a local deploy of a tiny project.
+
+    python benchmarks/startup.py [--runs N]
+
+Prints medians (and min/max) of wall time over N fresh processes. A benchmark, not a test:
+nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOML = """\
+app = "bench"
+deploy_to = "/srv/bench"
+keep_releases = 3
+[environments.dev]
+hosts = ["local"]
+deploy_to = "target"
+"""
+
+PIPELINE = """\
+from deploylib import Pipeline, build, push, switch, verify, command
+pipeline = Pipeline(
+    build("tar -czf {artifact} -C app ."),
+    push(),
+    switch(),
+    verify(command("test -f {current_path}/REVISION")),
+)
+"""
+
+
+def timed(argv: list[str], cwd: Path | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def measure(label: str, argv: list[str], runs: int, cwd: Path | None = None) -> None:
+    timed(argv, cwd)  # warm the page cache
+    samples = [timed(argv, cwd) for _ in range(runs)]
+    print(f"| {label} | {statistics.median(samples) * 1000:.0f} ms "
+          f"| {min(samples) * 1000:.0f} | {max(samples) * 1000:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    runs = parser.parse_args().runs
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {runs} runs each\n")
+    print("| what | median | min | max |\n|---|---|---|---|")
+    measure("python -c pass (floor)", [sys.executable, "-c", "pass"], runs)
+    measure("import deploylib", [sys.executable, "-c", "import deploylib"], runs)
+    measure("deploylib --help", [sys.executable, "-m", "deploylib", "--help"], runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "deploy.toml").write_text(TOML)
+        (root / "pipelines").mkdir()
+        (root / "pipelines" / "web.py").write_text(PIPELINE)
+        (root / "app").mkdir()
+        (root / "app" / "index.html").write_text("hello\n")
+        deploy = [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--revision", "bench"]
+        samples = []
+        for _ in range(runs):
+            samples.append(timed(deploy, root))
+            time.sleep(1.0)  # one release id per second
+        print(f"| local deploy (build, push, switch, verify, cleanup) | "
+              f"{statistics.median(samples) * 1000:.0f} ms | {min(samples) * 1000:.0f} "
+              f"| {max(samples) * 1000:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
