@@ -47,8 +47,10 @@ def timed(argv: list[str], cwd: Path | None = None) -> float:
 def measure(label: str, argv: list[str], runs: int, cwd: Path | None = None) -> None:
     timed(argv, cwd)  # warm the page cache
     samples = [timed(argv, cwd) for _ in range(runs)]
-    print(f"| {label} | {statistics.median(samples) * 1000:.0f} ms "
-          f"| {min(samples) * 1000:.0f} | {max(samples) * 1000:.0f} |")
+    print(
+        f"| {label} | {statistics.median(samples) * 1000:.0f} ms "
+        f"| {min(samples) * 1000:.0f} | {max(samples) * 1000:.0f} |"
+    )
 
 
 def main() -> None:
@@ -67,14 +69,25 @@ def main() -> None:
         (root / "pipelines" / "web.py").write_text(PIPELINE)
         (root / "app").mkdir()
         (root / "app" / "index.html").write_text("hello\n")
-        deploy = [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--revision", "bench"]
+        deploy = [
+            sys.executable,
+            "-m",
+            "deploylib",
+            "deploy",
+            "--env",
+            "dev",
+            "--revision",
+            "bench",
+        ]
         samples = []
         for _ in range(runs):
             samples.append(timed(deploy, root))
             time.sleep(1.0)  # one release id per second
-        print(f"| local deploy (build, push, switch, verify, cleanup) | "
-              f"{statistics.median(samples) * 1000:.0f} ms | {min(samples) * 1000:.0f} "
-              f"| {max(samples) * 1000:.0f} |")
+        print(
+            f"| local deploy (build, push, switch, verify, cleanup) | "
+            f"{statistics.median(samples) * 1000:.0f} ms | {min(samples) * 1000:.0f} "
+            f"| {max(samples) * 1000:.0f} |"
+        )
 
 
 if __name__ == "__main__":

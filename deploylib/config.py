@@ -348,7 +348,8 @@ def _resolve(
             raise ConfigError(
                 "not available in this version of deploylib; remove it",
                 file=file,
-                key=key if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
+                key=key
+                if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
                 else f"environments.{env}.{key}",
             )
     return Environment(

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,6 +155,8 @@ class Runner:
             phase = "switch"
             self._go_live(self.release, self.phases.switch)
             phase = "record"
+            # every target is live on the new release: a log that cannot be written is a
+            # warning, not a reason to switch back
             self._record_all("deploy", "success", self.release)
             removed = self._cleanup()
             placement = {t.name: t.current for t in self.targets}
@@ -193,10 +195,7 @@ class Runner:
             self.release = self._rollback_target(to)
             self.revision = self._revision_of(self.release)
             phase = "switch"
-            revert = self.pipeline.revert or Rollback(
-                name="rollback", restart=self.phases.switch.restart if self.phases.switch else None
-            )
-            self._go_live(self.release, revert)
+            self._go_live(self.release, self._revert_step())
             phase = "record"
             self._record_all("rollback", "success", self.release)
             placement = {t.name: t.current for t in self.targets}
@@ -395,8 +394,8 @@ class Runner:
         if event == "deploy" and phase in ("prepare", "switch"):
             self._remove_unfinished()
         if phase in ("prepare", "switch"):
-            outcome = "rolled_back" if phase == "switch" else "failed"
-            self._record_all(event, outcome, self.release, error=reason, quiet=True)
+            outcome = "rolled_back" if phase == "switch" and event == "deploy" else "failed"
+            self._record_all(event, outcome, self.release, error=reason)
             self._run_on_failure_steps()
         placement = {t.name: t.current for t in self.targets}
         if broken:
@@ -410,6 +409,8 @@ class Runner:
                 what = "nothing was changed"
             elif phase == "prepare":
                 what = "no target was switched; the unfinished release was removed"
+            elif phase == "record":
+                what = "every target is on the new release"
             else:
                 what = "every target is back on the release it had"
             error = DeployFailed(f"{event} failed: {reason}; {what}", placement)
@@ -417,19 +418,18 @@ class Runner:
         error.reported = True
         return error
 
+    def _revert_step(self) -> Rollback:
+        """How a target goes back: the pipeline's ``rollback`` step from ``on_failure``, with the
+        switch step's restart unless it names its own."""
+        default_restart = self.phases.switch.restart if self.phases.switch else None
+        revert = self.pipeline.revert or Rollback(name="rollback")
+        if revert.restart is None and default_restart:
+            revert = replace(revert, restart=default_restart)
+        return revert
+
     def _put_back(self) -> list[str]:
         """Return every switched target to the release it had; the names of those that failed."""
-        revert = self.pipeline.revert or Rollback(
-            name="rollback",
-            restart=self.phases.switch.restart if self.phases.switch else None,
-        )
-        if self.pipeline.revert and not revert.restart and self.phases.switch:
-            revert = Rollback(
-                name="rollback",
-                restart=self.phases.switch.restart,
-                before=revert.before,
-                after=revert.after,
-            )
+        revert = self._revert_step()
         verifies = [s for s in self.phases.post if isinstance(s, Verify)]
 
         def put_back(target: Target) -> None:
@@ -482,14 +482,9 @@ class Runner:
     # ------------------------------------------------------------------ records
 
     def _record_all(
-        self,
-        event: str,
-        outcome: str,
-        release: str,
-        *,
-        error: str | None = None,
-        quiet: bool = False,
+        self, event: str, outcome: str, release: str, *, error: str | None = None
     ) -> None:
+        """Append to every locked target's release log; a failure there is a warning."""
         layout = Layout(self.env.deploy_to)
         now = self.clock().isoformat(timespec="seconds")
 
@@ -520,8 +515,6 @@ class Runner:
         errors = self._parallel(record, [t for t in self.targets if t.locked])
         for name, exc in errors.items():
             self._emit("warning", f"could not write the release log: {exc}", host=name)
-        if errors and not quiet:
-            raise next(iter(errors.values()))
 
     def _cleanup(self) -> dict[str, list[str]]:
         layout = Layout(self.env.deploy_to)

@@ -203,7 +203,9 @@ def test_there_are_at_least_15_distinct_bad_inputs() -> None:
 
 
 def test_settings_of_later_versions_are_refused_not_ignored(project: Project) -> None:
-    project.write("deploy.toml", BASIC_TOML.replace(
-        'keep_releases = 3', 'keep_releases = 3\nmetrics_file = "/tmp/x.prom"'))
+    project.write(
+        "deploy.toml",
+        BASIC_TOML.replace("keep_releases = 3", 'keep_releases = 3\nmetrics_file = "/tmp/x.prom"'),
+    )
     result = project.cli("deploy", "--env", "dev")
     assert result.returncode == 2 and "metrics_file" in result.stderr

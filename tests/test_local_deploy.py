@@ -252,3 +252,40 @@ def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Proje
     assert project.release_dirs() == {first.release}
     assert not (project.target / ".deploylib" / "lock").exists()
     assert "interrupted" in out + err
+
+
+def test_two_deploys_at_once_the_second_gets_exit_3(project: Project) -> None:
+    import time
+
+    project.write(
+        "pipelines/slow.py",
+        """\
+        from deploylib import Pipeline, build, push, run, switch, verify, command
+        pipeline = Pipeline(
+            build("tar -czf {artifact} -C app ."),
+            push(),
+            run("touch {deploy_to}/prepare-started && sleep 3"),
+            switch(),
+            verify(command("true")),
+        )
+        """,
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--pipeline", "slow"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = project.target / "prepare-started"
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = project.cli("deploy", "--env", "dev")
+    out, err = first.communicate(timeout=60)
+
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "locked by" in second.stdout + second.stderr
+    assert first.returncode == 0, out + err
+    assert [e["outcome"] for e in project.log()] == ["success"]
+    assert not (project.target / ".deploylib" / "lock").exists()
