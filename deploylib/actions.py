@@ -20,7 +20,7 @@ from deploylib import releases
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
 from deploylib.backends.printer import PrinterBackend
-from deploylib.commands import Command
+from deploylib.commands import Command, Result
 from deploylib.config import Environment, load_environment
 from deploylib.errors import ConfigError, LockHeld, LockOwner, StepFailed
 from deploylib.hosts import LOCAL, Host
@@ -169,19 +169,23 @@ def rollback(
 def read_states(env: Environment, hosts: Sequence[Host]) -> dict[str, TargetState]:
     """Read every target's state, changing nothing."""
     require_supported_hosts(env, hosts)
-    factory = backend_factory(env, dry_run=False, reporter=_Silent())
     layout = Layout(env.deploy_to)
     states: dict[str, TargetState] = {}
     for host in hosts:
-        backend = factory(host)
-        try:
-            result = backend.run(releases.state_command(layout))
-        finally:
-            backend.close()
+        result = run_once(env, host, releases.state_command(layout))
         if not result.ok:
             raise StepFailed("status", host.name, result.summary(), result)
         states[host.name] = releases.parse_state(result.stdout)
     return states
+
+
+def run_once(env: Environment, host: Host, command: Command) -> Result:
+    """Run one command on one host, outside a deploy (status, check, unlock)."""
+    backend = backend_factory(env, dry_run=False, reporter=_Silent())(host)
+    try:
+        return backend.run(command)
+    finally:
+        backend.close()
 
 
 def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
@@ -245,7 +249,6 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
     """Reach every target and report whether a deploy could write there; change nothing."""
     env = loaded.env
     require_supported_hosts(env, loaded.hosts)
-    factory = backend_factory(env, dry_run=False, reporter=_Silent())
     q = shlex.quote
     script = (
         f'p={q(env.deploy_to)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
@@ -254,11 +257,7 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
     )
     rows = []
     for host in loaded.hosts:
-        backend = factory(host)
-        try:
-            result = backend.run(Command(script, timeout=30))
-        finally:
-            backend.close()
+        result = run_once(env, host, Command(script, timeout=30))
         facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         free_kb = int(facts["free_kb"]) if facts.get("free_kb", "").isdigit() else None
         problems = []
@@ -291,16 +290,11 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
             alive.append(LockOwner(name, owner))
     if alive:
         raise LockHeld(alive)
-    factory = backend_factory(env, dry_run=False, reporter=_Silent())
     removed = []
     for host in hosts:
         if not states[host.name].locked:
             continue
-        backend = factory(host)
-        try:
-            result = backend.run(releases.unlock_command(layout))
-        finally:
-            backend.close()
+        result = run_once(env, host, releases.unlock_command(layout))
         if not result.ok:
             raise StepFailed("unlock", host.name, result.summary(), result)
         removed.append(host.name)

@@ -176,20 +176,7 @@ def rollback(
 )
 def status(c: Any, env: str | None = None, json: bool = False, config: str = "deploy.toml") -> None:
     """Per host: current release, revision, deployed at/by, lock."""
-
-    def body() -> None:
-        from deploylib import actions, views
-        from deploylib.config import load_environment
-
-        environment = load_environment(Path(config), env or "")
-        rows = actions.status_rows(environment, environment.hosts)
-        console = _console()
-        if json:
-            views.print_json(console, rows)
-        else:
-            console.print(views.status_table(rows, environment.name))
-
-    _run(body)
+    _show(config, env, json, "status")
 
 
 @task(
@@ -200,18 +187,28 @@ def releases(
     c: Any, env: str | None = None, json: bool = False, config: str = "deploy.toml"
 ) -> None:
     """Release history with outcomes, from every host's release log."""
+    _show(config, env, json, "releases")
+
+
+def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
+    """``status`` and ``releases``: read every host, print a table or JSON."""
 
     def body() -> None:
         from deploylib import actions, views
         from deploylib.config import load_environment
 
         environment = load_environment(Path(config), env or "")
-        rows = actions.release_history(environment, environment.hosts)
+        if what == "status":
+            rows = actions.status_rows(environment, environment.hosts)
+            table = views.status_table(rows, environment.name)
+        else:
+            rows = actions.release_history(environment, environment.hosts)
+            table = views.releases_table(rows, environment.name)
         console = _console()
-        if json:
+        if as_json:
             views.print_json(console, rows)
         else:
-            console.print(views.releases_table(rows, environment.name))
+            console.print(table)
 
     _run(body)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -215,16 +217,16 @@ def test_release_id_collision_is_refused_before_anything_changes(project: Projec
     assert not (project.target / ".deploylib" / "lock").exists()
 
 
-def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Project) -> None:
-    first, _ = project.deploy()
+def start_slow_deploy(project: Project, seconds: int) -> subprocess.Popen[str]:
+    """Start a deploy whose prepare step sleeps; return once it is inside that step."""
     project.write(
         "pipelines/slow.py",
-        """\
+        f"""\
         from deploylib import Pipeline, build, push, run, switch, verify, command
         pipeline = Pipeline(
-            build("tar -czf {artifact} -C app ."),
+            build("tar -czf {{artifact}} -C app ."),
             push(),
-            run("touch {deploy_to}/prepare-started && sleep 30"),
+            run("touch {{deploy_to}}/prepare-started && sleep {seconds}"),
             switch(),
             verify(command("true")),
         )
@@ -238,14 +240,17 @@ def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Proje
         text=True,
     )
     marker = project.target / "prepare-started"
-    for _ in range(200):
-        if marker.exists():
-            break
-        import time
-
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists()
-    process.send_signal(__import__("signal").SIGINT)
+    return process
+
+
+def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Project) -> None:
+    first, _ = project.deploy()
+    process = start_slow_deploy(project, 30)
+    process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1, out + err
     assert project.current() == first.release
@@ -255,32 +260,7 @@ def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Proje
 
 
 def test_two_deploys_at_once_the_second_gets_exit_3(project: Project) -> None:
-    import time
-
-    project.write(
-        "pipelines/slow.py",
-        """\
-        from deploylib import Pipeline, build, push, run, switch, verify, command
-        pipeline = Pipeline(
-            build("tar -czf {artifact} -C app ."),
-            push(),
-            run("touch {deploy_to}/prepare-started && sleep 3"),
-            switch(),
-            verify(command("true")),
-        )
-        """,
-    )
-    first = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--pipeline", "slow"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = project.target / "prepare-started"
-    deadline = time.monotonic() + 20
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    first = start_slow_deploy(project, 3)
     second = project.cli("deploy", "--env", "dev")
     out, err = first.communicate(timeout=60)
 
