@@ -389,8 +389,9 @@ class Runner:
         elif not isinstance(exc, DeployError | KeyboardInterrupt):
             reason = f"{exc.__class__.__name__}: {self._redact(str(exc))}"
         broken: list[str] = []
+        unwell: list[str] = []
         if phase == "switch":
-            broken = self._put_back()
+            broken, unwell = self._put_back()
         if event == "deploy" and phase in ("prepare", "switch"):
             self._remove_unfinished()
         if phase in ("prepare", "switch"):
@@ -413,6 +414,8 @@ class Runner:
                 what = "every target is on the new release"
             else:
                 what = "every target is back on the release it had"
+                if unwell:
+                    what += f" (which fails its checks too on {', '.join(unwell)})"
             error = DeployFailed(f"{event} failed: {reason}; {what}", placement)
         self._emit(f"{event}.failed", self._redact(str(error)), data={"placement": placement})
         error.reported = True
@@ -427,31 +430,43 @@ class Runner:
             revert = replace(revert, restart=default_restart)
         return revert
 
-    def _put_back(self) -> list[str]:
-        """Return every switched target to the release it had; the names of those that failed."""
+    def _put_back(self) -> tuple[list[str], list[str]]:
+        """Return every switched target to the release it had and re-verify it there.
+
+        Returns the targets that could not be switched back (the fleet is inconsistent) and
+        those that are back but fail their checks on the old release too (consistent, unwell).
+        """
         revert = self._revert_step()
         verifies = [s for s in self.phases.post if isinstance(s, Verify)]
+        unwell: list[str] = []
 
         def put_back(target: Target) -> None:
             previous = target.state.current
             self._emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
             if previous is None:
-                result = self._execute(
-                    target, releases.switch_command(Layout(self.env.deploy_to), None), "rollback"
-                )
+                unset = releases.switch_command(Layout(self.env.deploy_to), None)
+                result = self._execute(target, unset, "rollback")
                 if not result.ok:
                     raise StepFailed("rollback", target.name, result.summary(), result)
                 target.current = None
                 return
             self._run_on(revert, target, previous)
-            for verify_step in verifies:
-                self._run_on(verify_step, target, previous)
+            try:
+                for verify_step in verifies:
+                    self._run_on(verify_step, target, previous)
+            except StepFailed as exc:
+                unwell.append(target.name)
+                self._emit(
+                    "warning",
+                    f"back on {previous}, which fails its checks too: {self._redact(exc.message)}",
+                    host=target.name,
+                )
 
         switched = [t for t in self.targets if t.switched]
         errors = self._parallel(put_back, switched)
         for name, error in errors.items():
             self._emit("warning", f"putting back failed: {self._redact(str(error))}", host=name)
-        return list(errors)
+        return list(errors), sorted(unwell)
 
     def _remove_unfinished(self) -> None:
         layout = Layout(self.env.deploy_to)

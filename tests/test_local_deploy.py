@@ -269,3 +269,59 @@ def test_two_deploys_at_once_the_second_gets_exit_3(project: Project) -> None:
     assert first.returncode == 0, out + err
     assert [e["outcome"] for e in project.log()] == ["success"]
     assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_tcp_and_http_checks_against_real_listeners(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import socket
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code = 200 if self.path == "/ok" else 503
+            body = b"fine" if code == 200 else b"starting"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    monkeypatch.setenv("WEB_PORT", str(server.server_address[1]))
+    monkeypatch.setenv("CLOSED_PORT", str(closed.getsockname()[1]))
+    try:
+        project.write(
+            "pipelines/checks.py",
+            """\
+            from deploylib import Pipeline, build, push, switch, verify, http, tcp
+            pipeline = Pipeline(
+                build("tar -czf {artifact} -C app ."), push(), switch(),
+                verify(tcp("${WEB_PORT}"), http("http://{host_address}:${WEB_PORT}/ok",
+                       contains="fine"), attempts=2, wait=0),
+            )
+            """,
+        )
+        project.deploy(pipeline="checks")
+        for check in ('tcp("${CLOSED_PORT}")', 'http("http://127.0.0.1:${WEB_PORT}/down")'):
+            project.write(
+                "pipelines/bad.py",
+                f"""\
+                from deploylib import Pipeline, build, push, switch, verify, http, tcp
+                pipeline = Pipeline(
+                    build("tar -czf {{artifact}} -C app ."), push(), switch(),
+                    verify({check}, attempts=2, wait=0),
+                )
+                """,
+            )
+            with pytest.raises(DeployFailed, match=r"refused|status 503"):
+                project.deploy(pipeline="bad")
+    finally:
+        server.shutdown()
+        closed.close()

@@ -168,15 +168,30 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
     assert (entry["outcome"], entry["current"], entry["previous"]) == ("rolled_back", OLD, OLD)
 
 
-def test_failed_put_back_is_reported_as_inconsistent() -> None:
-    env = environment()
+def test_failed_switch_back_is_reported_as_inconsistent() -> None:
+    env = environment(hosts=["a", "b"])
+    fleet = FakeFleet()
+    for name in ("a", "b"):
+        fleet[name].respond(state_with_previous)
+        fleet[name].respond(
+            lambda op: Result(1) if isinstance(op, Probe) and R in (op.contains or "") else None
+        )
+    fleet["b"].fail_when(f"ln -sfn releases/{OLD}", stderr="disk gone")
+    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(error, FleetInconsistent) and error.exit_code == 4
+    assert error.placement == {"a": OLD, "b": R}
+    assert "putting back failed on b" in str(error)
+
+
+def test_old_release_failing_its_checks_too_is_consistent_but_said() -> None:
     fleet = FakeFleet()
     target = fleet["local"]
     target.respond(state_with_previous)
     target.respond(lambda op: Result(1, stderr="down") if isinstance(op, Probe) else None)
-    error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
-    assert isinstance(error, FleetInconsistent) and error.exit_code == 4
-    assert "local" in str(error)
+    error, _ = deploy_with_fakes(environment(), web_pipeline(), fleet)
+    assert isinstance(error, DeployFailed) and error.exit_code == 1
+    assert error.placement == {"local": OLD}
+    assert "fails its checks too on local" in str(error)
 
 
 def test_first_deploy_that_fails_verify_leaves_no_current() -> None:
