@@ -87,24 +87,14 @@ def backend_factory(
             return PrinterBackend(host, emit)
         if host.is_local:
             return LocalBackend(host, default_timeout=env.command_timeout)
-        raise _no_ssh(env, host)
+        # imported here: fabric and paramiko cost a local deploy nothing
+        from deploylib.backends.ssh import SSHBackend
+
+        return SSHBackend(
+            host, env.ssh, project_dir=env.project_dir, default_timeout=env.command_timeout
+        )
 
     return make
-
-
-def require_supported_hosts(env: Environment, hosts: Sequence[Host]) -> None:
-    """Fail before anything is touched if a host needs a backend this version lacks."""
-    for host in hosts:
-        if not host.is_local:
-            raise _no_ssh(env, host)
-
-
-def _no_ssh(env: Environment, host: Host) -> ConfigError:
-    return ConfigError(
-        f"host {host.name!r} needs SSH, which this version of deploylib does not support yet",
-        file=str(env.config_file),
-        key=f"environments.{env.name}.hosts",
-    )
 
 
 def resolve_revision(env: Environment, revision: str | None) -> str:
@@ -132,8 +122,6 @@ def deploy(
     clock: Clock = utc_now,
 ) -> Outcome:
     env = loaded.env
-    if not dry_run:
-        require_supported_hosts(env, loaded.hosts)
     runner = Runner(
         env,
         loaded.pipeline,
@@ -142,6 +130,7 @@ def deploy(
         reporter=reporter,
         revision=resolve_revision(env, revision),
         clock=clock,
+        parallel=env.ssh.parallel,
     )
     return runner.deploy(loaded.hosts)
 
@@ -150,7 +139,6 @@ def rollback(
     loaded: Loaded, *, reporter: Reporter, to: str | None = None, clock: Clock = utc_now
 ) -> Outcome:
     env = loaded.env
-    require_supported_hosts(env, loaded.hosts)
     factory = backend_factory(env, dry_run=False, reporter=reporter)
     runner = Runner(
         env,
@@ -159,6 +147,7 @@ def rollback(
         controller=factory(LOCAL),
         reporter=reporter,
         clock=clock,
+        parallel=env.ssh.parallel,
     )
     return runner.rollback(loaded.hosts, to)
 
@@ -168,7 +157,6 @@ def rollback(
 
 def read_states(env: Environment, hosts: Sequence[Host]) -> dict[str, TargetState]:
     """Read every target's state, changing nothing."""
-    require_supported_hosts(env, hosts)
     layout = Layout(env.deploy_to)
     states: dict[str, TargetState] = {}
     for host in hosts:
@@ -248,7 +236,6 @@ def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, A
 def check(loaded: Loaded) -> list[dict[str, Any]]:
     """Reach every target and report whether a deploy could write there; change nothing."""
     env = loaded.env
-    require_supported_hosts(env, loaded.hosts)
     q = shlex.quote
     script = (
         f'p={q(env.deploy_to)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
@@ -280,7 +267,6 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
 
 def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> list[str]:
     """Remove the deploy lock; without ``force``, not while its owner is alive on this machine."""
-    require_supported_hosts(env, hosts)
     layout = Layout(env.deploy_to)
     states = read_states(env, hosts)
     alive = []

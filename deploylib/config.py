@@ -46,8 +46,10 @@ class SSHSettings(_Model):
     known_hosts: str = "~/.ssh/known_hosts"
     accept_new: bool = False
     connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    channel_timeout: Annotated[float, Field(gt=0)] = 10.0
     alive_interval: Annotated[float, Field(gt=0)] = 5.0
     alive_count_max: Annotated[int, Field(ge=1)] = 3
+    parallel: Annotated[int, Field(ge=1, le=1000)] = 32
 
 
 class StrategySettings(_Model):
@@ -393,8 +395,8 @@ def _parse_host(entry: str | HostEntry, env: str, index: int, file: str) -> Host
                 file=file,
                 key=key,
             )
-        port = int(match["port"]) if match["port"] else 22
-        if not 1 <= port <= 65535:
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"port {port} out of range", file=file, key=key)
         address = match["address"].strip("[]")
         return Host(name=address, address=address, user=match["user"], port=port)
@@ -404,7 +406,7 @@ def _parse_host(entry: str | HostEntry, env: str, index: int, file: str) -> Host
         name=entry.name or entry.address,
         address=entry.address,
         user=entry.user,
-        port=entry.port or 22,
+        port=entry.port,
         roles=tuple(entry.roles),
     )
 

@@ -14,7 +14,7 @@ class Host:
     name: str
     address: str
     user: str | None = None
-    port: int = 22
+    port: int | None = None  # None: the environment's ssh.port
     roles: tuple[str, ...] = ()
 
     @property

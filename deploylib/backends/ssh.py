@@ -1,0 +1,366 @@
+"""Run operations on an SSH host: one Fabric connection per host, reused for everything.
+
+Every remote call has a deadline:
+
+* connecting: ``connect_timeout`` for TCP, the banner and authentication, retried (with
+  jitter, a few times) only while nothing has run on the host yet;
+* opening a channel: ``channel_timeout`` (paramiko would wait an hour);
+* a command: its own timeout, else the environment's ``command_timeout``;
+* a dead link: keepalive requests that expect a reply go out every ``alive_interval`` seconds;
+  with no reply for ``alive_interval * alive_count_max`` seconds the connection is closed and
+  every operation on it fails at once, as OpenSSH's ServerAliveInterval/ServerAliveCountMax do.
+
+Secrets never reach a command line: the variables of a command travel through the channel's
+stdin, read by a fixed prelude, ahead of the command's own stdin. Host keys are checked against
+``known_hosts``; an unknown key is refused unless ``accept_new`` is set, a changed key always.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+from fabric import Connection
+
+from deploylib.backends.base import Backend
+from deploylib.commands import Command, Result, Upload
+from deploylib.config import SSHSettings
+from deploylib.hosts import Host
+from deploylib.secrets import reveal
+
+UNREACHABLE = 255
+TIMED_OUT = 124
+CHUNK = 1 << 16
+
+# Reads "export NAME=..." lines from stdin up to an empty line, then runs the command; the
+# rest of stdin is the command's own. `read` takes one byte at a time from a pipe, so it never
+# swallows what the command should read.
+ENV_PRELUDE = 'while IFS= read -r __dl && [ -n "$__dl" ]; do eval "$__dl"; done; '
+
+
+def env_line(name: str, value: str) -> str:
+    """One line of shell that exports ``name``; values with newlines are escaped for printf."""
+    if "\n" not in value:
+        return f"export {name}={shlex.quote(value)}"
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n")
+    # the trailing x survives command substitution's trimming of final newlines
+    return f'__dlv="$(printf \'%bx\' {shlex.quote(escaped)})"; export {name}="${{__dlv%x}}"'
+
+
+class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """``accept_new = true``: remember an unknown key in known_hosts (a changed key still fails)."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self.known_hosts.open("a", encoding="ascii") as file:
+            file.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class AliveMonitor:
+    """Keepalives that expect a reply, and a watchdog that closes a silent connection."""
+
+    def __init__(self, transport: paramiko.Transport, interval: float, count_max: int) -> None:
+        self.transport = transport
+        self.interval = interval
+        self.limit = interval * count_max
+        self.last_reply = time.monotonic()
+        self.dead = False
+        self._stop = threading.Event()
+        for target in (self._ping, self._watch):
+            threading.Thread(target=target, daemon=True, name="deploylib-keepalive").start()
+
+    def _ping(self) -> None:
+        while not self._stop.is_set() and self.transport.is_active():
+            # returns when the server answers (OpenSSH answers "failure": any answer will do)
+            # or when the watchdog closes the transport
+            self.transport.global_request("keepalive@openssh.com", wait=True)
+            if not self.transport.is_active():
+                return
+            self.last_reply = time.monotonic()
+            self._stop.wait(self.interval)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(0.25, self.interval / 4)):
+            if time.monotonic() - self.last_reply > self.limit:
+                self.dead = True
+                self.transport.close()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class SSHBackend(Backend):
+    def __init__(
+        self,
+        host: Host,
+        settings: SSHSettings,
+        *,
+        project_dir: Path,
+        default_timeout: float,
+    ) -> None:
+        super().__init__(host)
+        self.settings = settings
+        self.project_dir = project_dir
+        self.default_timeout = default_timeout
+        self.user = host.user or settings.user or getpass.getuser()
+        self.port = host.port or settings.port
+        self._connection: Connection | None = None
+        self._monitor: AliveMonitor | None = None
+        self._used = False
+        self.connections_opened = 0
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def known_hosts(self) -> Path:
+        return _path(self.settings.known_hosts, self.project_dir)
+
+    def _connect(self) -> paramiko.Transport:
+        """The open transport, connecting (with retries) if there is none; raises ``_Failed``."""
+        if self._connection is not None and self._connection.is_connected:
+            assert self._connection.transport is not None
+            return self._connection.transport
+        if self._monitor is not None and self._monitor.dead:
+            raise _Failed(self._dead_message())
+        if self._used:
+            # a connection that died after commands ran is not silently replaced: the runner
+            # decides what that host's state is
+            raise _Failed(f"the connection to {self._where} was lost")
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    connection = self._open()
+        except Exception as exc:
+            raise _Failed(self._explain(exc)) from None
+        self._connection = connection
+        assert connection.transport is not None
+        # small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and the
+        # peer's delayed ACK add about 40 ms to every command
+        with contextlib.suppress(OSError, AttributeError):
+            connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._monitor = AliveMonitor(
+            connection.transport, self.settings.alive_interval, self.settings.alive_count_max
+        )
+        return connection.transport
+
+    def _open(self) -> Connection:
+        timeout = self.settings.connect_timeout
+        connect_kwargs: dict[str, object] = {
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": self.settings.channel_timeout,
+        }
+        if self.settings.key_file:
+            connect_kwargs["key_filename"] = str(_path(self.settings.key_file, self.project_dir))
+            connect_kwargs["look_for_keys"] = False
+        connection = Connection(
+            self.host.address,
+            user=self.user,
+            port=self.port,
+            connect_timeout=timeout,
+            connect_kwargs=connect_kwargs,
+        )
+        client = connection.client
+        client.get_host_keys().clear()
+        if self.known_hosts.exists():
+            client.get_host_keys().load(str(self.known_hosts))
+        policy: paramiko.MissingHostKeyPolicy = (
+            TrustOnFirstUse(self.known_hosts)
+            if self.settings.accept_new
+            else paramiko.RejectPolicy()
+        )
+        client.set_missing_host_key_policy(policy)
+        self.connections_opened += 1
+        try:
+            connection.open()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    @property
+    def _where(self) -> str:
+        return f"{self.user}@{self.host.address}:{self.port}"
+
+    def _dead_message(self) -> str:
+        return (
+            f"{self._where} stopped answering: no reply to keepalives for "
+            f"{self.settings.alive_interval * self.settings.alive_count_max:g} s (link down?)"
+        )
+
+    def _explain(self, exc: BaseException) -> str:
+        where = self._where
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return (
+                f"the host key of {self.host.address} does not match {self.known_hosts}: refusing "
+                f"to connect (if the host was rebuilt, remove its old key with "
+                f"`ssh-keygen -R {self.host.address} -f {self.known_hosts}`)"
+            )
+        if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+            return (
+                f"the host key of {self.host.address} is not in {self.known_hosts}: refusing to "
+                "connect (add it after checking its fingerprint, e.g. with ssh-keyscan, or set "
+                "accept_new = true in the environment's [ssh] table)"
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return f"authentication failed for {where}: {exc}"
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return f"could not connect to {where} within {self.settings.connect_timeout:g} s"
+        return f"could not connect to {where}: {exc.__class__.__name__}: {exc}"
+
+    # ------------------------------------------------------------------ operations
+
+    def run(self, command: Command) -> Result:
+        line = command.line
+        stdin = command.stdin_bytes()
+        if command.env:
+            block = "".join(env_line(k, reveal(v)) + "\n" for k, v in command.env.items()) + "\n"
+            line = ENV_PRELUDE + line
+            stdin = block.encode() + (stdin or b"")
+        chunks = iter([stdin]) if stdin else iter(())
+        return self._exec(line, chunks, command.timeout or self.default_timeout)
+
+    def upload(self, upload: Upload) -> Result:
+        """Stream the file through ``cat`` on an exec channel; check its sha256 on arrival."""
+        q = shlex.quote
+        temporary = f"{upload.remote}.part"
+        parent = str(Path(upload.remote).parent)
+        script = (
+            f"mkdir -p {q(parent)} && cat > {q(temporary)} && chmod {upload.mode:o} {q(temporary)}"
+            f" && sha256sum {q(temporary)} && mv -f {q(temporary)} {q(upload.remote)}"
+        )
+        digest = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            with upload.local.open("rb") as file:
+                while block := file.read(CHUNK):
+                    digest.update(block)
+                    yield block
+
+        result = self._exec(script, chunks(), self.default_timeout)
+        if result.ok and not result.stdout.startswith(digest.hexdigest()):
+            return Result(1, result.stdout, f"upload to {upload.remote}: sha256 mismatch")
+        return result
+
+    def _exec(self, line: str, stdin: Iterator[bytes], timeout: float) -> Result:
+        try:
+            transport = self._connect()
+        except _Failed as failed:
+            return Result(UNREACHABLE, stderr=str(failed))
+        self._used = True
+        deadline = time.monotonic() + timeout
+        try:
+            channel = transport.open_session(timeout=self.settings.channel_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            return self._lost(f"opening a channel: {exc}")
+        with contextlib.closing(channel):
+            try:
+                channel.exec_command(line)
+                return self._converse(channel, stdin, deadline, timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                return self._lost(str(exc))
+
+    def _converse(
+        self, channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, timeout: float
+    ) -> Result:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        pending = b""
+        feeding = True
+        while True:
+            if self._monitor is not None and self._monitor.dead:
+                return Result(UNREACHABLE, _text(out), self._dead_message())
+            if time.monotonic() > deadline:
+                return Result(
+                    TIMED_OUT,
+                    _text(out),
+                    _text(err) + f"\ntimed out after {timeout:g} s",
+                    timed_out=True,
+                )
+            busy = False
+            if feeding and channel.send_ready():
+                if not pending:
+                    pending = next(stdin, b"")
+                    if not pending:
+                        channel.shutdown_write()
+                        feeding = False
+                if pending:
+                    sent = channel.send(pending[:CHUNK])
+                    pending = pending[sent:]
+                    busy = True
+            while channel.recv_ready():
+                out.append(channel.recv(CHUNK))
+                busy = True
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(CHUNK))
+                busy = True
+            drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+            finished = channel.closed or channel.eof_received
+            if channel.exit_status_ready() and drained and finished:
+                return Result(channel.recv_exit_status(), _text(out), _text(err))
+            if channel.closed and not channel.exit_status_ready():
+                return self._lost("the channel closed without an exit status")
+            if not busy:
+                select.select([channel], [], [], 0.01)
+
+    def _lost(self, detail: str) -> Result:
+        if self._monitor is not None and self._monitor.dead:
+            return Result(UNREACHABLE, stderr=self._dead_message())
+        return Result(UNREACHABLE, stderr=f"{self._where}: {detail}")
+
+    def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+
+
+class _Failed(Exception):
+    pass
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, paramiko.BadHostKeyException | paramiko.AuthenticationException):
+        return False
+    if isinstance(exc, paramiko.SSHException):
+        return "banner" in str(exc).lower() or "reset" in str(exc).lower()
+    return isinstance(exc, OSError | EOFError)
+
+
+def _path(value: str, project_dir: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else project_dir / path
+
+
+def _text(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", "replace")

@@ -1,0 +1,279 @@
+"""SSH test hosts: one network namespace each, with its own sshd, address, hostname and /srv.
+
+    sudo python tests/testbed/sshhosts.py up 3 --dir /tmp/hosts     # prints the hosts, then waits
+    (Ctrl-C tears them down)
+
+Every host ``hN`` is a network namespace with a veth whose other end sits on a private bridge in
+the root namespace. The bridge holds the .1 address of a private /24 that is chosen free on this
+machine; hosts get .2, .3, ... There is no default route in a namespace and forwarding is left
+off, so nothing a host sends can leave this machine. Each host runs ``sshd -D`` (its own host
+key; root may log in with a key made here) in a private mount namespace where ``DIR/hN/srv`` is
+bind-mounted on ``/srv``. Teardown stops every sshd by PID and deletes the namespaces and bridge.
+
+Fault injection: ``cut(i)`` / ``mend(i)`` take a host's link down and up; ``kill_sshd(i)`` and
+``start_sshd(i)`` stop and start its sshd.
+
+Needs root, iproute2 and openssh-server; ``missing()`` says what is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+
+
+def missing() -> str | None:
+    """Why test hosts cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "test SSH hosts need root (network namespaces)"
+    for tool in (SSHD, shutil.which("ip"), shutil.which("ssh-keygen"), shutil.which("unshare")):
+        if not tool or not Path(tool).exists():
+            return "test SSH hosts need openssh-server, openssh-client, iproute2 and util-linux"
+    return None
+
+
+def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    used = _sh("ip", "-4", "route", "show", "table", "all").stdout + _sh("ip", "-4", "addr").stdout
+    for _ in range(200):
+        candidate = ipaddress.IPv4Network(
+            f"10.{secrets.randbelow(200) + 40}.{secrets.randbelow(250) + 1}.0/24"
+        )
+        if str(candidate.network_address)[: -len(".0")] + "." not in used:
+            return candidate
+    raise RuntimeError("no free private /24 found for test hosts")
+
+
+@dataclass
+class TestHost:
+    index: int
+    name: str
+    namespace: str
+    address: str
+    veth: str
+    root: Path
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def srv(self) -> Path:
+        return self.root / "srv"
+
+    @property
+    def sshd_log(self) -> Path:
+        return self.root / "sshd.log"
+
+    def connections(self) -> int:
+        """SSH logins accepted so far, counted from the sshd log."""
+        if not self.sshd_log.exists():
+            return 0
+        return len(re.findall(r"Accepted publickey for", self.sshd_log.read_text(errors="replace")))
+
+
+class TestHosts:
+    """K SSH hosts in network namespaces. Use as a context manager, or ``up()`` / ``down()``."""
+
+    def __init__(self, count: int, directory: Path) -> None:
+        self.count = count
+        self.dir = directory
+        self.token = secrets.token_hex(2)
+        self.bridge = f"dlbr{self.token}"
+        self.subnet = _free_subnet()
+        self.gateway = str(self.subnet.network_address + 1)
+        self.hosts: list[TestHost] = []
+        self.client_key = self.dir / "client_key"
+        self.known_hosts = self.dir / "known_hosts"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> TestHosts:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        Path("/srv").mkdir(exist_ok=True)
+        _sh(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "deploylib-test",
+            "-f",
+            str(self.client_key),
+        )
+        (self.dir / "root.keys").write_text(Path(f"{self.client_key}.pub").read_text())
+        _sh("ip", "link", "add", self.bridge, "type", "bridge")
+        _sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _sh("ip", "link", "set", self.bridge, "up")
+        known = []
+        for index in range(1, self.count + 1):
+            host = self._make_host(index)
+            self.hosts.append(host)
+            key = (host.root / "ssh_host_ed25519_key.pub").read_text().split()
+            known.append(f"{host.address} {key[0]} {key[1]}\n")
+        self.known_hosts.write_text("".join(known))
+        for host in self.hosts:
+            self.start_sshd(host.index, wait=False)
+        for host in self.hosts:
+            self._wait_for_port(host)
+
+    def _make_host(self, index: int) -> TestHost:
+        namespace = f"dl{self.token}h{index}"
+        veth = f"dl{self.token}v{index}"
+        address = str(self.subnet.network_address + 1 + index)
+        root = self.dir / f"h{index}"
+        (root / "srv").mkdir(parents=True, exist_ok=True)
+        _sh("ip", "netns", "add", namespace)
+        _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        _sh("ip", "link", "set", f"{veth}p", "netns", namespace)
+        _sh("ip", "-n", namespace, "link", "set", f"{veth}p", "name", "eth0")
+        _sh("ip", "-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+        _sh("ip", "-n", namespace, "link", "set", "eth0", "up")
+        _sh("ip", "-n", namespace, "link", "set", "lo", "up")
+        _sh("ip", "link", "set", veth, "master", self.bridge)
+        _sh("ip", "link", "set", veth, "up")
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "ssh_host_ed25519_key"))
+        (root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    "Port 22",
+                    f"HostKey {root / 'ssh_host_ed25519_key'}",
+                    f"AuthorizedKeysFile {self.dir}/%u.keys",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PidFile none",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "MaxStartups 100:30:200",
+                    "MaxSessions 100",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
+        return TestHost(index, f"h{index}", namespace, address, veth, root)
+
+    def down(self) -> None:
+        for host in self.hosts:
+            self.kill_sshd(host.index)
+            _sh("ip", "netns", "del", host.namespace, check=False)
+        _sh("ip", "link", "del", self.bridge, check=False)
+        self.hosts = []
+
+    # ------------------------------------------------------------------ faults
+
+    def host(self, index: int) -> TestHost:
+        return self.hosts[index - 1]
+
+    def start_sshd(self, index: int, *, wait: bool = True) -> None:
+        host = self.host(index)
+        # bash sources ~/.bashrc for commands run by sshd; this machine's root has a heavy
+        # one (pyenv), a server account would not: the host sees it empty
+        script = (
+            f"hostname {host.name} && mount --bind {host.srv} /srv && "
+            "{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; } && "
+            f"exec {SSHD} -D -e -f {host.root / 'sshd_config'}"
+        )
+        log = host.sshd_log.open("ab")
+        host.process = subprocess.Popen(
+            ["ip", "netns", "exec", host.namespace, "unshare", "--uts", "sh", "-c", script],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        host.pid = host.process.pid
+        if wait:
+            self._wait_for_port(host)
+
+    def kill_sshd(self, index: int) -> None:
+        """Stop a host's sshd and every session it started (all of them are in its namespace)."""
+        host = self.host(index)
+        for pid in self._pids_in(host.namespace):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if host.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                host.process.wait(timeout=5)
+        host.process = None
+        host.pid = None
+
+    def cut(self, index: int) -> None:
+        """Take the host's link down: packets vanish, nothing answers (no RST)."""
+        _sh("ip", "link", "set", self.host(index).veth, "down")
+
+    def mend(self, index: int) -> None:
+        _sh("ip", "link", "set", self.host(index).veth, "up")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pids_in(self, namespace: str) -> list[int]:
+        return [int(p) for p in _sh("ip", "netns", "pids", namespace, check=False).stdout.split()]
+
+    def _wait_for_port(self, host: TestHost, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host.address, 22), timeout=0.5) as conn:
+                    conn.settimeout(1)
+                    if conn.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(
+            f"sshd of {host.name} ({host.address}) did not come up: "
+            f"{host.sshd_log.read_text(errors='replace')[-2000:]}"
+        )
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="bring up SSH test hosts until Ctrl-C")
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("count", type=int)
+    parser.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args()
+    reason = missing()
+    if reason:
+        sys.exit(reason)
+    with TestHosts(args.count, args.dir) as hosts:
+        print(f"client key: {hosts.client_key}\nknown_hosts: {hosts.known_hosts}")
+        for host in hosts.hosts:
+            print(f"{host.name}: root@{host.address} (sshd pid {host.pid}, /srv = {host.srv})")
+        print("Ctrl-C to tear down")
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
