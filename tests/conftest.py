@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +16,8 @@ import pytest
 from deploylib import actions
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Outcome
+from tests.testbed import sshhosts
+from tests.testbed.sshhosts import TestHosts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,3 +123,83 @@ def project(tmp_path: Path) -> Iterator[Project]:
     p.write("pipelines/web.py", BASIC_PIPELINE)
     p.write("app/index.txt", "hello\n")
     yield p
+
+
+# ---------------------------------------------------------------------------- SSH test hosts
+
+
+class Fleet:
+    """Test hosts plus a project whose environment ``fleet`` deploys to all of them."""
+
+    def __init__(self, hosts: TestHosts, project: Project) -> None:
+        self.hosts = hosts
+        self.project = project
+
+    def configure(
+        self,
+        *,
+        roles: dict[int, list[str]] | None = None,
+        extra_ssh: str = "",
+        known_hosts: str | None = None,
+    ) -> None:
+        entries = []
+        for host in self.hosts.hosts:
+            host_roles = (roles or {}).get(host.index, [])
+            entries.append(
+                f'{{ address = "{host.address}", user = "root", name = "{host.name}", '
+                f"roles = {host_roles!r} }}".replace("'", '"')
+            )
+        self.project.write(
+            "deploy.toml",
+            BASIC_TOML
+            + "\n[environments.fleet]\nhosts = [\n  "
+            + ",\n  ".join(entries)
+            + ",\n]\n"
+            + 'deploy_to = "/srv/demo"\n'
+            + "[environments.fleet.ssh]\n"
+            + f'key_file = "{self.hosts.client_key}"\n'
+            + f'known_hosts = "{known_hosts or self.hosts.known_hosts}"\n'
+            + "connect_timeout = 3\nchannel_timeout = 3\nalive_interval = 1\nalive_count_max = 3\n"
+            + extra_ssh,
+        )
+
+    def current(self, index: int) -> str | None:
+        link = self.hosts.host(index).srv / "demo" / "current"
+        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
+
+    def currents(self) -> dict[str, str | None]:
+        return {h.name: self.current(h.index) for h in self.hosts.hosts}
+
+    def release_dirs(self, index: int) -> set[str]:
+        releases = self.hosts.host(index).srv / "demo" / "releases"
+        return {p.name for p in releases.iterdir()} if releases.is_dir() else set()
+
+    def locked(self, index: int) -> bool:
+        return (self.hosts.host(index).srv / "demo" / ".deploylib" / "lock").exists()
+
+    def connections(self) -> list[int]:
+        return [h.connections() for h in self.hosts.hosts]
+
+
+@pytest.fixture
+def fleet_of(tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
+    """``fleet_of(k)``: k SSH hosts in network namespaces and a project deploying to them."""
+    reason = sshhosts.missing()
+    if reason:
+        pytest.skip(reason)
+    made: list[TestHosts] = []
+
+    def make(count: int) -> Fleet:
+        hosts = TestHosts(count, tmp_path / f"hosts{len(made)}")
+        made.append(hosts)
+        hosts.up()
+        project = Project(tmp_path / f"proj{len(made)}")
+        project.write("pipelines/web.py", BASIC_PIPELINE)
+        project.write("app/index.txt", "hello\n")
+        fleet = Fleet(hosts, project)
+        fleet.configure()
+        return fleet
+
+    yield make
+    for hosts in made:
+        hosts.down()

@@ -233,6 +233,11 @@ class SSHBackend(Backend):
             )
         if isinstance(exc, paramiko.AuthenticationException):
             return f"authentication failed for {where}: {exc}"
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            reasons = "; ".join(
+                sorted({getattr(e, "strerror", None) or str(e) for e in exc.errors.values()})
+            )
+            return f"could not connect to {where}: {reasons}"
         if isinstance(exc, socket.timeout | TimeoutError):
             return f"could not connect to {where} within {self.settings.connect_timeout:g} s"
         return f"could not connect to {where}: {exc.__class__.__name__}: {exc}"

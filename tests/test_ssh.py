@@ -1,0 +1,250 @@
+"""Deploys over real SSH to hosts in network namespaces: fleets, failures, faults, host keys."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Fleet
+
+FleetOf = Callable[[int], Fleet]
+
+
+@pytest.mark.parametrize("count", [1, 3, 10])
+def test_deploy_to_n_hosts_one_connection_each(fleet_of: FleetOf, count: int) -> None:
+    fleet = fleet_of(count)
+    before = fleet.connections()
+    result = fleet.project.cli("deploy", "--env", "fleet", "--revision", "abc1234")
+    assert result.returncode == 0, result.stdout + result.stderr
+    releases = set(fleet.currents().values())
+    assert len(releases) == 1 and None not in releases
+    [release] = releases
+    assert [after - b for after, b in zip(fleet.connections(), before, strict=True)] == [1] * count
+    for host in fleet.hosts.hosts:
+        assert (host.srv / "demo" / "releases" / release / "REVISION").read_text() == (
+            f"{release} abc1234\n"
+        )
+        assert not fleet.locked(host.index)
+        log = (host.srv / "demo" / ".deploylib" / "releases.jsonl").read_text().splitlines()
+        assert json.loads(log[-1])["outcome"] == "success"
+
+
+def test_prepare_failure_on_one_host_switches_nobody(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("test ! -e FAIL_PREPARE"', 'run("test ! -e /srv/FAIL_HERE"'),
+    )
+    (fleet.hosts.host(2).srv / "FAIL_HERE").touch()
+    time.sleep(1.05)
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "h2" in result.stdout and "no target was switched" in result.stdout
+    assert fleet.currents() == before
+    for index in (1, 2, 3):
+        assert fleet.release_dirs(index) == {before["h1"]}
+        assert not fleet.locked(index)
+
+
+def test_verify_failure_on_one_host_reverts_every_host(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    pipeline = fleet.project.root / "pipelines/web.py"
+    # healthy unless /srv/UNHEALTHY-<release> exists; h3's restart creates it for new releases
+    pipeline.write_text(
+        pipeline.read_text()
+        .replace("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
+        .replace(
+            'switch(restart="echo {release} >> {shared_path}/restarts")',
+            'switch(restart="echo {release} >> {shared_path}/restarts; '
+            "if [ {host} = h3 ] && [ -e /srv/first-done ]; then "
+            'touch /srv/UNHEALTHY-{release}; fi")',
+        )
+    )
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    (fleet.hosts.host(3).srv / "first-done").touch()
+    time.sleep(1.05)
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "every target is back on the release it had" in result.stdout
+    assert fleet.currents() == before
+    for index in (1, 2, 3):
+        restarts = (fleet.hosts.host(index).srv / "demo/shared/restarts").read_text().split()
+        assert restarts[-1] == before["h1"]  # restarted on the old release after the revert
+        assert fleet.release_dirs(index) == {before["h1"]}
+        assert not fleet.locked(index)
+
+
+def test_link_cut_mid_deploy_ends_in_bounded_time(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 3"'),
+    )
+    time.sleep(1.05)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = fleet.hosts.host(2).srv / "prepare-started"
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists()
+    started = time.monotonic()
+    fleet.hosts.cut(2)
+    out, err = process.communicate(timeout=60)
+    took = time.monotonic() - started
+
+    assert process.returncode == 1, out + err
+    assert took < 20, took  # alive_interval 1 s x 3, plus the reachable hosts' own work
+    assert "h2" in out and "stopped answering" in out
+    assert fleet.current(1) == before["h1"] and fleet.current(3) == before["h3"]
+    for index in (1, 3):
+        assert fleet.release_dirs(index) == {before["h1"]}
+        assert not fleet.locked(index)
+    fleet.hosts.mend(2)
+    assert fleet.current(2) == before["h2"]  # never switched
+
+
+def test_unknown_host_key_is_refused_and_accept_new_trusts_it(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(1)
+    empty = fleet.project.root / "known_hosts_empty"
+    empty.write_text("")
+    fleet.configure(known_hosts=str(empty))
+    refused = fleet.project.cli("deploy", "--env", "fleet")
+    assert refused.returncode == 1
+    address = fleet.hosts.host(1).address
+    assert f"host key of {address} is not in" in refused.stdout
+    assert fleet.current(1) is None and not (fleet.hosts.host(1).srv / "demo").exists()
+
+    fleet.configure(known_hosts=str(empty), extra_ssh="accept_new = true\n")
+    trusted = fleet.project.cli("deploy", "--env", "fleet")
+    assert trusted.returncode == 0, trusted.stdout
+    assert address in empty.read_text()
+
+    # the same address with another key: a changed key is refused, accept_new or not
+    other = fleet.hosts.host(1).root / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    algo, blob = Path(f"{other}.pub").read_text().split()[:2]
+    empty.write_text(f"{address} {algo} {blob}\n")
+    changed = fleet.project.cli("deploy", "--env", "fleet")
+    assert changed.returncode == 1 and "does not match" in changed.stdout
+
+
+def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 2"'),
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = fleet.hosts.host(1).srv / "prepare-started"
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = fleet.project.cli("deploy", "--env", "fleet")
+    out, err = first.communicate(timeout=60)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "locked by" in second.stdout + second.stderr
+    assert first.returncode == 0, out + err
+
+
+def test_roles_hosts_selection_and_migrate_once(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    fleet.configure(roles={1: ["web"], 2: ["web", "db"], 3: ["worker"]})
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace("    switch(", '    migrate("touch /srv/migrated-{release}"),\n    switch(')
+        .replace("import Pipeline,", "import Pipeline, migrate,"),
+    )
+    result = fleet.project.cli("deploy", "--env", "fleet", "--roles", "web")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fleet.current(3) is None and fleet.current(1) == fleet.current(2)
+    migrated = [h.index for h in fleet.hosts.hosts if list(h.srv.glob("migrated-*"))]
+    assert migrated == [2]  # the db host
+    only = fleet.project.cli("deploy", "--env", "fleet", "--hosts", "h3")
+    assert only.returncode == 0
+    assert fleet.current(3) is not None and list(fleet.hosts.host(3).srv.glob("migrated-*"))
+
+
+def test_check_reports_every_host_and_changes_nothing(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    fleet.hosts.kill_sshd(2)
+    result = fleet.project.cli("check", "--env", "fleet", "--json")
+    rows = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert rows[0]["host"] == "h1" and rows[0]["ok"] and rows[0]["user"] == "root"
+    assert rows[0]["writable"] and rows[0]["free_mb"] > 0
+    assert rows[1]["host"] == "h2" and not rows[1]["ok"] and "refused" in rows[1]["problems"][0]
+    assert not (fleet.hosts.host(1).srv / "demo").exists()
+
+
+def test_secrets_are_never_on_a_remote_command_line(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(1)
+    secret = "s3cr3t-value-on-the-wire"
+    fleet.project.write(".env", f'API_TOKEN={secret}\nMULTI="line one\\nline two"\n')
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace(
+            'run("test ! -e FAIL_PREPARE"',
+            'run("printf %s \\"$API_TOKEN|$MULTI\\" > /srv/seen && sleep 1.5"',
+        ),
+    )
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    seen.append(cmdline.read_bytes().decode(errors="replace"))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = fleet.project.cli("deploy", "--env", "fleet")
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (fleet.hosts.host(1).srv / "seen").read_text() == f"{secret}|line one\nline two"
+    assert any("sleep 1.5" in line for line in seen)  # the watcher did see the command
+    assert not any(secret in line for line in seen)
+    assert secret not in result.stdout + result.stderr
