@@ -69,7 +69,7 @@ def test_environment_overrides_and_env_file_on_top_of_dotenv(project: Path) -> N
     assert env.confirm is True
     assert env.ssh.key_file == "~/.ssh/id_ed25519"
     assert env.hosts == (
-        Host("203.0.113.5", "203.0.113.5", user="deploy", port=22),
+        Host("203.0.113.5", "203.0.113.5", user="deploy"),
         Host("web2", "web2", port=2222),
         Host("db1", "db.example", user="ops", port=2200, roles=("web", "db")),
     )

@@ -297,45 +297,37 @@ class SSHBackend(Backend):
     def _converse(
         self, channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, timeout: float
     ) -> Result:
+        """Feed stdin (in a thread: paramiko wakes it when the window opens) while reading
+        stdout and stderr here, until the command exits or a deadline passes."""
         out: list[bytes] = []
         err: list[bytes] = []
-        pending = b""
-        feeding = True
-        while True:
-            if self._monitor is not None and self._monitor.dead:
-                return Result(UNREACHABLE, _text(out), self._dead_message())
-            if time.monotonic() > deadline:
-                return Result(
-                    TIMED_OUT,
-                    _text(out),
-                    _text(err) + f"\ntimed out after {timeout:g} s",
-                    timed_out=True,
-                )
-            busy = False
-            if feeding and channel.send_ready():
-                if not pending:
-                    pending = next(stdin, b"")
-                    if not pending:
-                        channel.shutdown_write()
-                        feeding = False
-                if pending:
-                    sent = channel.send(pending[:CHUNK])
-                    pending = pending[sent:]
+        feeder = threading.Thread(target=_feed, args=(channel, stdin, deadline), daemon=True)
+        feeder.start()
+        try:
+            while True:
+                if self._monitor is not None and self._monitor.dead:
+                    return Result(UNREACHABLE, _text(out), self._dead_message())
+                if time.monotonic() > deadline:
+                    note = f"\ntimed out after {timeout:g} s"
+                    return Result(TIMED_OUT, _text(out), _text(err) + note, timed_out=True)
+                busy = False
+                while channel.recv_ready():
+                    out.append(channel.recv(CHUNK))
                     busy = True
-            while channel.recv_ready():
-                out.append(channel.recv(CHUNK))
-                busy = True
-            while channel.recv_stderr_ready():
-                err.append(channel.recv_stderr(CHUNK))
-                busy = True
-            drained = not channel.recv_ready() and not channel.recv_stderr_ready()
-            finished = channel.closed or channel.eof_received
-            if channel.exit_status_ready() and drained and finished:
-                return Result(channel.recv_exit_status(), _text(out), _text(err))
-            if channel.closed and not channel.exit_status_ready():
-                return self._lost("the channel closed without an exit status")
-            if not busy:
-                select.select([channel], [], [], 0.01)
+                while channel.recv_stderr_ready():
+                    err.append(channel.recv_stderr(CHUNK))
+                    busy = True
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                finished = channel.closed or channel.eof_received
+                if channel.exit_status_ready() and drained and finished:
+                    return Result(channel.recv_exit_status(), _text(out), _text(err))
+                if channel.closed and not channel.exit_status_ready():
+                    return self._lost("the channel closed without an exit status")
+                if not busy:
+                    select.select([channel], [], [], 0.01)
+        finally:
+            channel.close()  # wakes a feeder still waiting for window space
+            feeder.join(timeout=1)
 
     def _lost(self, detail: str) -> Result:
         if self._monitor is not None and self._monitor.dead:
@@ -348,6 +340,27 @@ class SSHBackend(Backend):
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 self._connection.close()
+
+
+def _feed(channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float) -> None:
+    """Send every chunk of stdin, then EOF; give up at the deadline or when the channel closes."""
+    channel.settimeout(0.5)
+    try:
+        for chunk in stdin:
+            view = memoryview(chunk)
+            while view:
+                if channel.closed or time.monotonic() > deadline:
+                    return
+                try:
+                    sent = channel.send(view[:CHUNK])
+                except TimeoutError:
+                    continue
+                if sent == 0:  # closed, or the remote end will read no more
+                    return
+                view = view[sent:]
+        channel.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        return
 
 
 class _Failed(Exception):

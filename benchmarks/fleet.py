@@ -1,0 +1,170 @@
+"""Fleet deploy timings over real SSH: deploylib against a bash + OpenSSH ControlMaster floor.
+
+    sudo python benchmarks/fleet.py [--runs 5] [--sizes 1,5,20]
+
+Brings up 20 SSH hosts in network namespaces (tests/testbed/sshhosts.py), then for each fleet
+size deploys the same artifact with `deploylib deploy` (a fresh process: cold connections) and
+with benchmarks/floor.sh, alternating, and prints median wall seconds and SSH connections per
+host per deploy (counted from each sshd's log). The artifact is the example app plus 300
+generated files, 1.8 MB compressed, like the peers' figures in the testbed notes; the restart
+is a no-op (an app server's start-up on 2 shared CPUs would hide the tool's own cost) and
+verify is a command check on every host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.testbed.sshhosts import TestHosts, missing  # noqa: E402
+
+PIPELINE = """\
+from deploylib import Pipeline, build, push, switch, verify, command
+
+pipeline = Pipeline(
+    build("tar -czf {artifact} -C app ."),
+    push(),
+    switch(),
+    verify(command("test -f {current_path}/REVISION"), attempts=3, wait=0.2),
+)
+"""
+
+
+def make_app(root: Path) -> None:
+    app = root / "app"
+    shutil.copytree(REPO / "examples" / "hello", app, ignore=shutil.ignore_patterns("__pycache__"))
+    for index in range(300):
+        folder = app / "static" / f"d{index % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index}.bin").write_bytes(os.urandom(6000))
+
+
+def configure(root: Path, hosts: TestHosts, sizes: list[int]) -> None:
+    lines = [
+        'app = "bench"',
+        'deploy_to = "/srv/bench"',
+        "keep_releases = 3",
+        'shared_dirs = ["log"]',
+        'shared_files = [".env"]',
+        "",
+    ]
+    for size in sizes:
+        addresses = ", ".join(f'"root@{h.address}"' for h in hosts.hosts[:size])
+        lines += [
+            f"[environments.n{size}]",
+            f"hosts = [{addresses}]",
+            f"[environments.n{size}.ssh]",
+            f'key_file = "{hosts.client_key}"',
+            f'known_hosts = "{hosts.known_hosts}"',
+            "",
+        ]
+    (root / "deploy.toml").write_text("\n".join(lines))
+    (root / "pipelines").mkdir(exist_ok=True)
+    (root / "pipelines" / "web.py").write_text(PIPELINE)
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    took = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{argv[:4]} failed:\n{result.stdout}\n{result.stderr}")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="1,5,20")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    reason = missing()
+    if reason:
+        raise SystemExit(reason)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        project = root / "project"
+        project.mkdir()
+        make_app(project)
+        with tarfile.open(root / "artifact.tar.gz", "w:gz") as tar:
+            tar.add(project / "app", arcname=".")
+        artifact_size = (root / "artifact.tar.gz").stat().st_size
+        with TestHosts(max(sizes), root / "hosts") as hosts:
+            configure(project, hosts, sizes)
+            print(
+                f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
+                f"artifact {artifact_size / 1e6:.1f} MB, {args.runs} runs per cell\n"
+            )
+            print(
+                "| hosts | deploylib median s | bash+ssh floor median s | ratio | "
+                "SSH connections per host per deploy |"
+            )
+            print("|---|---|---|---|---|")
+            results: dict[int, float] = {}
+            for size in sizes:
+                members = hosts.hosts[:size]
+                ours: list[float] = []
+                floor: list[float] = []
+                connections: list[float] = []
+                for run in range(args.runs):
+                    before = [h.connections() for h in members]
+                    ours.append(
+                        timed(
+                            [
+                                sys.executable,
+                                "-m",
+                                "deploylib",
+                                "deploy",
+                                "--env",
+                                f"n{size}",
+                                "--revision",
+                                f"r{run}",
+                            ],
+                            project,
+                        )
+                    )
+                    after = [h.connections() for h in members]
+                    connections.append(
+                        statistics.mean(a - b for a, b in zip(after, before, strict=True))
+                    )
+                    floor.append(
+                        timed(
+                            [
+                                "bash",
+                                str(REPO / "benchmarks" / "floor.sh"),
+                                str(root / "artifact.tar.gz"),
+                                f"floor{run}{size}",
+                                str(hosts.client_key),
+                                str(hosts.known_hosts),
+                                "/srv/floor",
+                                *[h.address for h in members],
+                            ],
+                            project,
+                        )
+                    )
+                    time.sleep(max(0.0, 1.05 - 0.0))  # a new second: a new release id
+                results[size] = statistics.median(ours)
+                print(
+                    f"| {size} | {statistics.median(ours):.2f} | {statistics.median(floor):.2f} "
+                    f"| {statistics.median(ours) / statistics.median(floor):.2f} "
+                    f"| {statistics.mean(connections):.2f} |",
+                    flush=True,
+                )
+            if 1 in results and max(sizes) in results:
+                print(f"\n{max(sizes)} hosts / 1 host: {results[max(sizes)] / results[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
