@@ -2,16 +2,18 @@
 # The floor for benchmarks/fleet.py: the same deploy as deploylib's, by hand, in bash, with one
 # OpenSSH ControlMaster connection per host and every host in parallel.
 #
-#   floor.sh ARTIFACT RELEASE KEY KNOWN_HOSTS DEPLOY_TO HOST...
+#   floor.sh APP_DIR RELEASE KEY KNOWN_HOSTS DEPLOY_TO HOST...
 #
-# Per host: lock (mkdir), upload, unpack into releases/RELEASE, link shared log and .env,
+# Builds the artifact (tar -czf of APP_DIR), then per host: lock (mkdir), upload, unpack into releases/RELEASE, link shared log and .env,
 # REVISION, switch current by symlink + mv -T, verify, append to the release log, keep 3,
 # unlock. Prints nothing; exits non-zero if any host failed.
 set -euo pipefail
-artifact=$1 release=$2 key=$3 known=$4 to=$5
+app=$1 release=$2 key=$3 known=$4 to=$5
 shift 5
 control=$(mktemp -d)
 trap 'rm -rf "$control"' EXIT
+artifact=$control/artifact.tar.gz
+tar -czf "$artifact" -C "$app" .
 
 deploy_one() {
     local host=$1

@@ -12,6 +12,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,14 +158,12 @@ def rollback(
 
 def read_states(env: Environment, hosts: Sequence[Host]) -> dict[str, TargetState]:
     """Read every target's state, changing nothing."""
-    layout = Layout(env.deploy_to)
-    states: dict[str, TargetState] = {}
+    results = run_everywhere(env, hosts, releases.state_command(Layout(env.deploy_to)))
     for host in hosts:
-        result = run_once(env, host, releases.state_command(layout))
+        result = results[host.name]
         if not result.ok:
             raise StepFailed("status", host.name, result.summary(), result)
-        states[host.name] = releases.parse_state(result.stdout)
-    return states
+    return {name: releases.parse_state(result.stdout) for name, result in results.items()}
 
 
 def run_once(env: Environment, host: Host, command: Command) -> Result:
@@ -174,6 +173,15 @@ def run_once(env: Environment, host: Host, command: Command) -> Result:
         return backend.run(command)
     finally:
         backend.close()
+
+
+def run_everywhere(env: Environment, hosts: Sequence[Host], command: Command) -> dict[str, Result]:
+    """``run_once`` on every host in parallel (bounded by ``ssh.parallel``), by host name."""
+    if len(hosts) <= 1:
+        return {host.name: run_once(env, host, command) for host in hosts}
+    with ThreadPoolExecutor(max_workers=min(env.ssh.parallel, len(hosts))) as pool:
+        futures = {host.name: pool.submit(run_once, env, host, command) for host in hosts}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
@@ -243,8 +251,9 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
         "echo free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}'); echo user=$(id -un)"
     )
     rows = []
+    results = run_everywhere(env, loaded.hosts, Command(script, timeout=30))
     for host in loaded.hosts:
-        result = run_once(env, host, Command(script, timeout=30))
+        result = results[host.name]
         facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         free_kb = int(facts["free_kb"]) if facts.get("free_kb", "").isdigit() else None
         problems = []

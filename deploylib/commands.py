@@ -67,6 +67,7 @@ class Upload:
     remote: str
     mode: int = 0o644
     description: str = ""
+    timeout: float | None = None
 
     @property
     def line(self) -> str:

@@ -81,6 +81,7 @@ class _Overridable(_Model):
     metrics_file: str | None = None
     public_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
     command_timeout: Annotated[float, Field(gt=0)] | None = None
+    step_timeout: Annotated[float, Field(gt=0)] | None = None
     env_file: str | None = None
     ssh: SSHSettings | None = None
     strategy: StrategySettings | None = None
@@ -113,6 +114,7 @@ class Environment:
     hosts: tuple[Host, ...]
     confirm: bool
     command_timeout: float
+    step_timeout: float
     ssh: SSHSettings
     strategy: StrategySettings
     notify: NotifySettings
@@ -132,6 +134,7 @@ DEFAULTS: dict[str, Any] = {
     "shared_dirs": [],
     "shared_files": [],
     "command_timeout": 600.0,
+    "step_timeout": 1800.0,
 }
 
 
@@ -367,6 +370,7 @@ def _resolve(
         hosts=hosts,
         confirm=env_model.confirm,
         command_timeout=setting("command_timeout"),
+        step_timeout=setting("step_timeout"),
         ssh=setting("ssh") or SSHSettings(),
         strategy=strategy,
         notify=notify,

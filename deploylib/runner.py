@@ -32,7 +32,7 @@ from pathlib import Path
 from deploylib import releases
 from deploylib.backends.base import Backend
 from deploylib.checks import retry_checks
-from deploylib.commands import Operation, Probe, Result
+from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.config import Environment
 from deploylib.context import StepContext
 from deploylib.errors import (
@@ -324,8 +324,18 @@ class Runner:
         else:
             if isinstance(step, Switch | Rollback):
                 target.switched = True
+            deadline = started + self.env.step_timeout
             for op in step.operations(ctx):
-                result = self._execute(target, op, step.name)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StepFailed(
+                        step.name,
+                        target.name,
+                        f"the step took longer than {self.env.step_timeout:g} s",
+                    )
+                result = self._execute(
+                    target, _bounded(op, remaining, self.env.command_timeout), step.name
+                )
                 if not result.ok:
                     raise StepFailed(step.name, target.name, result.summary(), result)
             if isinstance(step, Switch | Rollback):
@@ -356,7 +366,7 @@ class Runner:
             operations,
             attempts=step.attempts,
             wait=step.wait,
-            deadline=step.deadline,
+            deadline=min(step.deadline or self.env.step_timeout, self.env.step_timeout),
             on_attempt=on_attempt,
         )
         if result.ok and ctx.release == self.release:
@@ -638,6 +648,13 @@ class Runner:
         data: dict[str, object] | None = None,
     ) -> None:
         self.reporter.emit(Event(kind, message, host, step, data or {}))
+
+
+def _bounded(op: Operation, remaining: float, default: float) -> Operation:
+    """``op`` with its timeout (else ``default``) cut to what is left of the step's deadline."""
+    if isinstance(op, Command | Upload):
+        return replace(op, timeout=min(op.timeout or default, remaining))
+    return op
 
 
 def _entry_dict(entry: LogEntry) -> dict[str, object]:

@@ -72,6 +72,7 @@ def environment(
     shared_files: Sequence[str] = (),
     variables: Mapping[str, str | Secret] | None = None,
     command_timeout: float = 60.0,
+    step_timeout: float = 600.0,
     **extra: Any,
 ) -> Environment:
     """An ``Environment`` as ``load_environment`` would resolve it, without files."""
@@ -91,6 +92,7 @@ def environment(
         hosts=tuple(h if isinstance(h, Host) else Host(name=h, address=h) for h in hosts),
         confirm=False,
         command_timeout=command_timeout,
+        step_timeout=step_timeout,
         ssh=SSHSettings(),
         strategy=StrategySettings(),
         notify=NotifySettings(),

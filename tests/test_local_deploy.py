@@ -14,7 +14,7 @@ import pytest
 
 from deploylib import DeployFailed, LockHeld
 from deploylib.errors import ConfigError
-from tests.conftest import Project
+from tests.conftest import BASIC_PIPELINE, Project
 
 
 def test_deploy_creates_the_layout(project: Project) -> None:
@@ -325,3 +325,23 @@ def test_tcp_and_http_checks_against_real_listeners(
     finally:
         server.shutdown()
         closed.close()
+
+
+def test_step_timeout_bounds_a_step(project: Project) -> None:
+    project.write(
+        "deploy.toml",
+        (project.root / "deploy.toml")
+        .read_text()
+        .replace("keep_releases = 3", "keep_releases = 3\nstep_timeout = 1"),
+    )
+    project.write(
+        "pipelines/web.py",
+        BASIC_PIPELINE.replace(
+            'run("test ! -e FAIL_PREPARE", cwd="{release_path}")', 'run("sleep 20")'
+        ),
+    )
+    started = time.monotonic()
+    with pytest.raises(DeployFailed, match="timed out"):
+        project.deploy()
+    assert time.monotonic() - started < 10
+    assert project.current() is None and project.release_dirs() == set()

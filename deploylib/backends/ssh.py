@@ -271,7 +271,7 @@ class SSHBackend(Backend):
                     digest.update(block)
                     yield block
 
-        result = self._exec(script, chunks(), self.default_timeout)
+        result = self._exec(script, chunks(), upload.timeout or self.default_timeout)
         if result.ok and not result.stdout.startswith(digest.hexdigest()):
             return Result(1, result.stdout, f"upload to {upload.remote}: sha256 mismatch")
         return result

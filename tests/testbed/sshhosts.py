@@ -266,6 +266,7 @@ def main() -> None:
     reason = missing()
     if reason:
         sys.exit(reason)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with TestHosts(args.count, args.dir) as hosts:
         print(f"client key: {hosts.client_key}\nknown_hosts: {hosts.known_hosts}")
         for host in hosts.hosts:
