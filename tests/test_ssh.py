@@ -248,3 +248,16 @@ def test_secrets_are_never_on_a_remote_command_line(fleet_of: FleetOf) -> None:
     assert any("sleep 1.5" in line for line in seen)  # the watcher did see the command
     assert not any(secret in line for line in seen)
     assert secret not in result.stdout + result.stderr
+
+
+def test_a_long_quiet_command_is_not_mistaken_for_a_dead_link(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(1)
+    # keepalives every second, 3 unanswered would mean dead: a 5 s silent command must pass
+    fleet.project.write(
+        "pipelines/web.py",
+        (fleet.project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("test ! -e FAIL_PREPARE"', 'run("sleep 5"'),
+    )
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 0, result.stdout + result.stderr

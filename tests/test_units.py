@@ -184,3 +184,20 @@ def test_select_hosts_by_name_and_role() -> None:
     assert [h.name for h in select_hosts(env, "web1,web2", "cron")] == ["web2"]
     with pytest.raises(ConfigError, match="--roles"):
         select_hosts(env, None, "nope")
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", "it's $(touch x) `y`", "two\nlines\n", "back\\slash\\n"]
+)
+def test_ssh_env_lines_round_trip_through_sh(value: str, tmp_path: object) -> None:
+    from deploylib.backends.ssh import ENV_PRELUDE, env_line
+
+    script = ENV_PRELUDE + 'printf %s "$V"'
+    stdin = env_line("V", value) + "\n\n"
+    out = subprocess.run(
+        ["sh", "-c", script], input=stdin, capture_output=True, text=True, cwd=str(tmp_path)
+    )
+    assert out.stdout == value
+    assert not (tmp_path / "x").exists()  # type: ignore[operator]
+    with pytest.raises(ValueError):
+        env_line("X; touch x", "v")

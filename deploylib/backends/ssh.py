@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import re
 import select
 import shlex
 import socket
@@ -37,6 +38,7 @@ from deploylib.config import SSHSettings
 from deploylib.hosts import Host
 from deploylib.secrets import reveal
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNREACHABLE = 255
 TIMED_OUT = 124
 CHUNK = 1 << 16
@@ -49,6 +51,8 @@ ENV_PRELUDE = 'while IFS= read -r __dl && [ -n "$__dl" ]; do eval "$__dl"; done;
 
 def env_line(name: str, value: str) -> str:
     """One line of shell that exports ``name``; values with newlines are escaped for printf."""
+    if not ENV_NAME.match(name):
+        raise ValueError(f"not an environment variable name: {name!r}")
     if "\n" not in value:
         return f"export {name}={shlex.quote(value)}"
     escaped = value.replace("\\", "\\\\").replace("\n", "\\n")
@@ -248,7 +252,11 @@ class SSHBackend(Backend):
         line = command.line
         stdin = command.stdin_bytes()
         if command.env:
-            block = "".join(env_line(k, reveal(v)) + "\n" for k, v in command.env.items()) + "\n"
+            try:
+                lines = [env_line(k, reveal(v)) for k, v in command.env.items()]
+            except ValueError as exc:
+                return Result(2, stderr=str(exc))
+            block = "".join(line + "\n" for line in lines) + "\n"
             line = ENV_PRELUDE + line
             stdin = block.encode() + (stdin or b"")
         chunks = iter([stdin]) if stdin else iter(())
