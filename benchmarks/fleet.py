@@ -96,6 +96,9 @@ def main() -> None:
     reason = missing()
     if reason:
         raise SystemExit(reason)
+    # measure an installed package: byte-compiled, as pip leaves it (PYTHONDONTWRITEBYTECODE
+    # would otherwise make every run compile deploylib from source)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "deploylib")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         project = root / "project"
