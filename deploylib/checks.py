@@ -7,6 +7,7 @@ deadline, reporting every attempt.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ def retry_checks(
     wait: float,
     deadline: float | None,
     on_attempt: Callable[[int, Result], None],
+    cancelled: threading.Event | None = None,
 ) -> Result:
     """Run every operation until all pass in one attempt; the last failure if they never do."""
     from tenacity import (
@@ -117,6 +119,7 @@ def retry_checks(
         retry_if_exception_type,
         stop_after_attempt,
         stop_after_delay,
+        stop_when_event_set,
         wait_fixed,
     )
     from tenacity.stop import stop_base
@@ -124,6 +127,8 @@ def retry_checks(
     stop: stop_base = stop_after_attempt(1 if backend.dry else attempts)
     if deadline is not None:
         stop = stop | stop_after_delay(deadline)
+    if cancelled is not None:
+        stop = stop | stop_when_event_set(cancelled)
     retrying = Retrying(
         stop=stop, wait=wait_fixed(wait), retry=retry_if_exception_type(_CheckFailed), reraise=True
     )

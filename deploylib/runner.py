@@ -16,18 +16,22 @@ Fleet semantics, for one target as for many:
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 from deploylib import releases
 from deploylib.backends.base import Backend
@@ -55,6 +59,8 @@ from deploylib.strategies import Strategy, strategy_for
 BackendFactory = Callable[[Host], Backend]
 Clock = Callable[[], datetime]
 DEFAULT_PARALLEL = 32
+#: how long an interrupted step waits for its aborted operations to return
+ABORT_GRACE = 15.0
 
 
 @dataclass
@@ -121,6 +127,8 @@ class Runner:
         self.artifact = ""
         self.targets: list[Target] = []
         self.verified: list[str] = []
+        #: set on Ctrl-C: health checks stop retrying
+        self.cancelled = threading.Event()
 
     # ------------------------------------------------------------------ public
 
@@ -169,10 +177,13 @@ class Runner:
             )
             return Outcome(self.release, placement, removed)
         except BaseException as exc:
-            raise self._fail(phase, exc) from exc
+            with self._cleaning("putting the fleet back"):
+                error = self._fail(phase, exc)
+            raise error from exc
         finally:
-            self._unlock_all()
-            self._close()
+            with self._cleaning("releasing the locks"):
+                self._unlock_all()
+                self._close()
             if self.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
@@ -206,10 +217,13 @@ class Runner:
             )
             return Outcome(self.release, placement, {})
         except BaseException as exc:
-            raise self._fail(phase, exc, event="rollback") from exc
+            with self._cleaning("putting the fleet back"):
+                error = self._fail(phase, exc, event="rollback")
+            raise error from exc
         finally:
-            self._unlock_all()
-            self._close()
+            with self._cleaning("releasing the locks"):
+                self._unlock_all()
+                self._close()
 
     # ------------------------------------------------------------------ phases
 
@@ -367,6 +381,7 @@ class Runner:
             attempts=step.attempts,
             wait=step.wait,
             deadline=min(step.deadline or self.env.step_timeout, self.env.step_timeout),
+            cancelled=self.cancelled,
             on_attempt=on_attempt,
         )
         if result.ok and ctx.release == self.release:
@@ -389,6 +404,7 @@ class Runner:
 
     def _fail(self, phase: str, exc: BaseException, *, event: str = "deploy") -> BaseException:
         """Put every target back as ``phase`` requires; return the error to raise."""
+        self.cancelled.clear()  # the re-verify of the put-back release must run its checks
         if isinstance(exc, ConfigError | LockHeld | DeployFailed | FleetInconsistent):
             self._emit(f"{event}.failed", self._redact(str(exc)))
             exc.reported = True
@@ -627,13 +643,47 @@ class Runner:
                 except Exception as exc:
                     errors[target.name] = exc
             return errors
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(targets))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(targets)))
+        try:
             futures = {target.name: pool.submit(work, target) for target in targets}
-            for name, future in futures.items():
-                error = future.exception()
-                if error is not None:
-                    errors[name] = error
+            try:
+                for name, future in futures.items():
+                    error = future.exception()
+                    if error is not None:
+                        errors[name] = error
+            except KeyboardInterrupt:
+                # Ctrl-C reaches only this thread: stop what the workers are waiting on, so
+                # they return now and the hosts are free for the clean-up
+                self.cancelled.set()
+                for target in targets:
+                    target.backend.abort()
+                wait(futures.values(), timeout=ABORT_GRACE)
+                raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return errors
+
+    @contextlib.contextmanager
+    def _cleaning(self, what: str) -> Iterator[None]:
+        """While the fleet is put back or unlocked, Ctrl-C and SIGTERM say so instead of
+        interrupting: stopping half-way would leave hosts on different releases or locked."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def still(signum: int, frame: FrameType | None) -> None:
+            self._emit(
+                "warning",
+                f"still {what}; deploylib exits when it is done "
+                "(the hosts are left on one release)",
+            )
+
+        previous = {sig: signal.signal(sig, still) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _redact(self, text: str) -> str:
         return self.env.redactor.redact(text)

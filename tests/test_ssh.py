@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -261,3 +262,82 @@ def test_a_long_quiet_command_is_not_mistaken_for_a_dead_link(fleet_of: FleetOf)
     )
     result = fleet.project.cli("deploy", "--env", "fleet")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def start_deploy(fleet: Fleet, marker_host: int, marker: str) -> subprocess.Popen[str]:
+    """Start a deploy in the background; return once ``marker`` exists on that host's /srv."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    path = fleet.hosts.host(marker_host).srv / marker
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), process.communicate(timeout=5)
+    return process
+
+
+def test_sigint_mid_prepare_removes_the_release_everywhere_and_unlocks(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    pipeline = fleet.project.root / "pipelines/web.py"
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"'
+        )
+    )
+    time.sleep(1.05)
+    process = start_deploy(fleet, 3, "preparing")
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+
+    assert time.monotonic() - started < 10
+    assert process.returncode == 1, out + err
+    assert "interrupted" in out
+    assert fleet.currents() == before
+    for index in (1, 2, 3):
+        assert fleet.release_dirs(index) == {before["h1"]}
+        assert not fleet.locked(index)
+
+
+def test_sigint_mid_switch_puts_every_host_back_and_a_second_one_waits(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    pipeline = fleet.project.root / "pipelines/web.py"
+    # the first restart hangs (until interrupted); the restart of the put-back takes 2 s
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            'switch(restart="echo {release} >> {shared_path}/restarts")',
+            'switch(restart="echo {release} >> {shared_path}/restarts; '
+            "if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 30; "
+            'elif [ -e /srv/slow-back ]; then rm /srv/slow-back; touch /srv/back; sleep 2; fi")',
+        )
+    )
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    for host in fleet.hosts.hosts:
+        (host.srv / "slow").touch()
+        (host.srv / "slow-back").touch()
+    time.sleep(1.05)
+    process = start_deploy(fleet, 2, "switching")
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    back = fleet.hosts.host(2).srv / "back"
+    while not back.exists() and time.monotonic() < started + 20:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # during the clean-up: said, not obeyed
+    out, err = process.communicate(timeout=60)
+
+    assert time.monotonic() - started < 15
+    assert process.returncode == 1, out + err
+    assert "still putting the fleet back" in out
+    assert fleet.currents() == before
+    for index in (1, 2, 3):
+        restarts = (fleet.hosts.host(index).srv / "demo/shared/restarts").read_text().split()
+        assert restarts[-1] == before["h1"]
+        assert not fleet.locked(index)

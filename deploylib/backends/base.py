@@ -36,5 +36,11 @@ class Backend(ABC):
     def probe(self, probe: Probe) -> Result:
         return perform_probe(probe)
 
+    def abort(self) -> None:  # noqa: B027 - optional hook
+        """Make operations running now (in other threads) return at once, as failed.
+
+        Called on Ctrl-C; the backend must still work afterwards, for the clean-up.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default backend holds none."""

@@ -38,6 +38,9 @@ class _DeployLocal(Local):
             return input_.read(1 << 16)
         return super().read_our_stdin(input_)
 
+    #: the backend whose abort() may stop this runner's process (set per backend)
+    running: set[subprocess.Popen[bytes]] | None = None
+
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
         self.process = subprocess.Popen(
             [shell, "-c", command],
@@ -47,6 +50,8 @@ class _DeployLocal(Local):
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
+        if self.running is not None:
+            self.running.add(self.process)
 
     def kill(self) -> None:
         _signal_group(self.process.pid, signal.SIGKILL)
@@ -67,7 +72,9 @@ class LocalBackend(Backend):
     def __init__(self, host: Host = LOCAL, *, default_timeout: float | None = None) -> None:
         super().__init__(host)
         self.default_timeout = default_timeout
-        self._context = Context(config=Config(overrides={"runners": {"local": _DeployLocal}}))
+        self._running: set[subprocess.Popen[bytes]] = set()
+        runner = type("_BackendLocal", (_DeployLocal,), {"running": self._running})
+        self._context = Context(config=Config(overrides={"runners": {"local": runner}}))
 
     def run(self, command: Command) -> Result:
         stdin = command.stdin_bytes()
@@ -85,9 +92,16 @@ class LocalBackend(Backend):
             )
         except CommandTimedOut as exc:
             return Result(124, exc.result.stdout, exc.result.stderr, timed_out=True)
+        finally:
+            self._running.difference_update({p for p in self._running if p.poll() is not None})
         if result is None:  # only with disown=True, which is never used here
             return Result(1, stderr="the command left no result")
         return Result(result.exited, result.stdout, result.stderr)
+
+    def abort(self) -> None:
+        for process in list(self._running):
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
 
     def upload(self, upload: Upload) -> Result:
         target = Path(upload.remote)

@@ -40,6 +40,7 @@ from deploylib.secrets import reveal
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNREACHABLE = 255
+INTERRUPTED = 130
 TIMED_OUT = 124
 CHUNK = 1 << 16
 
@@ -128,6 +129,9 @@ class SSHBackend(Backend):
         self._monitor: AliveMonitor | None = None
         self._used = False
         self.connections_opened = 0
+        self._channels: set[paramiko.Channel] = set()
+        self._aborted: set[paramiko.Channel] = set()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ connection
 
@@ -295,12 +299,29 @@ class SSHBackend(Backend):
             channel = transport.open_session(timeout=self.settings.channel_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             return self._lost(f"opening a channel: {exc}")
-        with contextlib.closing(channel):
-            try:
-                channel.exec_command(line)
-                return self._converse(channel, stdin, deadline, timeout)
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                return self._lost(str(exc))
+        with self._lock:
+            self._channels.add(channel)
+        try:
+            channel.exec_command(line)
+            return self._converse(channel, stdin, deadline, timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if channel in self._aborted:
+                return Result(INTERRUPTED, stderr="interrupted")
+            return self._lost(str(exc))
+        finally:
+            channel.close()
+            with self._lock:
+                self._channels.discard(channel)
+                self._aborted.discard(channel)
+
+    def abort(self) -> None:
+        """Close the channels of running commands; the connection stays, for the clean-up."""
+        with self._lock:
+            self._aborted.update(self._channels)
+            channels = list(self._channels)
+        for channel in channels:
+            with contextlib.suppress(Exception):
+                channel.close()
 
     def _converse(
         self, channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, timeout: float
@@ -330,6 +351,8 @@ class SSHBackend(Backend):
                 if channel.exit_status_ready() and drained and finished:
                     return Result(channel.recv_exit_status(), _text(out), _text(err))
                 if channel.closed and not channel.exit_status_ready():
+                    if channel in self._aborted:
+                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
                     return self._lost("the channel closed without an exit status")
                 if not busy:
                     select.select([channel], [], [], 0.01)
