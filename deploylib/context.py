@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from deploylib import placeholders
@@ -29,6 +29,8 @@ class StepContext:
     artifact: str
     previous: str | None = None
     extra: Mapping[str, str] | None = None
+    #: bytes a release of the artifact needs on the target (0: unknown, not checked)
+    artifact_bytes: int = 0
 
     @property
     def layout(self) -> Layout:
@@ -59,9 +61,7 @@ class StepContext:
 
     def for_release(self, release: str) -> StepContext:
         """The same target, seen as if ``release`` were the one being deployed."""
-        return StepContext(
-            self.env, self.host, release, self.revision, self.artifact, self.previous, self.extra
-        )
+        return replace(self, release=release)
 
     def shell(self, template: str) -> str:
         return placeholders.render_shell(template, self.values)

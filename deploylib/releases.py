@@ -216,8 +216,13 @@ def unlock_command(layout: Layout) -> Command:
 # ---------------------------------------------------------------------------- prepare
 
 
-def env_file_command(layout: Layout, variables: Mapping[str, str | Secret]) -> Command:
-    """Write ``shared/.env`` with mode 0600, its content fed through stdin."""
+def env_file_command(
+    layout: Layout, variables: Mapping[str, str | Secret], need_bytes: int = 0
+) -> Command:
+    """Write ``shared/.env`` with mode 0600, its content fed through stdin.
+
+    With ``need_bytes``, first check that ``deploy_to`` has that much free space (the first
+    operation of ``push``: a full disk fails before anything is uploaded)."""
     q = shlex.quote
     target = f"{layout.shared}/{ENV_FILE}"
     content = "".join(
@@ -227,12 +232,43 @@ def env_file_command(layout: Layout, variables: Mapping[str, str | Secret]) -> C
         f"mkdir -p {q(layout.shared)} && (umask 077 && cat > {q(target)}.tmp) && "
         f"chmod 600 {q(target)}.tmp && mv -f {q(target)}.tmp {q(target)}"
     )
+    if need_bytes > 0:
+        script = f"{space_check(layout.deploy_to, need_bytes)} && {script}"
     has_secret = any(isinstance(v, Secret) for v in variables.values())
     return Command(
         script,
         stdin=Secret(content) if has_secret else content.encode(),
         description="write shared/.env",
     )
+
+
+def space_check(directory: str, need_bytes: int) -> str:
+    """Shell that fails, saying how much is free, unless ``directory`` has ``need_bytes`` free."""
+    need_kb = need_bytes // 1024 + 1
+    message = (
+        f"not enough free space in {directory}: this release needs {need_kb // 1024 + 1} MiB, "
+    )
+    return (
+        f"avail=$(df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}') && "
+        f'{{ [ "$avail" -ge {need_kb} ] || '
+        f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
+    )
+
+
+def artifact_footprint(artifact: str) -> int:
+    """Bytes a release of this artifact takes on a target: the upload plus what it unpacks to,
+    with a tenth more for the file system's overhead; 0 when there is no artifact (dry run)."""
+    import tarfile
+
+    path = Path(artifact)
+    if not path.is_file():
+        return 0
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            unpacked = sum(member.size for member in tar)
+    except (tarfile.TarError, OSError):
+        unpacked = 0
+    return int((path.stat().st_size + unpacked) * 1.1)
 
 
 def _plain(value: str | Secret) -> str:

@@ -127,6 +127,7 @@ class Runner:
         self.artifact = ""
         self.targets: list[Target] = []
         self.verified: list[str] = []
+        self.artifact_bytes = 0
         #: set on Ctrl-C: health checks stop retrying
         self.cancelled = threading.Event()
 
@@ -233,6 +234,7 @@ class Runner:
             self._run_on(local_step, controller)
         if self._pushes():
             result = self._execute(controller, releases.artifact_check(self.artifact), "build")
+            self.artifact_bytes = releases.artifact_footprint(self.artifact)
             if not result.ok:
                 raise StepFailed(
                     "build",
@@ -327,6 +329,7 @@ class Runner:
             revision=self.revision,
             artifact=self.artifact,
             previous=target.state.current,
+            artifact_bytes=self.artifact_bytes,
         )
 
     def _run_on(self, step: Step, target: Target, release: str | None = None) -> None:

@@ -82,7 +82,7 @@ class Push(Step):
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout = ctx.layout
         return [
-            releases.env_file_command(layout, ctx.env.variables),
+            releases.env_file_command(layout, ctx.env.variables, ctx.artifact_bytes),
             releases.upload_artifact(layout, ctx.artifact, ctx.release),
             releases.unpack_command(
                 layout, ctx.release, ctx.revision, ctx.env.shared_dirs, ctx.env.shared_files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -341,3 +342,18 @@ def test_sigint_mid_switch_puts_every_host_back_and_a_second_one_waits(fleet_of:
         restarts = (fleet.hosts.host(index).srv / "demo/shared/restarts").read_text().split()
         assert restarts[-1] == before["h1"]
         assert not fleet.locked(index)
+
+
+def test_a_full_disk_on_one_host_fails_before_any_upload(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    fleet.hosts.small_disk(2, "demo", "1m")
+    (fleet.project.root / "app" / "big.bin").write_bytes(os.urandom(2_000_000))
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "h2" in result.stdout and "not enough free space in /srv/demo" in result.stdout
+    assert fleet.currents() == {"h1": None, "h2": None, "h3": None}
+    for index in (1, 2, 3):
+        assert fleet.release_dirs(index) == set()
+        assert not fleet.locked(index)
+    uploads = fleet.hosts.host(2).srv / "demo" / ".deploylib" / "uploads"
+    assert not uploads.exists() or not list(uploads.iterdir())

@@ -70,6 +70,7 @@ class TestHost:
     root: Path
     pid: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    mounts: list[Path] = field(default_factory=list)
 
     @property
     def srv(self) -> Path:
@@ -186,6 +187,8 @@ class TestHosts:
         for host in self.hosts:
             self.kill_sshd(host.index)
             _sh("ip", "netns", "del", host.namespace, check=False)
+            for mount in host.mounts:
+                _sh("umount", "-l", str(mount), check=False)
         _sh("ip", "link", "del", self.bridge, check=False)
         self.hosts = []
 
@@ -199,7 +202,7 @@ class TestHosts:
         # bash sources ~/.bashrc for commands run by sshd; this machine's root has a heavy
         # one (pyenv), a server account would not: the host sees it empty
         script = (
-            f"hostname {host.name} && mount --bind {host.srv} /srv && "
+            f"hostname {host.name} && mount --rbind {host.srv} /srv && "
             "{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; } && "
             f"exec {SSHD} -D -e -f {host.root / 'sshd_config'}"
         )
@@ -226,6 +229,16 @@ class TestHosts:
                 host.process.wait(timeout=5)
         host.process = None
         host.pid = None
+
+    def small_disk(self, index: int, directory: str, size: str) -> None:
+        """Give ``/srv/DIRECTORY`` on that host a tmpfs of ``size`` (e.g. "1m"), to fill up."""
+        host = self.host(index)
+        mount = host.srv / directory
+        mount.mkdir(parents=True, exist_ok=True)
+        _sh("mount", "-t", "tmpfs", "-o", f"size={size}", "deploylib-test", str(mount))
+        host.mounts.append(mount)
+        self.kill_sshd(index)  # its mount namespace was made before: start it anew
+        self.start_sshd(index)
 
     def cut(self, index: int) -> None:
         """Take the host's link down: packets vanish, nothing answers (no RST)."""
