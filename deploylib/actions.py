@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploylib import releases
+from deploylib import locks, releases
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
 from deploylib.backends.printer import PrinterBackend
@@ -275,39 +275,23 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
 
 
 def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> list[str]:
-    """Remove the deploy lock; without ``force``, not while its owner is alive on this machine."""
+    """Remove deploy locks. Without ``force`` only stale ones (see ``locks.stale_reason``):
+    a lock whose deploy still beats is refused with ``LockHeld``."""
     layout = Layout(env.deploy_to)
     states = read_states(env, hosts)
     alive = []
     for name, state in states.items():
         owner = state.lock_owner or {}
-        if state.locked and not force and _owner_alive(owner):
-            alive.append(LockOwner(name, owner))
+        if state.locked and not force and not locks.stale_reason(owner, state.lock_age):
+            alive.append(LockOwner(name, owner, state.lock_age))
     if alive:
-        raise LockHeld(alive)
-    removed = []
-    for host in hosts:
-        if not states[host.name].locked:
-            continue
-        result = run_once(env, host, releases.unlock_command(layout))
-        if not result.ok:
-            raise StepFailed("unlock", host.name, result.summary(), result)
-        removed.append(host.name)
-    return removed
-
-
-def _owner_alive(owner: dict[str, Any] | Any) -> bool:
-    import socket
-
-    pid = owner.get("pid")
-    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-    return state != "Z"
+        raise LockHeld(alive, env.name)
+    locked = [host for host in hosts if states[host.name].locked]
+    results = run_everywhere(env, locked, releases.unlock_command(layout))
+    for host in locked:
+        if not results[host.name].ok:
+            raise StepFailed("unlock", host.name, results[host.name].summary(), results[host.name])
+    return [host.name for host in locked]
 
 
 class _Silent:

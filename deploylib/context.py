@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from deploylib import placeholders
 from deploylib.commands import Command
 from deploylib.hosts import Host
+from deploylib.locks import INHERITED_LOCK
 from deploylib.releases import Layout
-from deploylib.secrets import reveal
+from deploylib.secrets import Secret, reveal
 
 if TYPE_CHECKING:
     from deploylib.config import Environment
@@ -31,6 +32,8 @@ class StepContext:
     extra: Mapping[str, str] | None = None
     #: bytes a release of the artifact needs on the target (0: unknown, not checked)
     artifact_bytes: int = 0
+    #: the deploy's lock token, in every command's environment (see ``locks``)
+    lock_token: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -79,10 +82,13 @@ class StepContext:
         description: str = "",
     ) -> Command:
         """A user command: placeholders filled and quoted, env-file variables in its environment."""
+        env: dict[str, str | Secret] = dict(self.env.variables)
+        if self.lock_token:
+            env[INHERITED_LOCK] = self.lock_token
         return Command(
             self.shell(template),
             cwd=placeholders.render_text(cwd, self.values, {}) if cwd else None,
-            env=dict(self.env.variables),
+            env=env,
             timeout=timeout or self.env.command_timeout,
             description=description,
         )

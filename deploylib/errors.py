@@ -54,6 +54,8 @@ class LockOwner:
 
     host: str
     raw: Mapping[str, object]
+    age: int | None = None
+    stale: str | None = None  # why the lock looks abandoned
 
     def describe(self) -> str:
         user = self.raw.get("user", "?")
@@ -61,20 +63,28 @@ class LockOwner:
         pid = self.raw.get("pid", "?")
         since = self.raw.get("started_at", "?")
         release = self.raw.get("release", "?")
-        return f"{user}@{controller} (pid {pid}, release {release}) since {since}"
+        text = f"{user}@{controller} (pid {pid}, release {release}) since {since}"
+        if self.age is not None:
+            text += f", last heartbeat {self.age} s ago"
+        if self.stale:
+            text += f" - STALE: {self.stale}"
+        return text
 
 
 class LockHeld(DeployError):
     exit_code = EXIT_LOCKED
 
-    def __init__(self, owners: list[LockOwner]) -> None:
+    def __init__(self, owners: list[LockOwner], env: str = "ENV") -> None:
         self.owners = owners
         lines = [f"{o.host}: locked by {o.describe()}" for o in owners]
-        super().__init__(
-            "another deploy holds the lock:\n  "
-            + "\n  ".join(lines)
-            + "\n(if that deploy is dead, remove the lock with: deploylib unlock --env ENV)"
-        )
+        if any(o.stale for o in owners):
+            hint = (
+                f"the deploy that took it looks dead; after checking, remove the lock with: "
+                f"deploylib unlock --env {env} --force"
+            )
+        else:
+            hint = f"wait for that deploy; if it is dead: deploylib unlock --env {env} --force"
+        super().__init__("another deploy holds the lock:\n  " + "\n  ".join(lines) + f"\n({hint})")
 
 
 class StepFailed(DeployError):

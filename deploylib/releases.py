@@ -94,6 +94,8 @@ class TargetState:
     log: tuple[Mapping[str, Any], ...] = ()
     lock_owner: Mapping[str, Any] | None = None
     locked: bool = False
+    #: seconds since the lock's heartbeat (or since it was taken)
+    lock_age: int | None = None
 
     def deployed(self) -> list[str]:
         """Releases that a deploy made current, oldest first, each once (at its last time)."""
@@ -150,6 +152,8 @@ def state_command(layout: Layout) -> Command:
             f"ls -1 {q(layout.releases)} 2>/dev/null",
             f"echo {mark}lock",
             f"if [ -d {q(layout.lock)} ]; then echo locked; "
+            f"echo age=$(( $(date +%s) - $(stat -c %Y {q(layout.lock + '/heartbeat')} "
+            f"2>/dev/null || stat -c %Y {q(layout.lock)}) )); "
             f"cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
             f"echo {mark}log",
             f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null",
@@ -173,11 +177,17 @@ def parse_state(output: str) -> TargetState:
     releases = frozenset(line for line in sections.get("releases", []) if RELEASE_ID_RE.match(line))
     lock_lines = sections.get("lock", [])
     locked = bool(lock_lines) and lock_lines[0] == "locked"
+    age = None
+    if locked and len(lock_lines) > 1 and lock_lines[1].startswith("age="):
+        age = int(lock_lines[1][4:]) if lock_lines[1][4:].lstrip("-").isdigit() else None
+        lock_lines = lock_lines[1:]
     owner = _parse_json_object("".join(lock_lines[1:])) if locked else None
     log = tuple(
         entry for entry in (_parse_json_object(line) for line in sections.get("log", [])) if entry
     )
-    return TargetState(current=current, releases=releases, log=log, lock_owner=owner, locked=locked)
+    return TargetState(
+        current=current, releases=releases, log=log, lock_owner=owner, locked=locked, lock_age=age
+    )
 
 
 def _parse_json_object(text: str) -> dict[str, Any] | None:
@@ -201,12 +211,24 @@ def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
     script = (
         f"mkdir -p {q(layout.meta)} || exit 1; "
         f"if mkdir {q(layout.lock)} 2>/dev/null; then "
-        f"cat > {q(owner_file)}.tmp && mv -f {q(owner_file)}.tmp {q(owner_file)} || exit 1; "
+        f"cat > {q(owner_file)}.tmp && mv -f {q(owner_file)}.tmp {q(owner_file)} "
+        f"&& touch {q(layout.lock + '/heartbeat')} || exit 1; "
         "held=0; "
         f"else cat > /dev/null; held={LOCK_HELD_EXIT}; fi; "
         f"{state_command(layout).script}; exit $held"
     )
     return Command(script, stdin=(json.dumps(dict(owner)) + "\n").encode(), description="lock")
+
+
+def heartbeat_command(layout: Layout, token: str) -> Command:
+    """Touch the heartbeat of a lock this deploy still holds (never someone else's)."""
+    q = shlex.quote
+    return Command(
+        f"grep -qF {q(token)} {q(layout.lock + '/owner.json')} 2>/dev/null && "
+        f"touch {q(layout.lock + '/heartbeat')}",
+        description="heartbeat",
+        timeout=10,
+    )
 
 
 def unlock_command(layout: Layout) -> Command:

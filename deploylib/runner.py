@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import shutil
 import signal
 import socket
@@ -33,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from deploylib import releases
+from deploylib import locks, releases
 from deploylib.backends.base import Backend
 from deploylib.checks import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result, Upload
@@ -109,6 +108,7 @@ class Runner:
         parallel: int = DEFAULT_PARALLEL,
         strategy: Strategy | None = None,
         workdir: Path | None = None,
+        heartbeat: float = locks.HEARTBEAT_INTERVAL,
     ) -> None:
         self.env = env
         self.pipeline = pipeline
@@ -127,6 +127,10 @@ class Runner:
         self.artifact = ""
         self.targets: list[Target] = []
         self.verified: list[str] = []
+        self.heartbeat = heartbeat
+        self.lock_token = ""
+        self._unlocking = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         self.artifact_bytes = 0
         #: set on Ctrl-C: health checks stop retrying
         self.cancelled = threading.Event()
@@ -250,21 +254,25 @@ class Runner:
         return [Target(host, self.backend_for(host)) for host in hosts]
 
     def _lock_all(self) -> None:
-        owner = {
-            "user": self.user,
-            "host": self.controller_name,
-            "pid": os.getpid(),
-            "release": self.release or None,
-            "started_at": self.clock().isoformat(timespec="seconds"),
-        }
+        """Lock every target, all or nothing; then keep the locks' heartbeat going."""
+        owner = locks.new_owner(
+            self.release or None, self.clock().isoformat(timespec="seconds"), self.heartbeat
+        )
+        self.lock_token = str(owner["token"])
+        inherited = locks.inherited_token()
         layout = Layout(self.env.deploy_to)
 
         def lock(target: Target) -> None:
             result = self._execute(target, releases.lock_command(layout, owner), "lock")
             target.state = releases.parse_state(result.stdout)
             target.current = target.state.current
+            holder = target.state.lock_owner or {}
             if result.exit_code == releases.LOCK_HELD_EXIT:
-                raise LockHeld([LockOwner(target.name, target.state.lock_owner or {})])
+                if inherited and holder.get("token") == inherited:
+                    return  # the deploy this one runs inside holds it: go on under its lock
+                age = target.state.lock_age
+                reason = locks.stale_reason(holder, age)
+                raise LockHeld([LockOwner(target.name, holder, age, reason)])
             if not result.ok:
                 raise StepFailed("lock", target.name, result.summary(), result)
             target.locked = True
@@ -272,9 +280,19 @@ class Runner:
         errors = self._parallel(lock, self.targets)
         held = [owner for e in errors.values() if isinstance(e, LockHeld) for owner in e.owners]
         if held:
-            raise LockHeld(held)
+            raise LockHeld(held, self.env.name)
         if errors:
             raise next(iter(errors.values()))
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        layout = Layout(self.env.deploy_to)
+        beat = releases.heartbeat_command(layout, self.lock_token)
+        while not self._unlocking.wait(self.heartbeat):
+            for target in self.targets:
+                if target.locked and not self._unlocking.is_set():
+                    target.backend.execute(beat)
 
     def _check_release_is_new(self) -> None:
         for target in self.targets:
@@ -330,6 +348,7 @@ class Runner:
             artifact=self.artifact,
             previous=target.state.current,
             artifact_bytes=self.artifact_bytes,
+            lock_token=self.lock_token,
         )
 
     def _run_on(self, step: Step, target: Target, release: str | None = None) -> None:
@@ -618,6 +637,9 @@ class Runner:
     # ------------------------------------------------------------------ plumbing
 
     def _unlock_all(self) -> None:
+        self._unlocking.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=15)
         layout = Layout(self.env.deploy_to)
 
         def unlock(target: Target) -> None:

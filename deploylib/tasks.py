@@ -70,24 +70,29 @@ def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
 
 def _confirm(env: Environment, hosts: int, yes: bool) -> None:
     """The production guard: ``confirm = true`` asks for the environment's name, or ``--yes``."""
+    if env.confirm:
+        what = f"{hosts} host{'s' if hosts != 1 else ''}, {env.deploy_to}"
+        _ask(env, yes, what, key=f"environments.{env.name}.confirm")
+
+
+def _ask(env: Environment, yes: bool, what: str, *, key: str = "--yes") -> None:
+    """Have the user type the environment's name before something that changes it."""
     from deploylib.actions import is_interactive
     from deploylib.errors import ConfigError
 
-    if not env.confirm or yes:
+    if yes:
         return
     if not is_interactive():
         raise ConfigError(
             f"environment {env.name!r} asks for confirmation; no terminal to ask on: pass --yes",
             file=str(env.config_file),
-            key=f"environments.{env.name}.confirm",
+            key=key,
         )
     from rich.prompt import Prompt
 
     console = _console()
-    console.print(
-        f"[bold red]{env.name}[/]: {hosts} host{'s' if hosts != 1 else ''}, {env.deploy_to}"
-    )
-    answer = Prompt.ask(f"type [bold]{env.name}[/] to go on", console=console)
+    console.print(f"[bold red]{_escape(env.name)}[/]: {_escape(what)}")
+    answer = Prompt.ask(f"type [bold]{_escape(env.name)}[/] to go on", console=console)
     if answer.strip() != env.name:
         raise ConfigError("not confirmed; nothing was changed", key="confirm")
 
@@ -266,20 +271,27 @@ def init(c: Any, ci: str | None = None) -> None:
     auto_shortflags=False,
     help={
         "env": ENV_HELP,
-        "force": "remove the lock even if its deploy looks alive",
+        "force": "remove the lock even if its deploy looks alive (asks first)",
+        "yes": "with --force: do not ask",
         "config": CONFIG_HELP,
     },
 )
 def unlock(
-    c: Any, env: str | None = None, force: bool = False, config: str = "deploy.toml"
+    c: Any,
+    env: str | None = None,
+    force: bool = False,
+    yes: bool = False,
+    config: str = "deploy.toml",
 ) -> None:
-    """Remove a deploy lock left by a dead deploy."""
+    """Remove a stale deploy lock (--force: any lock)."""
 
     def body() -> None:
         from deploylib import actions
         from deploylib.config import load_environment
 
         environment = load_environment(Path(config), env or "")
+        if force:
+            _ask(environment, yes, "remove the deploy lock whatever holds it (--force)")
         removed = actions.unlock(environment, environment.hosts, force=force)
         _console().print(f"unlocked: {', '.join(removed)}" if removed else "no lock was held")
 

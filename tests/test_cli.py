@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import deploylib
@@ -63,22 +64,29 @@ def test_check_reports_per_host_and_changes_nothing(project: Project) -> None:
 
 
 def test_unlock_removes_a_stale_lock_and_refuses_a_live_one(project: Project) -> None:
-    lock = project.target / ".deploylib" / "lock"
-    lock.mkdir(parents=True)
     import socket
 
+    lock = project.target / ".deploylib" / "lock"
+    lock.mkdir(parents=True)
     (lock / "owner.json").write_text(
         json.dumps(
             {"user": "me", "host": socket.gethostname(), "pid": os.getpid(), "started_at": "now"}
         )
     )
+    (lock / "heartbeat").touch()
     alive = project.cli("unlock", "--env", "dev")
     assert alive.returncode == 3 and lock.exists()
-    forced = project.cli("unlock", "--env", "dev", "--force")
+    assert "--force" in alive.stderr
+    unconfirmed = project.cli("unlock", "--env", "dev", "--force")
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr and lock.exists()
+    forced = project.cli("unlock", "--env", "dev", "--force", "--yes")
     assert forced.returncode == 0 and not lock.exists()
 
+    # another machine's deploy whose heartbeat stopped 10 minutes ago: stale, removed as is
     lock.mkdir()
     (lock / "owner.json").write_text(json.dumps({"user": "me", "host": "elsewhere", "pid": 1}))
+    old = time.time() - 600
+    os.utime(lock, (old, old))
     stale = project.cli("unlock", "--env", "dev")
     assert stale.returncode == 0 and "unlocked: local" in stale.stdout and not lock.exists()
 

@@ -345,3 +345,86 @@ def test_step_timeout_bounds_a_step(project: Project) -> None:
         project.deploy()
     assert time.monotonic() - started < 10
     assert project.current() is None and project.release_dirs() == set()
+
+
+def test_a_stale_lock_is_reported_with_how_to_remove_it(project: Project) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = project.target / ".deploylib" / "lock"
+    lock.mkdir(parents=True)
+    import socket
+
+    (lock / "owner.json").write_text(
+        json.dumps(
+            {"user": "ci", "host": socket.gethostname(), "pid": dead.pid, "started_at": "earlier"}
+        )
+    )
+    result = project.cli("deploy", "--env", "dev")
+    assert result.returncode == 3
+    message = result.stdout + result.stderr
+    assert "STALE" in message and f"pid {dead.pid}" in message
+    assert "deploylib unlock --env dev --force" in message
+    assert lock.is_dir()  # reported, never broken silently
+
+
+def test_a_deploy_started_by_a_hook_runs_under_its_parents_lock(project: Project) -> None:
+    project.write(
+        "pipelines/noop.py",
+        """\
+        from deploylib import Pipeline, run
+        pipeline = Pipeline(run("touch {deploy_to}/nested-ran"))
+        """,
+    )
+    project.write(
+        "pipelines/web.py",
+        BASIC_PIPELINE.replace(
+            "    verify(",
+            '    run("cd '
+            + str(project.root)
+            + " && "
+            + sys.executable
+            + ' -m deploylib deploy --env dev --pipeline noop", name="nested"),\n    verify(',
+        ),
+    )
+    outcome, _ = project.deploy()
+    assert (project.target / "nested-ran").exists()
+    assert project.current() == outcome.release
+    assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_the_lock_heartbeat_beats_during_a_deploy(project: Project) -> None:
+    import threading
+
+    from deploylib import actions
+    from deploylib.reporting import RecordingReporter
+    from deploylib.runner import Runner
+
+    project.write(
+        "pipelines/web.py",
+        BASIC_PIPELINE.replace(
+            'run("test ! -e FAIL_PREPARE", cwd="{release_path}")', 'run("sleep 2")'
+        ),
+    )
+    loaded = actions.load(project.root / "deploy.toml", "dev")
+    factory = actions.backend_factory(loaded.env, dry_run=False, reporter=RecordingReporter())
+    runner = Runner(
+        loaded.env,
+        loaded.pipeline,
+        backend_for=factory,
+        controller=factory(loaded.hosts[0]),
+        reporter=RecordingReporter(),
+        clock=project.clock,
+        heartbeat=0.3,
+    )
+    thread = threading.Thread(target=runner.deploy, args=(loaded.hosts,))
+    thread.start()
+    beat = project.target / ".deploylib" / "lock" / "heartbeat"
+    seen = set()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        if beat.exists():
+            seen.add(beat.stat().st_mtime_ns)
+        time.sleep(0.05)
+    thread.join()
+    assert len(seen) >= 3  # taken, then touched every 0.3 s while the run step sleeps
+    assert not beat.parent.exists()
