@@ -109,6 +109,8 @@ class Result:
     stdout: str = ""
     stderr: str = ""
     timed_out: bool = False
+    #: the host could not be reached (or stopped answering): whether the command ran is unknown
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:

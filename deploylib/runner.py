@@ -73,6 +73,9 @@ class Target:
     prepared: bool = False
     switched: bool = False
     current: str | None = None
+    #: lost during the switch: current may be the old or the new release
+    uncertain: bool = False
+    unreachable: bool = False
 
     @property
     def name(self) -> str:
@@ -127,6 +130,8 @@ class Runner:
         self.artifact = ""
         self.targets: list[Target] = []
         self.verified: list[str] = []
+        #: targets left out of a rollback because they could not be reached
+        self.unreachable: list[Target] = []
         self.heartbeat = heartbeat
         self.lock_token = ""
         self._unlocking = threading.Event()
@@ -172,7 +177,7 @@ class Runner:
             # warning, not a reason to switch back
             self._record_all("deploy", "success", self.release)
             removed = self._cleanup()
-            placement = {t.name: t.current for t in self.targets}
+            placement = self._placement()
             self._emit(
                 "deploy.ok",
                 f"deployed {self.release} to {self.env.name}: "
@@ -207,14 +212,21 @@ class Runner:
         phase = "connect"
         try:
             self.targets = self._connect(hosts)
-            self._lock_all()
+            self._lock_all(skip_unreachable=True)
             self.release = self._rollback_target(to)
             self.revision = self._revision_of(self.release)
             phase = "switch"
             self._go_live(self.release, self._revert_step())
             phase = "record"
             self._record_all("rollback", "success", self.release)
-            placement = {t.name: t.current for t in self.targets}
+            placement = self._placement()
+            if self.unreachable:
+                names = ", ".join(t.name for t in self.unreachable)
+                raise FleetInconsistent(
+                    f"rolled back to {self.release} where hosts could be reached; "
+                    f"{names} could not be reached and did not change",
+                    placement,
+                )
             self._emit(
                 "rollback.ok",
                 f"rolled back {self.env.name} to {self.release}",
@@ -253,8 +265,11 @@ class Runner:
     def _connect(self, hosts: Sequence[Host]) -> list[Target]:
         return [Target(host, self.backend_for(host)) for host in hosts]
 
-    def _lock_all(self) -> None:
-        """Lock every target, all or nothing; then keep the locks' heartbeat going."""
+    def _lock_all(self, *, skip_unreachable: bool = False) -> None:
+        """Lock every target, all or nothing; then keep the locks' heartbeat going.
+
+        With ``skip_unreachable`` (a rollback: an emergency), targets that cannot be reached
+        are set aside in ``self.unreachable`` and the others go on."""
         owner = locks.new_owner(
             self.release or None, self.clock().isoformat(timespec="seconds"), self.heartbeat
         )
@@ -278,6 +293,24 @@ class Runner:
             target.locked = True
 
         errors = self._parallel(lock, self.targets)
+        if skip_unreachable:
+            lost = {
+                name
+                for name, e in errors.items()
+                if isinstance(e, StepFailed) and e.result is not None and e.result.unreachable
+            }
+            for target in [t for t in self.targets if t.name in lost]:
+                self._emit(
+                    "warning",
+                    f"unreachable, left as it is: {errors.pop(target.name)}",
+                    host=target.name,
+                )
+                target.unreachable = True
+                target.backend.close()
+                self.unreachable.append(target)
+                self.targets.remove(target)
+            if lost and not self.targets:
+                raise DeployFailed("no host could be reached; nothing changed", self._placement())
         held = [owner for e in errors.values() if isinstance(e, LockHeld) for owner in e.owners]
         if held:
             raise LockHeld(held, self.env.name)
@@ -361,7 +394,7 @@ class Runner:
             if isinstance(step, Switch | Rollback):
                 target.switched = True
             deadline = started + self.env.step_timeout
-            for op in step.operations(ctx):
+            for index, op in enumerate(step.operations(ctx)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StepFailed(
@@ -372,10 +405,16 @@ class Runner:
                 result = self._execute(
                     target, _bounded(op, remaining, self.env.command_timeout), step.name
                 )
+                if isinstance(step, Switch | Rollback) and index == 0:
+                    # the first operation moves `current`; what follows (restart) does not
+                    if result.ok:
+                        target.current, target.uncertain = ctx.release, False
+                    elif result.unreachable:
+                        target.uncertain = True
                 if not result.ok:
+                    if result.unreachable:
+                        target.unreachable = True
                     raise StepFailed(step.name, target.name, result.summary(), result)
-            if isinstance(step, Switch | Rollback):
-                target.current = ctx.release
         self._emit(
             "step.ok",
             host=target.name,
@@ -411,6 +450,8 @@ class Runner:
                 if isinstance(op, Probe) and op.line not in self.verified:
                     self.verified.append(op.line)
         if not result.ok:
+            if result.unreachable:
+                target.unreachable = True
             raise VerifyFailed(
                 step.name,
                 target.name,
@@ -446,7 +487,7 @@ class Runner:
             outcome = "rolled_back" if phase == "switch" and event == "deploy" else "failed"
             self._record_all(event, outcome, self.release, error=reason)
             self._run_on_failure_steps()
-        placement = {t.name: t.current for t in self.targets}
+        placement = self._placement()
         if broken:
             error: DeployError = FleetInconsistent(
                 f"{event} failed ({reason}) and putting back failed on {', '.join(broken)}: "
@@ -615,7 +656,7 @@ class Runner:
             )
             raise DeployFailed(
                 f"cannot roll back: {what} on {', '.join(missing)}; nothing changed",
-                {t.name: t.current for t in self.targets},
+                self._placement(),
             )
         distinct = set(wanted.values())
         if len(distinct) > 1:
@@ -709,6 +750,23 @@ class Runner:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _placement(self) -> dict[str, str | None]:
+        """Which release each target is on, as far as this deploy knows."""
+        placement: dict[str, str | None] = {}
+        for t in self.targets:
+            if t.uncertain:
+                placement[t.name] = (
+                    f"{t.state.current or '(no release)'} or {self.release} "
+                    "(unreachable while switching)"
+                )
+            elif t.unreachable:
+                placement[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
+            else:
+                placement[t.name] = t.current
+        for t in self.unreachable:
+            placement[t.name] = f"{t.state.current or 'unknown'} (unreachable; not changed)"
+        return placement
 
     def _redact(self, text: str) -> str:
         return self.env.redactor.redact(text)

@@ -357,3 +357,113 @@ def test_a_full_disk_on_one_host_fails_before_any_upload(fleet_of: FleetOf) -> N
         assert not fleet.locked(index)
     uploads = fleet.hosts.host(2).srv / "demo" / ".deploylib" / "uploads"
     assert not uploads.exists() or not list(uploads.iterdir())
+
+
+def last_log_entry(fleet: Fleet, index: int) -> dict[str, object]:
+    log = fleet.hosts.host(index).srv / "demo" / ".deploylib" / "releases.jsonl"
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert isinstance(entry, dict)
+    return entry
+
+
+def test_sshd_dead_before_the_deploy_changes_nothing(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    fleet.hosts.kill_sshd(2)
+    time.sleep(1.05)
+    started = time.monotonic()
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "h2" in result.stdout and "refused" in result.stdout
+    assert "nothing was changed" in result.stdout
+    assert fleet.currents() == before
+    for index in (1, 3):
+        assert not fleet.locked(index)
+        assert last_log_entry(fleet, index)["outcome"] == "success"  # nothing new recorded
+        assert fleet.release_dirs(index) == {before["h1"]}
+
+
+def test_sshd_killed_during_prepare(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    pipeline = fleet.project.root / "pipelines/web.py"
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 3"'
+        )
+    )
+    time.sleep(1.05)
+    process = start_deploy(fleet, 2, "preparing")
+    started = time.monotonic()
+    fleet.hosts.kill_sshd(2)
+    out, err = process.communicate(timeout=60)
+    assert time.monotonic() - started < 20
+    assert process.returncode == 1, out + err
+    assert "h2" in out and "no target was switched" in out
+    assert fleet.currents() == before
+    for index in (1, 3):
+        assert fleet.release_dirs(index) == {before["h1"]}
+        assert not fleet.locked(index)
+        assert last_log_entry(fleet, index)["outcome"] == "failed"
+    assert fleet.locked(2)  # it could not be unlocked: status will show it, unlock removes it
+
+
+def test_link_cut_after_some_hosts_switched_says_who_is_on_what(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    pipeline = fleet.project.root / "pipelines/web.py"
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            'switch(restart="echo {release} >> {shared_path}/restarts")',
+            'switch(restart="echo {release} >> {shared_path}/restarts; '
+            'if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 10; fi")',
+        )
+    )
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    (fleet.hosts.host(3).srv / "slow").touch()
+    time.sleep(1.05)
+    process = start_deploy(fleet, 3, "switching")
+    started = time.monotonic()
+    fleet.hosts.cut(3)
+    out, err = process.communicate(timeout=60)
+    took = time.monotonic() - started
+    fleet.hosts.mend(3)
+
+    assert took < 20, took
+    assert process.returncode == 4, out + err
+    assert fleet.current(1) == before["h1"] and fleet.current(2) == before["h2"]
+    new = fleet.current(3)
+    assert new is not None and new != before["h3"]  # h3 switched before its link was cut
+    # the put-back's own switch got no answer either: either release is possible, and said
+    assert f"h3: {before['h3']} or {new} (unreachable while switching)" in out
+    assert f"h1: {before['h1']}" in out
+    for index in (1, 2):
+        assert not fleet.locked(index)
+        assert last_log_entry(fleet, index)["outcome"] == "rolled_back"
+
+
+def test_rollback_with_one_host_unreachable_exits_4_listing_every_host(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    first = fleet.currents()["h1"]
+    time.sleep(1.05)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    second = fleet.currents()["h1"]
+    fleet.hosts.cut(2)
+    started = time.monotonic()
+    result = fleet.project.cli("rollback", "--env", "fleet")
+    took = time.monotonic() - started
+    fleet.hosts.mend(2)
+
+    assert took < 40, took
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert fleet.current(1) == first and fleet.current(3) == first
+    assert fleet.current(2) == second
+    assert f"h1: {first}" in result.stdout and "h2: unknown (unreachable" in result.stdout
+    for index in (1, 3):
+        assert not fleet.locked(index)
+        entry = last_log_entry(fleet, index)
+        assert (entry["event"], entry["release"]) == ("rollback", first)

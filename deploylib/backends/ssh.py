@@ -292,7 +292,7 @@ class SSHBackend(Backend):
         try:
             transport = self._connect()
         except _Failed as failed:
-            return Result(UNREACHABLE, stderr=str(failed))
+            return Result(UNREACHABLE, stderr=str(failed), unreachable=True)
         self._used = True
         deadline = time.monotonic() + timeout
         try:
@@ -335,7 +335,7 @@ class SSHBackend(Backend):
         try:
             while True:
                 if self._monitor is not None and self._monitor.dead:
-                    return Result(UNREACHABLE, _text(out), self._dead_message())
+                    return Result(UNREACHABLE, _text(out), self._dead_message(), unreachable=True)
                 if time.monotonic() > deadline:
                     note = f"\ntimed out after {timeout:g} s"
                     return Result(TIMED_OUT, _text(out), _text(err) + note, timed_out=True)
@@ -362,8 +362,8 @@ class SSHBackend(Backend):
 
     def _lost(self, detail: str) -> Result:
         if self._monitor is not None and self._monitor.dead:
-            return Result(UNREACHABLE, stderr=self._dead_message())
-        return Result(UNREACHABLE, stderr=f"{self._where}: {detail}")
+            return Result(UNREACHABLE, stderr=self._dead_message(), unreachable=True)
+        return Result(UNREACHABLE, stderr=f"{self._where}: {detail}", unreachable=True)
 
     def close(self) -> None:
         if self._monitor is not None:
