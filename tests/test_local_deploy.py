@@ -428,3 +428,23 @@ def test_the_lock_heartbeat_beats_during_a_deploy(project: Project) -> None:
     thread.join()
     assert len(seen) >= 3  # taken, then touched every 0.3 s while the run step sleeps
     assert not beat.parent.exists()
+
+
+def test_sigterm_during_prepare_cleans_up_like_ctrl_c(project: Project) -> None:
+    first, _ = project.deploy()
+    process = start_slow_deploy(project, 30)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1, out + err
+    assert project.current() == first.release
+    assert project.release_dirs() == {first.release}
+    assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_dry_run_never_shows_a_secret(project: Project) -> None:
+    secret = "dry-run-secret-value"
+    project.write(".env", f"API_TOKEN={secret}\n")
+    result = project.cli("deploy", "--env", "dev", "--dry-run", "--revision", "abc")
+    assert result.returncode == 0, result.stderr
+    assert "API_TOKEN=***" in result.stdout and "<stdin: *** (secret)>" in result.stdout
+    assert secret not in result.stdout + result.stderr

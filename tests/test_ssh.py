@@ -467,3 +467,16 @@ def test_rollback_with_one_host_unreachable_exits_4_listing_every_host(fleet_of:
         assert not fleet.locked(index)
         entry = last_log_entry(fleet, index)
         assert (entry["event"], entry["release"]) == ("rollback", first)
+
+
+def test_an_upload_that_arrives_changed_is_refused(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    # h2's sha256sum reports another digest, as a corrupted copy would
+    fleet.hosts.fake_command(2, "sha256sum", 'echo "0000000000000000  $1"')
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "h2" in result.stdout and "sha256 mismatch" in result.stdout
+    assert fleet.currents() == {"h1": None, "h2": None}
+    for index in (1, 2):
+        assert fleet.release_dirs(index) == set()
+        assert not fleet.locked(index)

@@ -201,8 +201,10 @@ class TestHosts:
         host = self.host(index)
         # bash sources ~/.bashrc for commands run by sshd; this machine's root has a heavy
         # one (pyenv), a server account would not: the host sees it empty
+        bin_dir = host.root / "bin"
+        shadow = f"mount --bind {bin_dir} /usr/local/bin && " if bin_dir.is_dir() else ""
         script = (
-            f"hostname {host.name} && mount --rbind {host.srv} /srv && "
+            f"hostname {host.name} && mount --rbind {host.srv} /srv && {shadow}"
             "{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; } && "
             f"exec {SSHD} -D -e -f {host.root / 'sshd_config'}"
         )
@@ -238,6 +240,17 @@ class TestHosts:
         _sh("mount", "-t", "tmpfs", "-o", f"size={size}", "deploylib-test", str(mount))
         host.mounts.append(mount)
         self.kill_sshd(index)  # its mount namespace was made before: start it anew
+        self.start_sshd(index)
+
+    def fake_command(self, index: int, name: str, script: str) -> None:
+        """Put a command first on that host's PATH (its own /usr/local/bin), e.g. a broken
+        ``sha256sum``; the host's sshd restarts to see it."""
+        host = self.host(index)
+        path = host.root / "bin" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("#!/bin/sh\n" + script + "\n")
+        path.chmod(0o755)
+        self.kill_sshd(index)
         self.start_sshd(index)
 
     def cut(self, index: int) -> None:
