@@ -197,6 +197,12 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                 "deployed_by": entry.get("user") if entry else None,
                 "locked": state.locked,
                 "lock_owner": dict(state.lock_owner) if state.lock_owner else None,
+                "lock_age": state.lock_age if state.locked else None,
+                "lock_stale": (
+                    locks.stale_reason(state.lock_owner or {}, state.lock_age)
+                    if state.locked
+                    else None
+                ),
                 "releases": sorted(state.releases),
             }
         )

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+
+def _plain(value: object) -> str:
+    """A cell from a host's answer: shown as written, never read as rich markup."""
+    return escape("" if value is None else str(value))
 
 
 def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:
@@ -22,14 +28,16 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
         owner = row["lock_owner"] or {}
         lock = "—"
         if row["locked"]:
-            who = f"{owner.get('user', '?')}@{owner.get('host', '?')}"
-            lock = f"[yellow]locked by {who} since {owner.get('started_at', '?')}[/]"
+            who = _plain(f"{owner.get('user', '?')}@{owner.get('host', '?')}")
+            lock = f"[yellow]locked by {who} since {_plain(owner.get('started_at', '?'))}[/]"
+            if row.get("lock_stale"):
+                lock += f" [red]STALE: {_plain(row['lock_stale'])}[/]"
         table.add_row(
-            row["host"],
-            row["current"] or "[dim](none)[/]",
-            row["revision"] or "",
-            row["deployed_at"] or "",
-            row["deployed_by"] or "",
+            _plain(row["host"]),
+            _plain(row["current"]) or "[dim](none)[/]",
+            _plain(row["revision"]),
+            _plain(row["deployed_at"]),
+            _plain(row["deployed_by"]),
             lock,
         )
     return table
@@ -44,15 +52,15 @@ def releases_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
         table.add_column(column)
     for row in rows:
         style = _OUTCOME_STYLE.get(str(row["outcome"]), "")
-        outcome = f"[{style}]{row['outcome']}[/]" if style else str(row["outcome"])
+        outcome = f"[{style}]{_plain(row['outcome'])}[/]" if style else _plain(row["outcome"])
         table.add_row(
-            str(row["time"]),
-            str(row["event"]),
-            str(row["release"]),
-            str(row["revision"] or ""),
+            _plain(row["time"]),
+            _plain(row["event"]),
+            _plain(row["release"]),
+            _plain(row["revision"]),
             outcome,
-            str(row["user"] or ""),
-            ", ".join(row["hosts"]),
+            _plain(row["user"]),
+            _plain(", ".join(row["hosts"])),
             f"{len(row['on_disk'])}/{len(row['hosts'])}",
         )
     return table
@@ -64,11 +72,11 @@ def check_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["host"],
+            _plain(row["host"]),
             "[green]yes[/]" if row["ok"] else "[red]no[/]",
-            str(row["user"] or ""),
+            _plain(row["user"]),
             "yes" if row["writable"] else "no",
             str(row["free_mb"] if row["free_mb"] is not None else "?"),
-            "; ".join(row["problems"]),
+            _plain("; ".join(row["problems"])),
         )
     return table
