@@ -163,6 +163,13 @@ class Fleet:
             + extra_ssh,
         )
 
+    def edit_pipeline(self, old: str, new: str) -> None:
+        """Change pipelines/web.py: replace ``old`` (which must be there) by ``new``."""
+        path = self.project.root / "pipelines" / "web.py"
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new))
+
     def current(self, index: int) -> str | None:
         link = self.hosts.host(index).srv / "demo" / "current"
         return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None

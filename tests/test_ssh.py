@@ -43,12 +43,7 @@ def test_prepare_failure_on_one_host_switches_nobody(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace('run("test ! -e FAIL_PREPARE"', 'run("test ! -e /srv/FAIL_HERE"'),
-    )
+    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("test ! -e /srv/FAIL_HERE"')
     (fleet.hosts.host(2).srv / "FAIL_HERE").touch()
     time.sleep(1.05)
 
@@ -64,17 +59,13 @@ def test_prepare_failure_on_one_host_switches_nobody(fleet_of: FleetOf) -> None:
 
 def test_verify_failure_on_one_host_reverts_every_host(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    pipeline = fleet.project.root / "pipelines/web.py"
     # healthy unless /srv/UNHEALTHY-<release> exists; h3's restart creates it for new releases
-    pipeline.write_text(
-        pipeline.read_text()
-        .replace("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
-        .replace(
-            'switch(restart="echo {release} >> {shared_path}/restarts")',
-            'switch(restart="echo {release} >> {shared_path}/restarts; '
-            "if [ {host} = h3 ] && [ -e /srv/first-done ]; then "
-            'touch /srv/UNHEALTHY-{release}; fi")',
-        )
+    fleet.edit_pipeline("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
+    fleet.edit_pipeline(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="echo {release} >> {shared_path}/restarts; '
+        "if [ {host} = h3 ] && [ -e /srv/first-done ]; then "
+        'touch /srv/UNHEALTHY-{release}; fi")',
     )
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
@@ -97,11 +88,8 @@ def test_link_cut_mid_deploy_ends_in_bounded_time(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 3"'),
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 3"'
     )
     time.sleep(1.05)
     process = subprocess.Popen(
@@ -159,11 +147,8 @@ def test_unknown_host_key_is_refused_and_accept_new_trusts_it(fleet_of: FleetOf)
 
 def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
     fleet = fleet_of(2)
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 2"'),
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 2"'
     )
     first = subprocess.Popen(
         [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
@@ -186,13 +171,8 @@ def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
 def test_roles_hosts_selection_and_migrate_once(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
     fleet.configure(roles={1: ["web"], 2: ["web", "db"], 3: ["worker"]})
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace("    switch(", '    migrate("touch /srv/migrated-{release}"),\n    switch(')
-        .replace("import Pipeline,", "import Pipeline, migrate,"),
-    )
+    fleet.edit_pipeline("    switch(", '    migrate("touch /srv/migrated-{release}"),\n    switch(')
+    fleet.edit_pipeline("import Pipeline,", "import Pipeline, migrate,")
     result = fleet.project.cli("deploy", "--env", "fleet", "--roles", "web")
     assert result.returncode == 0, result.stdout + result.stderr
     assert fleet.current(3) is None and fleet.current(1) == fleet.current(2)
@@ -219,14 +199,9 @@ def test_secrets_are_never_on_a_remote_command_line(fleet_of: FleetOf) -> None:
     fleet = fleet_of(1)
     secret = "s3cr3t-value-on-the-wire"
     fleet.project.write(".env", f'API_TOKEN={secret}\nMULTI="line one\\nline two"\n')
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace(
-            'run("test ! -e FAIL_PREPARE"',
-            'run("printf %s \\"$API_TOKEN|$MULTI\\" > /srv/seen && sleep 1.5"',
-        ),
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"',
+        'run("printf %s \\"$API_TOKEN|$MULTI\\" > /srv/seen && sleep 1.5"',
     )
     seen: list[str] = []
     stop = threading.Event()
@@ -255,12 +230,7 @@ def test_secrets_are_never_on_a_remote_command_line(fleet_of: FleetOf) -> None:
 def test_a_long_quiet_command_is_not_mistaken_for_a_dead_link(fleet_of: FleetOf) -> None:
     fleet = fleet_of(1)
     # keepalives every second, 3 unanswered would mean dead: a 5 s silent command must pass
-    fleet.project.write(
-        "pipelines/web.py",
-        (fleet.project.root / "pipelines/web.py")
-        .read_text()
-        .replace('run("test ! -e FAIL_PREPARE"', 'run("sleep 5"'),
-    )
+    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("sleep 5"')
     result = fleet.project.cli("deploy", "--env", "fleet")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -286,12 +256,7 @@ def test_sigint_mid_prepare_removes_the_release_everywhere_and_unlocks(fleet_of:
     fleet = fleet_of(3)
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
-    pipeline = fleet.project.root / "pipelines/web.py"
-    pipeline.write_text(
-        pipeline.read_text().replace(
-            'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"'
-        )
-    )
+    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"')
     time.sleep(1.05)
     process = start_deploy(fleet, 3, "preparing")
     started = time.monotonic()
@@ -309,15 +274,12 @@ def test_sigint_mid_prepare_removes_the_release_everywhere_and_unlocks(fleet_of:
 
 def test_sigint_mid_switch_puts_every_host_back_and_a_second_one_waits(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    pipeline = fleet.project.root / "pipelines/web.py"
     # the first restart hangs (until interrupted); the restart of the put-back takes 2 s
-    pipeline.write_text(
-        pipeline.read_text().replace(
-            'switch(restart="echo {release} >> {shared_path}/restarts")',
-            'switch(restart="echo {release} >> {shared_path}/restarts; '
-            "if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 30; "
-            'elif [ -e /srv/slow-back ]; then rm /srv/slow-back; touch /srv/back; sleep 2; fi")',
-        )
+    fleet.edit_pipeline(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="echo {release} >> {shared_path}/restarts; '
+        "if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 30; "
+        'elif [ -e /srv/slow-back ]; then rm /srv/slow-back; touch /srv/back; sleep 2; fi")',
     )
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
@@ -389,12 +351,7 @@ def test_sshd_killed_during_prepare(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
-    pipeline = fleet.project.root / "pipelines/web.py"
-    pipeline.write_text(
-        pipeline.read_text().replace(
-            'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 3"'
-        )
-    )
+    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 3"')
     time.sleep(1.05)
     process = start_deploy(fleet, 2, "preparing")
     started = time.monotonic()
@@ -413,13 +370,10 @@ def test_sshd_killed_during_prepare(fleet_of: FleetOf) -> None:
 
 def test_link_cut_after_some_hosts_switched_says_who_is_on_what(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    pipeline = fleet.project.root / "pipelines/web.py"
-    pipeline.write_text(
-        pipeline.read_text().replace(
-            'switch(restart="echo {release} >> {shared_path}/restarts")',
-            'switch(restart="echo {release} >> {shared_path}/restarts; '
-            'if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 10; fi")',
-        )
+    fleet.edit_pipeline(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="echo {release} >> {shared_path}/restarts; '
+        'if [ -e /srv/slow ]; then rm /srv/slow; touch /srv/switching; sleep 10; fi")',
     )
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
     before = fleet.currents()
