@@ -92,18 +92,7 @@ def test_link_cut_mid_deploy_ends_in_bounded_time(fleet_of: FleetOf) -> None:
         'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 3"'
     )
     time.sleep(1.05)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = fleet.hosts.host(2).srv / "prepare-started"
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.exists()
+    process = start_deploy(fleet, 2, "prepare-started")
     started = time.monotonic()
     fleet.hosts.cut(2)
     out, err = process.communicate(timeout=60)
@@ -150,17 +139,7 @@ def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
     fleet.edit_pipeline(
         'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 2"'
     )
-    first = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = fleet.hosts.host(1).srv / "prepare-started"
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    first = start_deploy(fleet, 1, "prepare-started")
     second = fleet.project.cli("deploy", "--env", "fleet")
     out, err = first.communicate(timeout=60)
     assert second.returncode == 3, second.stdout + second.stderr
