@@ -76,6 +76,8 @@ class Target:
     #: lost during the switch: current may be the old or the new release
     uncertain: bool = False
     unreachable: bool = False
+    #: its state was read at least once
+    reached: bool = False
 
     @property
     def name(self) -> str:
@@ -279,6 +281,7 @@ class Runner:
 
         def lock(target: Target) -> None:
             result = self._execute(target, releases.lock_command(layout, owner), "lock")
+            target.reached = not result.unreachable
             target.state = releases.parse_state(result.stdout)
             target.current = target.state.current
             holder = target.state.lock_owner or {}
@@ -760,6 +763,8 @@ class Runner:
                     f"{t.state.current or '(no release)'} or {self.release} "
                     "(unreachable while switching)"
                 )
+            elif t.unreachable and not t.reached:
+                placement[t.name] = "unknown (unreachable)"
             elif t.unreachable:
                 placement[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
             else:
