@@ -20,19 +20,16 @@ import contextlib
 import getpass
 import json
 import shutil
-import signal
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
-from deploylib import locks, releases
+from deploylib import fleet, locks, releases
 from deploylib.backends.base import Backend
 from deploylib.checks import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result, Upload
@@ -48,6 +45,7 @@ from deploylib.errors import (
     StepFailed,
     VerifyFailed,
 )
+from deploylib.fleet import Target
 from deploylib.hosts import Host
 from deploylib.pipeline import Pipeline
 from deploylib.releases import Layout, LogEntry, TargetState
@@ -58,30 +56,6 @@ from deploylib.strategies import Strategy, strategy_for
 BackendFactory = Callable[[Host], Backend]
 Clock = Callable[[], datetime]
 DEFAULT_PARALLEL = 32
-#: how long an interrupted step waits for its aborted operations to return
-ABORT_GRACE = 15.0
-
-
-@dataclass
-class Target:
-    """One host during one run: its backend and what we know of it."""
-
-    host: Host
-    backend: Backend
-    state: TargetState = field(default_factory=TargetState)
-    locked: bool = False
-    prepared: bool = False
-    switched: bool = False
-    current: str | None = None
-    #: lost during the switch: current may be the old or the new release
-    uncertain: bool = False
-    unreachable: bool = False
-    #: its state was read at least once
-    reached: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.host.name
 
 
 @dataclass(frozen=True)
@@ -702,76 +676,21 @@ class Runner:
     def _parallel(
         self, work: Callable[[Target], None], targets: Iterable[Target]
     ) -> dict[str, BaseException]:
-        """Run ``work`` on each target (bounded concurrency); the errors by target name."""
-        targets = list(targets)
-        errors: dict[str, BaseException] = {}
-        if len(targets) <= 1 or self.parallel == 1:
-            for target in targets:
-                try:
-                    work(target)
-                except Exception as exc:
-                    errors[target.name] = exc
-            return errors
-        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(targets)))
-        try:
-            futures = {target.name: pool.submit(work, target) for target in targets}
-            try:
-                for name, future in futures.items():
-                    error = future.exception()
-                    if error is not None:
-                        errors[name] = error
-            except KeyboardInterrupt:
-                # Ctrl-C reaches only this thread: stop what the workers are waiting on, so
-                # they return now and the hosts are free for the clean-up
-                self.cancelled.set()
-                for target in targets:
-                    target.backend.abort()
-                wait(futures.values(), timeout=ABORT_GRACE)
-                raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        return errors
+        return fleet.run_parallel(work, targets, self.parallel, on_interrupt=self.cancelled.set)
 
-    @contextlib.contextmanager
-    def _cleaning(self, what: str) -> Iterator[None]:
+    def _cleaning(self, what: str) -> contextlib.AbstractContextManager[None]:
         """While the fleet is put back or unlocked, Ctrl-C and SIGTERM say so instead of
         interrupting: stopping half-way would leave hosts on different releases or locked."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def still(signum: int, frame: FrameType | None) -> None:
-            self._emit(
+        return fleet.signals_deferred(
+            lambda: self._emit(
                 "warning",
                 f"still {what}; deploylib exits when it is done "
                 "(the hosts are left on one release)",
             )
-
-        previous = {sig: signal.signal(sig, still) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        )
 
     def _placement(self) -> dict[str, str | None]:
-        """Which release each target is on, as far as this deploy knows."""
-        placement: dict[str, str | None] = {}
-        for t in self.targets:
-            if t.uncertain:
-                placement[t.name] = (
-                    f"{t.state.current or '(no release)'} or {self.release} "
-                    "(unreachable while switching)"
-                )
-            elif t.unreachable and not t.reached:
-                placement[t.name] = "unknown (unreachable)"
-            elif t.unreachable:
-                placement[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
-            else:
-                placement[t.name] = t.current
-        for t in self.unreachable:
-            placement[t.name] = f"{t.state.current or 'unknown'} (unreachable; not changed)"
-        return placement
+        return fleet.placement(self.targets, self.unreachable, self.release)
 
     def _redact(self, text: str) -> str:
         return self.env.redactor.redact(text)

@@ -1,0 +1,123 @@
+"""The targets of one run, and working on all of them at once.
+
+``run_parallel`` runs a piece of work on every target with bounded concurrency and turns Ctrl-C
+into an abort of what the workers are waiting on; ``signals_deferred`` keeps a clean-up from being
+interrupted; ``placement`` says which release each target is on, as far as the run knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from types import FrameType
+
+from deploylib.backends.base import Backend
+from deploylib.hosts import Host
+from deploylib.releases import TargetState
+
+#: how long an interrupted step waits for its aborted operations to return
+ABORT_GRACE = 15.0
+
+
+@dataclass
+class Target:
+    """One host during one run: its backend and what we know of it."""
+
+    host: Host
+    backend: Backend
+    state: TargetState = field(default_factory=TargetState)
+    locked: bool = False
+    prepared: bool = False
+    switched: bool = False
+    current: str | None = None
+    #: lost during the switch: current may be the old or the new release
+    uncertain: bool = False
+    unreachable: bool = False
+    #: its state was read at least once
+    reached: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+def run_parallel(
+    work: Callable[[Target], None],
+    targets: Iterable[Target],
+    parallel: int,
+    *,
+    on_interrupt: Callable[[], None] = lambda: None,
+) -> dict[str, BaseException]:
+    """Run ``work`` on each target, at most ``parallel`` at once; the errors by target name."""
+    targets = list(targets)
+    errors: dict[str, BaseException] = {}
+    if len(targets) <= 1 or parallel == 1:
+        for target in targets:
+            try:
+                work(target)
+            except Exception as exc:
+                errors[target.name] = exc
+        return errors
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(targets)))
+    try:
+        futures = {target.name: pool.submit(work, target) for target in targets}
+        try:
+            for name, future in futures.items():
+                error = future.exception()
+                if error is not None:
+                    errors[name] = error
+        except KeyboardInterrupt:
+            # Ctrl-C reaches only this thread: stop what the workers are waiting on, so they
+            # return now and the hosts are free for the clean-up
+            on_interrupt()
+            for target in targets:
+                target.backend.abort()
+            wait(futures.values(), timeout=ABORT_GRACE)
+            raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return errors
+
+
+@contextlib.contextmanager
+def signals_deferred(notice: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``notice`` instead of interrupting (main thread
+    only: elsewhere signals cannot be handled, and the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        notice()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def placement(
+    targets: Iterable[Target], unreachable: Iterable[Target], release: str
+) -> dict[str, str | None]:
+    """Which release each target is on, as far as this run knows; what it cannot know, said."""
+    result: dict[str, str | None] = {}
+    for t in targets:
+        if t.uncertain:
+            result[t.name] = (
+                f"{t.state.current or '(no release)'} or {release} (unreachable while switching)"
+            )
+        elif t.unreachable and not t.reached:
+            result[t.name] = "unknown (unreachable)"
+        elif t.unreachable:
+            result[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
+        else:
+            result[t.name] = t.current
+    for t in unreachable:
+        result[t.name] = f"{t.state.current or 'unknown'} (unreachable; not changed)"
+    return result
