@@ -183,7 +183,7 @@ class Runner:
         self._emit(
             "rollback.start",
             f"rollback {self.env.app} on {self.env.name}" + (f" to {to}" if to else ""),
-            data={"to": to},
+            data={"to": to, "hosts": [h.name for h in hosts]},
         )
         phase = "connect"
         try:

@@ -60,9 +60,14 @@ def _escape(text: str) -> str:
 
 
 def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
-    from deploylib.reporting import ConsoleReporter, JsonLinesReporter, Redacting
+    from deploylib.reporting import ConsoleReporter, JsonLinesReporter, LiveReporter, Redacting
 
-    reporters: list[Reporter] = [ConsoleReporter(_console(), verbose=verbose)]
+    console = _console()
+    # a live table for fleets on a terminal; plain lines for logs, CI and --verbose
+    live = console.is_terminal and not verbose
+    reporters: list[Reporter] = [
+        LiveReporter(console) if live else ConsoleReporter(console, verbose=verbose)
+    ]
     if events:
         reporters.append(JsonLinesReporter.open(Path(events)))
     return Redacting(env.redactor, reporters)
