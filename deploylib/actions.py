@@ -156,14 +156,14 @@ def rollback(
 # ---------------------------------------------------------------------------- read-only tasks
 
 
-def read_states(env: Environment, hosts: Sequence[Host]) -> dict[str, TargetState]:
-    """Read every target's state, changing nothing."""
+def read_states(
+    env: Environment, hosts: Sequence[Host]
+) -> tuple[dict[str, TargetState], dict[str, str]]:
+    """Read every target's state, changing nothing: the states, and why others could not be read."""
     results = run_everywhere(env, hosts, releases.state_command(Layout(env.deploy_to)))
-    for host in hosts:
-        result = results[host.name]
-        if not result.ok:
-            raise StepFailed("status", host.name, result.summary(), result)
-    return {name: releases.parse_state(result.stdout) for name, result in results.items()}
+    states = {n: releases.parse_state(r.stdout) for n, r in results.items() if r.ok}
+    errors = {n: env.redactor.redact(r.summary()) for n, r in results.items() if not r.ok}
+    return states, errors
 
 
 def run_once(env: Environment, host: Host, command: Command) -> Result:
@@ -185,12 +185,20 @@ def run_everywhere(env: Environment, hosts: Sequence[Host], command: Command) ->
 
 
 def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
-    rows = []
-    for name, state in read_states(env, hosts).items():
+    """A row per host; a host that cannot be read gets a row with its ``error``."""
+    states, errors = read_states(env, hosts)
+    rows: list[dict[str, Any]] = []
+    for host in hosts:
+        name = host.name
+        if name in errors:
+            rows.append({"host": name, "error": errors[name], "current": None, "locked": None})
+            continue
+        state = states[name]
         entry = _last_entry_for(state, state.current)
         rows.append(
             {
                 "host": name,
+                "error": None,
                 "current": state.current,
                 "revision": entry.get("revision") if entry else None,
                 "deployed_at": entry.get("time") if entry else None,
@@ -219,7 +227,11 @@ def _last_entry_for(state: TargetState, release: str | None) -> dict[str, Any] |
 def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
     """Every event of every target's release log, merged: one row per event, with its hosts."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for name, state in read_states(env, hosts).items():
+    states, errors = read_states(env, hosts)
+    if errors:
+        name, reason = next(iter(errors.items()))
+        raise StepFailed("releases", name, reason)
+    for name, state in states.items():
         for entry in state.log:
             key = (
                 entry.get("time"),
@@ -284,7 +296,10 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
     """Remove deploy locks. Without ``force`` only stale ones (see ``locks.stale_reason``):
     a lock whose deploy still beats is refused with ``LockHeld``."""
     layout = Layout(env.deploy_to)
-    states = read_states(env, hosts)
+    states, errors = read_states(env, hosts)
+    if errors:
+        name, reason = next(iter(errors.items()))
+        raise StepFailed("unlock", name, f"{reason}; nothing was unlocked")
     alive = []
     for name, state in states.items():
         owner = state.lock_owner or {}

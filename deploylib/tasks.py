@@ -206,6 +206,7 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
     def body() -> None:
         from deploylib import actions, views
         from deploylib.config import load_environment
+        from deploylib.errors import DeployError
 
         environment = load_environment(Path(config), env or "")
         if what == "status":
@@ -219,6 +220,9 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
             views.print_json(console, rows)
         else:
             console.print(table)
+        unreachable = [row["host"] for row in rows if row.get("error")]
+        if unreachable:
+            raise DeployError(f"could not read {', '.join(unreachable)}")
 
     _run(body)
 

@@ -22,9 +22,15 @@ def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:
 
 def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
     table = Table(title=f"status of {env}", title_justify="left")
-    for column in ("host", "current", "revision", "deployed at", "by", "lock"):
+    errors = any(row.get("error") for row in rows)
+    columns = ["host", "current", "revision", "deployed at", "by", "lock"]
+    for column in [*columns, "error"] if errors else columns:
         table.add_column(column)
     for row in rows:
+        if row.get("error"):
+            cells = [_plain(row["host"]), "[red]unreachable[/]", "", "", "", ""]
+            table.add_row(*cells, f"[red]{_plain(row['error'])}[/]")
+            continue
         owner = row["lock_owner"] or {}
         lock = "—"
         if row["locked"]:
@@ -32,14 +38,15 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             lock = f"[yellow]locked by {who} since {_plain(owner.get('started_at', '?'))}[/]"
             if row.get("lock_stale"):
                 lock += f" [red]STALE: {_plain(row['lock_stale'])}[/]"
-        table.add_row(
+        cells = [
             _plain(row["host"]),
             _plain(row["current"]) or "[dim](none)[/]",
             _plain(row["revision"]),
             _plain(row["deployed_at"]),
             _plain(row["deployed_by"]),
             lock,
-        )
+        ]
+        table.add_row(*cells, *([""] if errors else []))
     return table
 
 

@@ -413,3 +413,16 @@ def test_an_upload_that_arrives_changed_is_refused(fleet_of: FleetOf) -> None:
     for index in (1, 2):
         assert fleet.release_dirs(index) == set()
         assert not fleet.locked(index)
+
+
+def test_status_shows_every_host_even_when_one_is_down(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    fleet.hosts.kill_sshd(2)
+    result = fleet.project.cli("status", "--env", "fleet", "--json")
+    assert result.returncode == 1
+    rows = {row["host"]: row for row in json.loads(result.stdout)}
+    assert rows["h1"]["current"] == fleet.current(1) and rows["h1"]["error"] is None
+    assert rows["h2"]["current"] is None and "refused" in rows["h2"]["error"]
+    table = fleet.project.cli("status", "--env", "fleet")
+    assert "unreachable" in table.stdout and fleet.current(1) in table.stdout
