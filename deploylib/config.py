@@ -52,10 +52,13 @@ class SSHSettings(_Model):
     parallel: Annotated[int, Field(ge=1, le=1000)] = 32
 
 
+HostCount = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")]
+
+
 class StrategySettings(_Model):
     kind: Literal["all", "rolling", "canary", "blue_green"] = "all"
-    batch: int | str | None = None
-    canary: int | str | None = None
+    batch: HostCount | None = None  # hosts per batch: a number or "25%"
+    canary: HostCount | None = None  # hosts in the canary batch
     ports: list[Annotated[int, Field(ge=1, le=65535)]] | None = None
     proxy: Literal["nginx"] | None = None
     upstream_file: str | None = None
@@ -337,9 +340,10 @@ def _resolve(
         _shared_path(p, file, f"environments.{env}.shared_files") for p in setting("shared_files")
     )
     strategy = setting("strategy") or StrategySettings()
-    if strategy.kind != "all":
+    if strategy.kind == "blue_green":
         raise ConfigError(
-            f"strategy {strategy.kind!r} is not available in this version (use 'all')",
+            "strategy 'blue_green' is not available in this version "
+            "(use 'all', 'rolling' or 'canary')",
             file=file,
             key=f"environments.{env}.strategy.kind",
         )

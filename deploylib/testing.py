@@ -73,6 +73,7 @@ def environment(
     variables: Mapping[str, str | Secret] | None = None,
     command_timeout: float = 60.0,
     step_timeout: float = 600.0,
+    strategy: StrategySettings | None = None,
     **extra: Any,
 ) -> Environment:
     """An ``Environment`` as ``load_environment`` would resolve it, without files."""
@@ -94,7 +95,7 @@ def environment(
         command_timeout=command_timeout,
         step_timeout=step_timeout,
         ssh=SSHSettings(),
-        strategy=StrategySettings(),
+        strategy=strategy or StrategySettings(),
         notify=NotifySettings(),
         variables=variables,
         redactor=redactor,

@@ -119,6 +119,25 @@ CASES = [
         expect=("deploy.toml", "environments.dev.strategy.kind"),
     ),
     Case(
+        "bad-batch",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]',
+                'hosts = ["local"]\nstrategy = { kind = "rolling", batch = "150%" }',
+            )
+        },
+        expect=("deploy.toml", "environments.dev.strategy.batch"),
+    ),
+    Case(
+        "blue-green-not-yet",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]', 'hosts = ["local"]\nstrategy = { kind = "blue_green" }'
+            )
+        },
+        expect=("deploy.toml", "environments.dev.strategy.kind", "blue_green"),
+    ),
+    Case(
         "missing-pipeline",
         args=("deploy", "--env", "dev", "--pipeline", "missing"),
         expect=("pipelines/missing.py", "pipeline", "not found"),

@@ -426,3 +426,30 @@ def test_status_shows_every_host_even_when_one_is_down(fleet_of: FleetOf) -> Non
     assert rows["h2"]["current"] is None and "refused" in rows["h2"]["error"]
     table = fleet.project.cli("status", "--env", "fleet")
     assert "unreachable" in table.stdout and fleet.current(1) in table.stdout
+
+
+def test_rolling_deploy_stops_at_the_failing_batch(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    fleet.configure(extra_ssh='[environments.fleet.strategy]\nkind = "rolling"\nbatch = 1\n')
+    # healthy unless /srv/UNHEALTHY-<release> exists; h2's restart creates it for new releases
+    fleet.edit_pipeline("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
+    fleet.edit_pipeline(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="echo {release} >> {shared_path}/restarts; '
+        "if [ {host} = h2 ] && [ -e /srv/first-done ]; then "
+        'touch /srv/UNHEALTHY-{release}; fi")',
+    )
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    before = fleet.currents()
+    (fleet.hosts.host(2).srv / "first-done").touch()
+    time.sleep(1.05)
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert fleet.currents() == before
+    restarts = {
+        h.name: (h.srv / "demo/shared/restarts").read_text().split() for h in fleet.hosts.hosts
+    }
+    assert len(set(restarts["h1"])) == 2 and len(set(restarts["h2"])) == 2  # new, then old
+    assert restarts["h3"] == [before["h3"]]  # the third batch never started
