@@ -348,10 +348,9 @@ def _resolve(
             key=f"environments.{env}.strategy.kind",
         )
     notify = setting("notify") or NotifySettings()
-    unsupported = {
-        "notify.webhook": notify.webhook,
-        "metrics_file": setting("metrics_file"),
-    }
+    if notify.webhook and not re.match(r"^https?://[^\s]+$", notify.webhook):
+        raise ConfigError("must be an http(s) URL", file=file, key="notify.webhook")
+    unsupported = {"metrics_file": setting("metrics_file")}
     for key, value in unsupported.items():
         if value:
             raise ConfigError(

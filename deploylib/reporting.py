@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,3 +232,58 @@ class LiveReporter(ConsoleReporter):
                 escape(host), escape(step), f"[{style}]{status}[/]", f"[dim]{escape(detail)}[/]"
             )
         return table
+
+
+class WebhookReporter:
+    """POSTs a JSON document to ``url`` when a deploy or rollback starts and ends.
+
+    Sits behind ``Redacting`` like every reporter. A webhook that fails or is slow (5 s) never
+    fails the deploy: ``on_error`` is told, and the deploy goes on.
+    """
+
+    KINDS = frozenset(
+        {
+            "deploy.start",
+            "deploy.ok",
+            "deploy.failed",
+            "rollback.start",
+            "rollback.ok",
+            "rollback.failed",
+        }
+    )
+
+    def __init__(
+        self,
+        url: str,
+        context: Mapping[str, Any],
+        on_error: Callable[[str], None],
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.context = dict(context)
+        self.on_error = on_error
+        self.timeout = timeout
+
+    def emit(self, event: Event) -> None:
+        if event.kind not in self.KINDS:
+            return
+        import urllib.request
+
+        body = {
+            "event": event.kind,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "message": event.message,
+            **self.context,
+            **{k: v for k, v in event.data.items() if k in ("release", "placement", "revision")},
+        }
+        request = urllib.request.Request(  # noqa: S310 - the URL is checked to be http(s)
+            self.url,
+            data=json.dumps(body, default=str).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "deploylib"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                response.read(1024)
+        except (OSError, ValueError) as exc:
+            self.on_error(f"notify webhook: {exc.__class__.__name__}: {exc}")

@@ -70,6 +70,21 @@ def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
     ]
     if events:
         reporters.append(JsonLinesReporter.open(Path(events)))
+    if env.notify.webhook:
+        from deploylib.reporting import Event, WebhookReporter
+
+        def warn(message: str) -> None:
+            reporters[0].emit(Event("warning", env.redactor.redact(message)))
+
+        import getpass
+
+        context = {
+            "app": env.app,
+            "env": env.name,
+            "user": getpass.getuser(),
+            "hosts": [h.name for h in env.hosts],
+        }
+        reporters.append(WebhookReporter(env.notify.webhook, context, warn))
     return Redacting(env.redactor, reporters)
 
 

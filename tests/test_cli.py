@@ -164,3 +164,61 @@ def test_public_api() -> None:
         "step",
     } <= set(deploylib.__all__)
     assert (REPO / "deploylib" / "py.typed").exists()
+
+
+def test_notify_webhook_gets_start_and_outcome_without_secrets(project: Project) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        toml = (project.root / "deploy.toml").read_text()
+        project.write(
+            "deploy.toml", toml + f'\n[notify]\nwebhook = "http://127.0.0.1:{port}/hook"\n'
+        )
+        assert project.cli("deploy", "--env", "dev").returncode == 0
+        assert [r["event"] for r in received] == ["deploy.start", "deploy.ok"]
+        assert received[1]["env"] == "dev" and received[1]["app"] == "demo"
+        assert received[1]["release"] == project.current()
+
+        secret = "webhook-secret-value"
+        project.write(".env", f"TOKEN={secret}\n")
+        project.write(
+            "pipelines/web.py",
+            (project.root / "pipelines/web.py")
+            .read_text()
+            .replace('run("test ! -e FAIL_PREPARE"', 'run("echo $TOKEN >&2; false"'),
+        )
+        time.sleep(1.05)
+        assert project.cli("deploy", "--env", "dev").returncode == 1
+        assert received[-1]["event"] == "deploy.failed"
+        assert secret not in json.dumps(received) and "***" in json.dumps(received[-1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # a webhook that is down never fails a deploy: it is a warning
+    time.sleep(1.05)
+    project.write(
+        "pipelines/web.py",
+        (project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("echo $TOKEN >&2; false"', 'run("true"'),
+    )
+    result = project.cli("deploy", "--env", "dev")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "notify webhook" in result.stdout
