@@ -57,20 +57,25 @@ def test_prepare_failure_on_one_host_switches_nobody(fleet_of: FleetOf) -> None:
         assert not fleet.locked(index)
 
 
-def test_verify_failure_on_one_host_reverts_every_host(fleet_of: FleetOf) -> None:
-    fleet = fleet_of(3)
-    # healthy unless /srv/UNHEALTHY-<release> exists; h3's restart creates it for new releases
+def deploy_then_break(fleet: Fleet, index: int) -> dict[str, str | None]:
+    """Deploy once; from then on, host ``index`` is unhealthy on every new release (its restart
+    marks the release, verify checks the mark). Returns where every host is."""
     fleet.edit_pipeline("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
     fleet.edit_pipeline(
         'switch(restart="echo {release} >> {shared_path}/restarts")',
         'switch(restart="echo {release} >> {shared_path}/restarts; '
-        "if [ {host} = h3 ] && [ -e /srv/first-done ]; then "
+        f"if [ {{host}} = h{index} ] && [ -e /srv/first-done ]; then "
         'touch /srv/UNHEALTHY-{release}; fi")',
     )
     assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
-    before = fleet.currents()
-    (fleet.hosts.host(3).srv / "first-done").touch()
-    time.sleep(1.05)
+    (fleet.hosts.host(index).srv / "first-done").touch()
+    time.sleep(1.05)  # a new second: a new release id
+    return fleet.currents()
+
+
+def test_verify_failure_on_one_host_reverts_every_host(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    before = deploy_then_break(fleet, 3)
 
     result = fleet.project.cli("deploy", "--env", "fleet")
 
@@ -431,18 +436,7 @@ def test_status_shows_every_host_even_when_one_is_down(fleet_of: FleetOf) -> Non
 def test_rolling_deploy_stops_at_the_failing_batch(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
     fleet.configure(extra_ssh='[environments.fleet.strategy]\nkind = "rolling"\nbatch = 1\n')
-    # healthy unless /srv/UNHEALTHY-<release> exists; h2's restart creates it for new releases
-    fleet.edit_pipeline("test ! -e {current_path}/BROKEN", "test ! -e /srv/UNHEALTHY-{release}")
-    fleet.edit_pipeline(
-        'switch(restart="echo {release} >> {shared_path}/restarts")',
-        'switch(restart="echo {release} >> {shared_path}/restarts; '
-        "if [ {host} = h2 ] && [ -e /srv/first-done ]; then "
-        'touch /srv/UNHEALTHY-{release}; fi")',
-    )
-    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
-    before = fleet.currents()
-    (fleet.hosts.host(2).srv / "first-done").touch()
-    time.sleep(1.05)
+    before = deploy_then_break(fleet, 2)
 
     result = fleet.project.cli("deploy", "--env", "fleet")
 
