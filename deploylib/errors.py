@@ -8,7 +8,7 @@
     ├── DeployFailed            the deploy failed, every target is back            exit 1
     └── FleetInconsistent       targets ended on different releases               exit 4
 
-The command line maps these to exit codes in one place (``exit_code_for``).
+Each error carries its exit code; the command line applies it in one place (``tasks._run``).
 """
 
 from __future__ import annotations
@@ -126,9 +126,3 @@ def describe_placement(placement: Mapping[str, str | None]) -> str:
     return "\n".join(
         f"  {host}: {release or '(no release)'}" for host, release in placement.items()
     )
-
-
-def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, DeployError):
-        return error.exit_code
-    return EXIT_FAILED

@@ -158,9 +158,3 @@ def _line_in(path: Path, exc: BaseException) -> str:
         if frame.filename == str(path):
             return f" (line {frame.lineno})"
     return ""
-
-
-def available_pipelines(project_dir: Path) -> list[str]:
-    return sorted(
-        p.stem for p in (project_dir / "pipelines").glob("*.py") if not p.stem.startswith("_")
-    )

@@ -128,7 +128,6 @@ class SSHBackend(Backend):
         self._connection: Connection | None = None
         self._monitor: AliveMonitor | None = None
         self._used = False
-        self.connections_opened = 0
         self._channels: set[paramiko.Channel] = set()
         self._aborted: set[paramiko.Channel] = set()
         self._lock = threading.Lock()
@@ -207,7 +206,6 @@ class SSHBackend(Backend):
             else paramiko.RejectPolicy()
         )
         client.set_missing_host_key_policy(policy)
-        self.connections_opened += 1
         try:
             connection.open()
         except BaseException:
