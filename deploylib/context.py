@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deploylib import placeholders
@@ -61,10 +61,6 @@ class StepContext:
         }
         values.update(self.extra or {})
         return values
-
-    def for_release(self, release: str) -> StepContext:
-        """The same target, seen as if ``release`` were the one being deployed."""
-        return replace(self, release=release)
 
     def shell(self, template: str) -> str:
         return placeholders.render_shell(template, self.values)

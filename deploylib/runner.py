@@ -46,7 +46,7 @@ from deploylib.errors import (
     VerifyFailed,
 )
 from deploylib.fleet import Target
-from deploylib.hosts import Host
+from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline
 from deploylib.releases import Layout, LogEntry, TargetState
 from deploylib.reporting import Event, Reporter
@@ -94,6 +94,8 @@ class Runner:
         self.phases = pipeline.phases()
         self.backend_for = backend_for
         self.controller = controller
+        #: this machine, where local steps (build) run
+        self.controller_target = Target(LOCAL, controller)
         self.reporter = reporter
         self.revision = revision
         self.clock = clock
@@ -221,7 +223,7 @@ class Runner:
     # ------------------------------------------------------------------ phases
 
     def _run_local_steps(self) -> None:
-        controller = Target(Host("local", "local"), self.controller)
+        controller = self.controller_target
         for local_step in self.phases.local:
             self._run_on(local_step, controller)
         if self._pushes():
@@ -331,7 +333,7 @@ class Runner:
         self, step: Step, targets: Sequence[Target], *, release: str | None = None
     ) -> None:
         if step.placement == "local":
-            self._run_on(step, Target(Host("local", "local"), self.controller), release)
+            self._run_on(step, self.controller_target, release)
             return
         chosen = self._targets_for(step, targets)
         errors = self._parallel(lambda t: self._run_on(step, t, release), chosen)

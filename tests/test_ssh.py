@@ -57,6 +57,21 @@ def test_prepare_failure_on_one_host_switches_nobody(fleet_of: FleetOf) -> None:
         assert not fleet.locked(index)
 
 
+def deployed(fleet: Fleet) -> dict[str, str | None]:
+    """Deploy once (it must succeed); return where every host is, a second later (a new
+    release id for the next deploy)."""
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    time.sleep(1.05)
+    return fleet.currents()
+
+
+def slow_prepare(fleet: Fleet, seconds: int) -> None:
+    """The prepare step touches /srv/preparing on each host, then sleeps ``seconds``."""
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"', f'run("touch /srv/preparing && sleep {seconds}"'
+    )
+
+
 def deploy_then_break(fleet: Fleet, index: int) -> dict[str, str | None]:
     """Deploy once; from then on, host ``index`` is unhealthy on every new release (its restart
     marks the release, verify checks the mark). Returns where every host is."""
@@ -91,13 +106,9 @@ def test_verify_failure_on_one_host_reverts_every_host(fleet_of: FleetOf) -> Non
 
 def test_link_cut_mid_deploy_ends_in_bounded_time(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
-    before = fleet.currents()
-    fleet.edit_pipeline(
-        'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 3"'
-    )
-    time.sleep(1.05)
-    process = start_deploy(fleet, 2, "prepare-started")
+    before = deployed(fleet)
+    slow_prepare(fleet, 3)
+    process = start_deploy(fleet, 2, "preparing")
     started = time.monotonic()
     fleet.hosts.cut(2)
     out, err = process.communicate(timeout=60)
@@ -141,10 +152,8 @@ def test_unknown_host_key_is_refused_and_accept_new_trusts_it(fleet_of: FleetOf)
 
 def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
     fleet = fleet_of(2)
-    fleet.edit_pipeline(
-        'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/prepare-started && sleep 2"'
-    )
-    first = start_deploy(fleet, 1, "prepare-started")
+    slow_prepare(fleet, 2)
+    first = start_deploy(fleet, 1, "preparing")
     second = fleet.project.cli("deploy", "--env", "fleet")
     out, err = first.communicate(timeout=60)
     assert second.returncode == 3, second.stdout + second.stderr
@@ -238,10 +247,8 @@ def start_deploy(fleet: Fleet, marker_host: int, marker: str) -> subprocess.Pope
 
 def test_sigint_mid_prepare_removes_the_release_everywhere_and_unlocks(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
-    before = fleet.currents()
-    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"')
-    time.sleep(1.05)
+    before = deployed(fleet)
+    slow_prepare(fleet, 30)
     process = start_deploy(fleet, 3, "preparing")
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
@@ -333,10 +340,8 @@ def test_sshd_dead_before_the_deploy_changes_nothing(fleet_of: FleetOf) -> None:
 
 def test_sshd_killed_during_prepare(fleet_of: FleetOf) -> None:
     fleet = fleet_of(3)
-    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
-    before = fleet.currents()
-    fleet.edit_pipeline('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 3"')
-    time.sleep(1.05)
+    before = deployed(fleet)
+    slow_prepare(fleet, 3)
     process = start_deploy(fleet, 2, "preparing")
     started = time.monotonic()
     fleet.hosts.kill_sshd(2)
