@@ -50,8 +50,7 @@ def load(
 ) -> Loaded:
     """Config, env files and pipeline, validated; hosts narrowed by ``--hosts``/``--roles``."""
     environment = load_environment(Path(config), env or "")
-    chosen, path = load_pipeline(environment.project_dir, pipeline or environment.pipeline)
-    del path
+    chosen, _ = load_pipeline(environment.project_dir, pipeline or environment.pipeline)
     selected = select_hosts(environment, hosts, roles)
     return Loaded(environment, chosen, selected)
 
@@ -123,15 +122,15 @@ def deploy(
     clock: Clock = utc_now,
 ) -> Outcome:
     env = loaded.env
+    factory = backend_factory(env, dry_run=dry_run, reporter=reporter)
     runner = Runner(
         env,
         loaded.pipeline,
-        backend_for=backend_factory(env, dry_run=dry_run, reporter=reporter),
-        controller=backend_factory(env, dry_run=dry_run, reporter=reporter)(LOCAL),
+        backend_for=factory,
+        controller=factory(LOCAL),
         reporter=reporter,
         revision=resolve_revision(env, revision),
         clock=clock,
-        parallel=env.ssh.parallel,
     )
     return runner.deploy(loaded.hosts)
 
@@ -148,7 +147,6 @@ def rollback(
         controller=factory(LOCAL),
         reporter=reporter,
         clock=clock,
-        parallel=env.ssh.parallel,
     )
     return runner.rollback(loaded.hosts, to)
 

@@ -55,7 +55,6 @@ from deploylib.strategies import Strategy, strategy_for
 
 BackendFactory = Callable[[Host], Backend]
 Clock = Callable[[], datetime]
-DEFAULT_PARALLEL = 32
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Runner:
         reporter: Reporter,
         revision: str = "unknown",
         clock: Clock = utc_now,
-        parallel: int = DEFAULT_PARALLEL,
+        parallel: int | None = None,
         strategy: Strategy | None = None,
         workdir: Path | None = None,
         heartbeat: float = locks.HEARTBEAT_INTERVAL,
@@ -99,7 +98,8 @@ class Runner:
         self.reporter = reporter
         self.revision = revision
         self.clock = clock
-        self.parallel = max(1, parallel)
+        # how many targets are worked on at once: the environment's ssh.parallel by default
+        self.parallel = max(1, parallel if parallel is not None else env.ssh.parallel)
         self.strategy = strategy or strategy_for(env.strategy)
         self.workdir = workdir
         self.user = getpass.getuser()
