@@ -30,7 +30,7 @@ from deploylib.releases import Layout, TargetState
 from deploylib.reporting import Event, Reporter
 from deploylib.runner import Clock, Outcome, Runner, utc_now
 
-REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,127}$")
+REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ def load(
 
 def select_hosts(env: Environment, hosts: str | None, roles: str | None) -> tuple[Host, ...]:
     selected = list(env.hosts)
-    if hosts:
+    if hosts is not None:
         wanted = [h.strip() for h in hosts.split(",") if h.strip()]
+        if not wanted:
+            raise ConfigError(f"names no host: {hosts!r}", key="--hosts")
         known = {h.name for h in env.hosts} | {h.address for h in env.hosts}
         unknown = [h for h in wanted if h not in known]
         if unknown:
@@ -66,8 +68,10 @@ def select_hosts(env: Environment, hosts: str | None, roles: str | None) -> tupl
                 f"host {unknown[0]!r} is not in environment {env.name!r}", key="--hosts"
             )
         selected = [h for h in selected if h.name in wanted or h.address in wanted]
-    if roles:
+    if roles is not None:
         wanted_roles = {r.strip() for r in roles.split(",") if r.strip()}
+        if not wanted_roles:
+            raise ConfigError(f"names no role: {roles!r}", key="--roles")
         selected = [h for h in selected if wanted_roles & set(h.roles)]
         if not selected:
             raise ConfigError(
@@ -103,9 +107,9 @@ def resolve_revision(env: Environment, revision: str | None) -> str:
             Command("git rev-parse --short=12 HEAD", cwd=str(env.project_dir), timeout=10)
         )
         revision = result.stdout.strip() if result.ok else "unknown"
-        if not REVISION_RE.match(revision):
+        if not REVISION_RE.fullmatch(revision):
             revision = "unknown"
-    if not REVISION_RE.match(revision):
+    if not REVISION_RE.fullmatch(revision):
         raise ConfigError(
             f"not a revision: {revision!r} (letters, digits and ._+/@:- only, at most 128)",
             key="--revision",
@@ -158,9 +162,16 @@ def read_states(
     env: Environment, hosts: Sequence[Host]
 ) -> tuple[dict[str, TargetState], dict[str, str]]:
     """Read every target's state, changing nothing: the states, and why others could not be read."""
-    results = run_everywhere(env, hosts, releases.state_command(Layout(env.deploy_to)))
-    states = {n: releases.parse_state(r.stdout) for n, r in results.items() if r.ok}
-    errors = {n: env.redactor.redact(r.summary()) for n, r in results.items() if not r.ok}
+    layout = Layout(env.deploy_to)
+    results = run_everywhere(env, hosts, releases.state_command(layout))
+    states = {n: releases.parse_state(r.stdout, layout) for n, r in results.items() if r.ok}
+    errors = {
+        n: r.summary(redact=env.redactor.redact)
+        for n, r in results.items()
+        if not r.ok or n not in states or not states[n].read
+    }
+    for name in errors:
+        states.pop(name, None)
     return states, errors
 
 
@@ -274,8 +285,9 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
         free_kb = int(facts["free_kb"]) if facts.get("free_kb", "").isdigit() else None
         problems = []
         if not result.ok:
-            problems.append(result.summary())
-        if facts.get("writable") != "yes":
+            # the host was not reached (or the check could not run): that is all we know
+            problems.append(result.summary(redact=env.redactor.redact))
+        elif facts.get("writable") != "yes":
             problems.append(f"{env.deploy_to} is not writable")
         rows.append(
             {
@@ -292,7 +304,9 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
 
 def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> list[str]:
     """Remove deploy locks. Without ``force`` only stale ones (see ``locks.stale_reason``):
-    a lock whose deploy still beats is refused with ``LockHeld``."""
+    a lock whose deploy may still be alive is refused with ``LockHeld``. Each removal checks
+    that the lock is still the one judged here (its token), so a lock a new deploy took in the
+    meantime stays."""
     layout = Layout(env.deploy_to)
     states, errors = read_states(env, hosts)
     if errors:
@@ -306,11 +320,23 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
     if alive:
         raise LockHeld(alive, env.name)
     locked = [host for host in hosts if states[host.name].locked]
-    results = run_everywhere(env, locked, releases.unlock_command(layout))
+    removed = []
     for host in locked:
-        if not results[host.name].ok:
-            raise StepFailed("unlock", host.name, results[host.name].summary(), results[host.name])
-    return [host.name for host in locked]
+        token = (states[host.name].lock_owner or {}).get("token")
+        command = releases.unlock_command(
+            layout, token if isinstance(token, str) and _is_token(token) else None
+        )
+        result = run_once(env, host, command)
+        if not result.ok:
+            raise StepFailed(
+                "unlock", host.name, result.summary(redact=env.redactor.redact), result
+            )
+        removed.append(host.name)
+    return removed
+
+
+def _is_token(text: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{8,64}", text) is not None
 
 
 class _Silent:

@@ -32,8 +32,11 @@ class StepContext:
     extra: Mapping[str, str] | None = None
     #: bytes a release of the artifact needs on the target (0: unknown, not checked)
     artifact_bytes: int = 0
-    #: the deploy's lock token, in every command's environment (see ``locks``)
+    #: the token of the lock the deploy acts under here: every change deploylib makes to the
+    #: layout checks it, and every command gets it in its environment (see ``locks``)
     lock_token: str = ""
+    #: putting back the release that was live (it need not be complete, only present)
+    restoring: bool = False
 
     @property
     def layout(self) -> Layout:

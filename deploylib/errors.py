@@ -3,6 +3,7 @@
     DeployError                 base of everything deploylib raises on purpose
     ├── ConfigError             bad deploy.toml, env file, pipeline or argument    exit 2
     ├── LockHeld                another deploy holds a target's lock               exit 3
+    ├── LockLost                this deploy's lock was removed or taken over       exit 3
     ├── StepFailed              a command or upload failed on a target             (inside a deploy)
     │   └── VerifyFailed        a health check gave up                             (inside a deploy)
     ├── DeployFailed            the deploy failed, every target is back            exit 1
@@ -77,14 +78,28 @@ class LockHeld(DeployError):
     def __init__(self, owners: list[LockOwner], env: str = "ENV") -> None:
         self.owners = owners
         lines = [f"{o.host}: locked by {o.describe()}" for o in owners]
-        if any(o.stale for o in owners):
+        if all(o.stale for o in owners):
             hint = (
-                f"the deploy that took it looks dead; after checking, remove the lock with: "
-                f"deploylib unlock --env {env} --force"
+                f"the deploy that took it is gone; remove the lock with: "
+                f"deploylib unlock --env {env}"
             )
         else:
-            hint = f"wait for that deploy; if it is dead: deploylib unlock --env {env} --force"
+            hint = (
+                "wait for that deploy to finish; only if you know it is dead: "
+                f"deploylib unlock --env {env} --force"
+            )
         super().__init__("another deploy holds the lock:\n  " + "\n  ".join(lines) + f"\n({hint})")
+
+
+class LockLost(DeployError):
+    """This deploy's lock was removed or taken over by another deploy while it ran: it stopped
+    changing those targets."""
+
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
+        self.placement = dict(placement)
+        super().__init__(message + "\n" + describe_placement(self.placement))
 
 
 class StepFailed(DeployError):

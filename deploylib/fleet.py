@@ -29,20 +29,32 @@ class Target:
 
     host: Host
     backend: Backend
-    state: TargetState = field(default_factory=TargetState)
-    locked: bool = False
+    #: as read when it was locked (``current_kind == "unknown"`` until then)
+    state: TargetState = field(default_factory=lambda: TargetState(current_kind="unknown"))
+    #: the token of the lock this run acts under here (its own, or the deploy it runs inside);
+    #: every change it makes is guarded by it
+    token: str | None = None
+    #: this run took the lock and must release it
+    owns_lock: bool = False
+    #: a lock command was sent whose outcome is unknown (cut off, unreachable)
+    lock_pending: bool = False
+    #: the lock was removed or taken over while this run held it
+    lock_lost: bool = False
     prepared: bool = False
     switched: bool = False
     current: str | None = None
     #: lost during the switch: current may be the old or the new release
     uncertain: bool = False
     unreachable: bool = False
-    #: its state was read at least once
-    reached: bool = False
 
     @property
     def name(self) -> str:
         return self.host.name
+
+    @property
+    def locked(self) -> bool:
+        """This run may change the target: it acts under a lock it still holds."""
+        return self.token is not None and not self.lock_lost
 
 
 def run_parallel(
@@ -112,8 +124,8 @@ def placement(
             result[t.name] = (
                 f"{t.state.current or '(no release)'} or {release} (unreachable while switching)"
             )
-        elif t.unreachable and not t.reached:
-            result[t.name] = "unknown (unreachable)"
+        elif not t.state.read and (t.unreachable or not t.switched):
+            result[t.name] = "unknown (its state could not be read)"
         elif t.unreachable:
             result[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
         else:

@@ -1,10 +1,16 @@
 """Deploy locks: who holds one, whether it is stale, and the heartbeat that says it is not.
 
-The lock itself is ``<deploy_to>/.deploylib/lock/``, taken with ``mkdir`` (atomic on every file
-system). ``owner.json`` says who took it; ``heartbeat`` is touched by the running deploy every
-``interval`` seconds. A lock is stale when its heartbeat is older than ``STALE_BEATS`` intervals,
-or when its owner ran on this machine and that process is gone. A stale lock is reported, never
-broken silently: ``deploylib unlock --env E --force`` removes it.
+The lock itself is ``<deploy_to>/.deploylib/lock/``: prepared whole in a directory of its own and
+renamed into place, so it never exists without its ``owner.json``. ``owner.json`` says who took
+it and carries the deploy's random ``token``; ``heartbeat`` is touched by the running deploy
+every ``interval`` seconds, and every command that changes the target checks the token first.
+
+A lock is **stale** when its heartbeat stopped: older than ``STALE_BEATS`` intervals. A process
+id alone proves nothing (another PID namespace — a CI container — reuses host names and shows
+no such pid), so the owner's process is looked at only when the owner record proves it ran in
+this very kernel boot and PID namespace; then a pid that is gone, a zombie, or a pid now used by
+a process that started at another time, means the deploy is over. A stale lock is reported,
+never broken silently: ``deploylib unlock --env E`` removes it (``--force`` removes any lock).
 
 Commands a deploy runs get ``DEPLOYLIB_LOCK_TOKEN``: a deploy started from inside them (a hook
 that runs another pipeline on the same environment) finds its parent's token on the lock and goes
@@ -26,16 +32,28 @@ HEARTBEAT_INTERVAL = 30.0
 STALE_BEATS = 4
 
 
-def new_owner(release: str | None, started_at: str, interval: float) -> dict[str, Any]:
-    return {
+def new_owner(
+    release: str | None, started_at: str, interval: float, token: str | None = None
+) -> dict[str, Any]:
+    """The ``owner.json`` of a lock this process takes (``token``: a fixed one, for tests)."""
+    pid = os.getpid()
+    owner: dict[str, Any] = {
         "user": getpass.getuser(),
         "host": socket.gethostname(),
-        "pid": os.getpid(),
+        "pid": pid,
         "release": release,
         "started_at": started_at,
         "heartbeat_interval": interval,
-        "token": secrets.token_hex(8),
+        "token": token or secrets.token_hex(8),
     }
+    owner.update({k: v for k, v in process_identity(pid).items() if v is not None})
+    return owner
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """What tells this process apart from any other on any machine: the kernel's boot id,
+    the PID namespace, and the process's start time (in clock ticks since boot)."""
+    return {"boot_id": _boot_id(), "pid_ns": _pid_namespace(), "pid_start": _start_time(pid)}
 
 
 def inherited_token() -> str | None:
@@ -44,21 +62,64 @@ def inherited_token() -> str | None:
 
 
 def stale_reason(owner: Mapping[str, Any], age: int | None) -> str | None:
-    """Why a lock looks abandoned, or None while its deploy looks alive."""
-    pid = owner.get("pid")
-    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
-        return f"its deploy (pid {pid} on {owner.get('host')}) is gone"
+    """Why a lock looks abandoned, or None while its deploy may be alive."""
+    gone = _owner_process_gone(owner)
+    if gone:
+        return gone
     interval = owner.get("heartbeat_interval")
-    limit = STALE_BEATS * (interval if isinstance(interval, int | float) else HEARTBEAT_INTERVAL)
-    if age is not None and age > limit:
+    beat = interval if isinstance(interval, int | float) and interval > 0 else HEARTBEAT_INTERVAL
+    if age is not None and age > STALE_BEATS * beat:
         return f"no heartbeat for {age} s"
     return None
 
 
-def _alive(pid: int) -> bool:
+def _owner_process_gone(owner: Mapping[str, Any]) -> str | None:
+    """Why the owner's process is proven gone, or None when that cannot be proven here."""
+    pid, start = owner.get("pid"), owner.get("pid_start")
+    if not isinstance(pid, int) or not isinstance(start, int):
+        return None
+    boot, namespace = owner.get("boot_id"), owner.get("pid_ns")
+    if boot is None or boot != _boot_id() or namespace is None or namespace != _pid_namespace():
+        return None  # another machine, boot or PID namespace: its pids mean nothing here
+    where = f"pid {pid} on {owner.get('host')}"
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
+        return f"its deploy ({where}) is gone"
+    fields = stat.rsplit(")", 1)[-1].split()
     # a zombie waits for its parent to reap it, but its deploy is over
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if fields[0] == "Z":
+        return f"its deploy ({where}) is gone"
+    if _start_of(fields) != start:
+        return f"its deploy ({where}) is gone (the pid is another process now)"
+    return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return _start_of(stat.rsplit(")", 1)[-1].split())
+
+
+def _start_of(fields: list[str]) -> int | None:
+    # fields after "(comm)": state is field 3 of stat, starttime field 22
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None

@@ -14,10 +14,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploylib import placeholders
 from deploylib.errors import ConfigError
 from deploylib.steps import Build, Push, Rollback, Step, Switch, as_steps
+
+if TYPE_CHECKING:
+    from deploylib.config import Environment
+    from deploylib.hosts import Host
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,57 @@ class Pipeline:
                     raise ConfigError(exc.message, file=file, key=f"step {each.name}") from None
 
 
+def rehearse(
+    pipeline: Pipeline,
+    env: Environment,
+    hosts: Sequence[Host],
+    *,
+    release: str,
+    revision: str,
+    artifact: str,
+) -> None:
+    """Fill every template of every step for every host, as the deploy will, before any host is
+    contacted: a placeholder without a value here (a typo, or ``{port}`` where no strategy gives
+    one) is a ``ConfigError`` naming the pipeline file and step, not a failure half-way through.
+
+    ``@step`` functions are called too, with the same context a deploy gives them (they must only
+    describe commands). An error raised by a function's own code is left for the deploy itself,
+    which handles it like any failure; a bad placeholder in what it returns is found here."""
+    from deploylib.context import StepContext
+    from deploylib.hosts import LOCAL
+    from deploylib.steps import CustomStep
+
+    file = str(env.pipeline_file(pipeline.name or None))
+    every = [
+        *pipeline.flat(),
+        *_expand(pipeline.on_failure),
+        *([pipeline.revert] if pipeline.revert else []),
+    ]
+    for index, host in enumerate([LOCAL, *hosts]):
+        ctx = StepContext(
+            env=env,
+            host=host,
+            release=release,
+            revision=revision,
+            artifact=artifact,
+            artifact_bytes=1,
+            lock_token="0" * 16,
+        )
+        for each in every:
+            if (each.placement == "local") != (index == 0):  # local steps: this machine
+                continue
+            try:
+                each.operations(ctx)
+            except ConfigError as exc:
+                raise ConfigError(exc.message, file=file, key=f"step {each.name}") from None
+            except Exception as exc:
+                if isinstance(each, CustomStep):
+                    continue
+                raise ConfigError(
+                    f"{exc.__class__.__name__}: {exc}", file=file, key=f"step {each.name}"
+                ) from None
+
+
 def _expand(steps: Sequence[Step]) -> list[Step]:
     flat: list[Step] = []
     for s in steps:
@@ -134,6 +190,14 @@ def load_pipeline(project_dir: Path, name: str) -> tuple[Pipeline, Path]:
         spec.loader.exec_module(module)
     except ConfigError as exc:
         raise ConfigError(exc.message, file=str(path), key=exc.key or "pipeline") from None
+    except SystemExit as exc:
+        line = _line_in(path, exc)
+        raise ConfigError(
+            f"exited while loading{line} (sys.exit({exc.code!r})): a pipeline file only defines "
+            "`pipeline = Pipeline(...)`",
+            file=str(path),
+            key="pipeline",
+        ) from None
     except Exception as exc:
         line = _line_in(path, exc)
         raise ConfigError(

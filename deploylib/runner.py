@@ -1,24 +1,29 @@
 """Runs a pipeline over targets: lock, prepare, switch, verify, put back, record, unlock.
 
-Fleet semantics, for one target as for many:
+Fleet semantics, for one target as for many, by ``Phase``:
 
-1. the pipeline and config were validated before this module is reached;
-2. local steps (``build``) run once on this machine; nothing remote is touched yet;
-3. every target is locked, all or nothing (``LockHeld``, exit 3);
-4. prepare steps run on every target; a failure anywhere removes the unfinished release
-   everywhere and switches nobody (``DeployFailed``, exit 1);
-5. the strategy switches targets and the steps after ``switch`` (``verify``) run; a failure
-   puts every switched target back on the release it had and re-verifies it (exit 1), or
-   reports which target is on what if that failed (``FleetInconsistent``, exit 4);
-6. the outcome is appended to every target's release log, old releases are cleaned up and the
-   locks are released, also when interrupted.
+1. VALIDATE: every template of every step is filled for every host before anything runs;
+2. BUILD: local steps (``build``) run once on this machine; nothing remote is touched yet;
+3. LOCK: every target is locked, all or nothing (``LockHeld``, exit 3), and its state is read;
+   a layout deploylib did not make is refused before anything changes;
+4. PREPARE: prepare steps run on every target; a failure anywhere removes the unfinished
+   release everywhere and switches nobody (``DeployFailed``, exit 1);
+5. SWITCH: the strategy switches targets and the steps after ``switch`` (``verify``) run; a
+   failure puts every switched target back on the release it had and re-verifies it (exit 1),
+   or reports which target is on what if that failed (``FleetInconsistent``, exit 4);
+6. RECORD: the outcome is appended to every target's release log and old releases are cleaned
+   up; then the locks are released (also when interrupted) and, last, the outcome is reported.
+
+What a failure undoes is decided from the phase it happened in, in one place (``_recover``).
+Every change deploylib makes to a target after LOCK checks the lock's token first: a deploy that
+lost its lock stops changing that target and ends with ``LockLost`` (exit 3).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import getpass
-import json
 import shutil
 import socket
 import tempfile
@@ -41,20 +46,32 @@ from deploylib.errors import (
     DeployFailed,
     FleetInconsistent,
     LockHeld,
+    LockLost,
     LockOwner,
     StepFailed,
     VerifyFailed,
 )
 from deploylib.fleet import Target
 from deploylib.hosts import LOCAL, Host
-from deploylib.pipeline import Pipeline
-from deploylib.releases import Layout, LogEntry, TargetState
+from deploylib.pipeline import Pipeline, rehearse
+from deploylib.releases import Layout, LogEntry
 from deploylib.reporting import Event, Reporter
 from deploylib.steps import Push, Rollback, Step, Switch, Verify
 from deploylib.strategies import Strategy, strategy_for
 
 BackendFactory = Callable[[Host], Backend]
 Clock = Callable[[], datetime]
+
+
+class Phase(enum.Enum):
+    """How far a run got: what a failure has to undo."""
+
+    VALIDATE = "validate"  # nothing has run
+    BUILD = "build"  # local steps ran; no target was contacted
+    LOCK = "lock"  # targets contacted, locked and read; nothing changed on them
+    PREPARE = "prepare"  # the new release is being made; nothing live changed
+    SWITCH = "switch"  # targets go live batch by batch
+    RECORD = "record"  # every target is live and verified
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class Runner:
         strategy: Strategy | None = None,
         workdir: Path | None = None,
         heartbeat: float = locks.HEARTBEAT_INTERVAL,
+        lock_token: str | None = None,
     ) -> None:
         self.env = env
         self.pipeline = pipeline
@@ -102,6 +120,7 @@ class Runner:
         self.parallel = max(1, parallel if parallel is not None else env.ssh.parallel)
         self.strategy = strategy or strategy_for(env.strategy)
         self.workdir = workdir
+        self.layout = Layout(env.deploy_to)
         self.user = getpass.getuser()
         self.controller_name = socket.gethostname()
         self.release = ""
@@ -111,7 +130,9 @@ class Runner:
         #: targets left out of a rollback because they could not be reached
         self.unreachable: list[Target] = []
         self.heartbeat = heartbeat
-        self.lock_token = ""
+        #: the token of this run's locks (random unless given, for tests)
+        self.lock_token = lock_token or ""
+        self._fixed_token = lock_token
         self._unlocking = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.artifact_bytes = 0
@@ -136,89 +157,111 @@ class Runner:
         )
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="deploylib-"))
         self.artifact = str(workdir / f"{self.env.app}-{self.release}.tar.gz")
-        phase = "build"
+        phase = Phase.VALIDATE
+        failure: DeployError | None = None
+        cause: BaseException | None = None
+        removed: dict[str, list[str]] = {}
         try:
+            rehearse(
+                self.pipeline,
+                self.env,
+                hosts,
+                release=self.release,
+                revision=self.revision,
+                artifact=self.artifact,
+            )
+            phase = Phase.BUILD
             self._run_local_steps()
-            phase = "connect"
+            phase = Phase.LOCK
             self.targets = self._connect(hosts)
             self._lock_all()
-            self._check_release_is_new()
-            phase = "prepare"
+            self._check_targets()
+            phase = Phase.PREPARE
             for prepare_step in self.phases.prepare:
                 self._run_step(prepare_step, self.targets)
             for target in self.targets:
                 target.prepared = True
-            phase = "switch"
+            phase = Phase.SWITCH
             self._go_live(self.release, self.phases.switch)
-            phase = "record"
-            # every target is live on the new release: a log that cannot be written is a
-            # warning, not a reason to switch back
-            self._record_all("deploy", "success", self.release)
-            removed = self._cleanup()
-            placement = self._placement()
-            self._emit(
-                "deploy.ok",
-                f"deployed {self.release} to {self.env.name}: "
-                + ", ".join(f"{h} → {r}" for h, r in placement.items())
-                + "".join(f"\n  verified: {line}" for line in self.verified),
-                data={"release": self.release, "placement": placement, "verified": self.verified},
-            )
-            return Outcome(self.release, placement, removed)
+            phase = Phase.RECORD
+            # every target is live and verified: what follows cannot be undone, nor need be
+            with self._cleaning("recording the deploy"):
+                self._record_all("deploy", "success", self.release)
+                removed = self._cleanup()
         except BaseException as exc:
+            cause = exc
             with self._cleaning("putting the fleet back"):
-                error = self._fail(phase, exc)
-            raise error from exc
+                failure = self._recover(phase, exc, "deploy")
         finally:
             with self._cleaning("releasing the locks"):
                 self._unlock_all()
                 self._close()
             if self.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
+        # reported after the locks are released: a slow notification holds nobody up
+        if failure is not None:
+            self._report_failure("deploy", failure)
+            raise failure from cause
+        placement = self._placement()
+        self._emit(
+            "deploy.ok",
+            f"deployed {self.release} to {self.env.name}: "
+            + ", ".join(f"{h} → {r}" for h, r in placement.items())
+            + "".join(f"\n  verified: {line}" for line in self.verified),
+            data={"release": self.release, "placement": placement, "verified": self.verified},
+        )
+        return Outcome(self.release, placement, removed)
 
     def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
         """Switch every target back: to ``to``, or to the release before current in the log."""
-        if to is not None:
-            try:
-                releases.validate_release_id(to)
-            except ValueError as exc:
-                raise ConfigError(str(exc), key="--to") from None
+        if to is not None and not releases.is_release_id(to):
+            raise ConfigError(
+                f"not a release id: {to!r} (expected YYYYmmddTHHMMSSZ[-rev])", key="--to"
+            )
         self._emit(
             "rollback.start",
             f"rollback {self.env.app} on {self.env.name}" + (f" to {to}" if to else ""),
             data={"to": to, "hosts": [h.name for h in hosts]},
         )
-        phase = "connect"
+        phase = Phase.LOCK
+        failure: DeployError | None = None
+        cause: BaseException | None = None
         try:
             self.targets = self._connect(hosts)
             self._lock_all(skip_unreachable=True)
+            self._check_targets(new_release=False)
             self.release = self._rollback_target(to)
             self.revision = self._revision_of(self.release)
-            phase = "switch"
-            self._go_live(self.release, self._revert_step())
-            phase = "record"
-            self._record_all("rollback", "success", self.release)
-            placement = self._placement()
+            phase = Phase.SWITCH
+            self._go_live(self.release, self._revert_step(), check_locks=False)
+            phase = Phase.RECORD
+            with self._cleaning("recording the rollback"):
+                self._record_all("rollback", "success", self.release)
             if self.unreachable:
                 names = ", ".join(t.name for t in self.unreachable)
                 raise FleetInconsistent(
                     f"rolled back to {self.release} where hosts could be reached; "
                     f"{names} could not be reached and did not change",
-                    placement,
+                    self._placement(),
                 )
-            self._emit(
-                "rollback.ok",
-                f"rolled back {self.env.name} to {self.release}",
-                data={"release": self.release, "placement": placement},
-            )
-            return Outcome(self.release, placement, {})
         except BaseException as exc:
+            cause = exc
             with self._cleaning("putting the fleet back"):
-                error = self._fail(phase, exc, event="rollback")
-            raise error from exc
+                failure = self._recover(phase, exc, "rollback")
         finally:
             with self._cleaning("releasing the locks"):
                 self._unlock_all()
                 self._close()
+        if failure is not None:
+            self._report_failure("rollback", failure)
+            raise failure from cause
+        placement = self._placement()
+        self._emit(
+            "rollback.ok",
+            f"rolled back {self.env.name} to {self.release}",
+            data={"release": self.release, "placement": placement},
+        )
+        return Outcome(self.release, placement, {})
 
     # ------------------------------------------------------------------ phases
 
@@ -244,32 +287,45 @@ class Runner:
         return [Target(host, self.backend_for(host)) for host in hosts]
 
     def _lock_all(self, *, skip_unreachable: bool = False) -> None:
-        """Lock every target, all or nothing; then keep the locks' heartbeat going.
+        """Lock every target, all or nothing, reading its state; then keep the locks' heartbeat
+        going.
 
         With ``skip_unreachable`` (a rollback: an emergency), targets that cannot be reached
         are set aside in ``self.unreachable`` and the others go on."""
         owner = locks.new_owner(
-            self.release or None, self.clock().isoformat(timespec="seconds"), self.heartbeat
+            self.release or None,
+            self.clock().isoformat(timespec="seconds"),
+            self.heartbeat,
+            self._fixed_token,
         )
         self.lock_token = str(owner["token"])
         inherited = locks.inherited_token()
-        layout = Layout(self.env.deploy_to)
+        command = releases.lock_command(self.layout, owner)
 
         def lock(target: Target) -> None:
-            result = self._execute(target, releases.lock_command(layout, owner), "lock")
-            target.reached = not result.unreachable
-            target.state = releases.parse_state(result.stdout)
-            target.current = target.state.current
-            holder = target.state.lock_owner or {}
+            target.lock_pending = True
+            result = self._execute(target, command, "lock")
+            state = releases.parse_state(result.stdout, self.layout)
+            if state.read:
+                target.state = state
+                target.current = state.current
+            target.unreachable = result.unreachable
+            holder = state.lock_owner or {}
             if result.exit_code == releases.LOCK_HELD_EXIT:
+                target.lock_pending = False
                 if inherited and holder.get("token") == inherited:
-                    return  # the deploy this one runs inside holds it: go on under its lock
-                age = target.state.lock_age
+                    target.token = inherited  # the deploy this one runs inside holds it
+                    return
+                age = state.lock_age
                 reason = locks.stale_reason(holder, age)
                 raise LockHeld([LockOwner(target.name, holder, age, reason)])
-            if not result.ok:
-                raise StepFailed("lock", target.name, result.summary(), result)
-            target.locked = True
+            if result.ok:
+                target.lock_pending = False
+                target.token, target.owns_lock = self.lock_token, True
+                return
+            if state.read:
+                target.lock_pending = False  # the script ran to its end and took nothing
+            raise StepFailed("lock", target.name, self._summary(result), result)
 
         errors = self._parallel(lock, self.targets)
         if skip_unreachable:
@@ -284,7 +340,6 @@ class Runner:
                     f"unreachable, left as it is: {errors.pop(target.name)}",
                     host=target.name,
                 )
-                target.unreachable = True
                 target.backend.close()
                 self.unreachable.append(target)
                 self.targets.remove(target)
@@ -299,30 +354,70 @@ class Runner:
         self._heartbeat.start()
 
     def _beat(self) -> None:
-        layout = Layout(self.env.deploy_to)
-        beat = releases.heartbeat_command(layout, self.lock_token)
+        beat = releases.heartbeat_command(self.layout, self.lock_token)
         while not self._unlocking.wait(self.heartbeat):
             for target in self.targets:
-                if target.locked and not self._unlocking.is_set():
-                    target.backend.execute(beat)
+                if target.owns_lock and target.locked and not self._unlocking.is_set():
+                    self._note_lock_loss(target, target.backend.execute(beat))
 
-    def _check_release_is_new(self) -> None:
+    def _check_targets(self, *, new_release: bool = True) -> None:
+        """Refuse, before anything changes, targets whose layout deploylib did not make, and a
+        release id that exists already; warn about what the state read says is odd."""
+        problems = []
         for target in self.targets:
-            known = target.state.releases | {str(e.get("release")) for e in target.state.log}
-            if self.release in known:
-                raise ConfigError(
-                    f"release {self.release} already exists on {target.name} (two deploys of one "
-                    "revision within a second?); deploy again",
-                    key="release",
+            state = target.state
+            problem = state.layout_problem(self.layout)
+            if problem:
+                problems.append(f"{target.name}: {problem}")
+            elif new_release and self.release in state.releases | state.mentioned():
+                problems.append(
+                    f"{target.name}: release {self.release} already exists (two deploys of one "
+                    "revision within a second?); deploy again"
                 )
+            if state.current and state.current not in state.releases:
+                self._emit(
+                    "warning",
+                    f"current points at {state.current}, which is missing: a failed deploy "
+                    "here leaves no current",
+                    host=target.name,
+                )
+        if problems:
+            raise DeployFailed(
+                "refusing to go on, nothing was changed:\n  " + "\n  ".join(problems),
+                self._placement(),
+            )
 
-    def _go_live(self, release: str, switch_step: Step | None) -> None:
+    def _check_locks(self, targets: Sequence[Target]) -> None:
+        """Make sure this run still holds the lock of ``targets`` before they switch."""
+
+        def check(target: Target) -> None:
+            if target.token is None or target.lock_lost:
+                return
+            command = releases.check_lock_command(self.layout, target.token)
+            result = self._execute(target, command, "lock")
+            self._note_lock_loss(target, result)
+            if not result.ok and not target.lock_lost:
+                raise StepFailed("lock", target.name, self._summary(result), result)
+
+        errors = self._parallel(check, targets)
+        lost = [t.name for t in targets if t.lock_lost]
+        if lost:
+            raise LockLost(
+                f"the deploy lock on {', '.join(lost)} was removed or taken over by another deploy",
+                self._placement(),
+            )
+        if errors:
+            raise next(iter(errors.values()))
+
+    def _go_live(self, release: str, switch_step: Step | None, *, check_locks: bool = True) -> None:
         """Switch targets batch by batch, running the steps after ``switch`` after each batch."""
         if switch_step is None:
             for post_step in self.phases.post:
                 self._run_step(post_step, self.targets)
             return
         for batch in self.strategy.batches(self.targets):
+            if check_locks:
+                self._check_locks(batch)
             self._run_step(switch_step, batch, release=release)
             for post_step in self.phases.post:
                 self._run_step(post_step, batch, release=release)
@@ -351,7 +446,9 @@ class Runner:
             return [t for t in targets if set(step.roles) & set(t.host.roles)]
         return list(targets)
 
-    def _context(self, target: Target, release: str | None = None) -> StepContext:
+    def _context(
+        self, target: Target, release: str | None = None, *, restoring: bool = False
+    ) -> StepContext:
         return StepContext(
             env=self.env,
             host=target.host,
@@ -360,11 +457,19 @@ class Runner:
             artifact=self.artifact,
             previous=target.state.current,
             artifact_bytes=self.artifact_bytes,
-            lock_token=self.lock_token,
+            lock_token=target.token or self.lock_token,
+            restoring=restoring,
         )
 
-    def _run_on(self, step: Step, target: Target, release: str | None = None) -> None:
-        ctx = self._context(target, release)
+    def _run_on(
+        self,
+        step: Step,
+        target: Target,
+        release: str | None = None,
+        *,
+        restoring: bool = False,
+    ) -> None:
+        ctx = self._context(target, release, restoring=restoring)
         started = time.monotonic()
         self._emit("step.start", host=target.name, step=step.name)
         if isinstance(step, Verify):
@@ -384,6 +489,7 @@ class Runner:
                 result = self._execute(
                     target, _bounded(op, remaining, self.env.command_timeout), step.name
                 )
+                self._note_lock_loss(target, result)
                 if isinstance(step, Switch | Rollback) and index == 0:
                     # the first operation moves `current`; what follows (restart) does not
                     if result.ok:
@@ -393,7 +499,7 @@ class Runner:
                 if not result.ok:
                     if result.unreachable:
                         target.unreachable = True
-                    raise StepFailed(step.name, target.name, result.summary(), result)
+                    raise StepFailed(step.name, target.name, self._summary(result), result)
         self._emit(
             "step.ok",
             host=target.name,
@@ -403,7 +509,7 @@ class Runner:
 
     def _verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
         def on_attempt(attempt: int, result: Result) -> None:
-            message = "ok" if result.ok else result.summary(300)
+            message = "ok" if result.ok else self._summary(result, 300)
             self._emit(
                 "check.attempt",
                 message,
@@ -434,7 +540,7 @@ class Runner:
             raise VerifyFailed(
                 step.name,
                 target.name,
-                f"gave up after {step.attempts} attempts: {result.summary(300)}",
+                f"gave up after {step.attempts} attempts: {self._summary(result, 300)}",
                 result,
             )
 
@@ -442,52 +548,86 @@ class Runner:
         self._emit("operation", op.line, host=target.name, step=step)
         return target.backend.execute(op)
 
+    def _note_lock_loss(self, target: Target, result: Result) -> None:
+        if (
+            result.exit_code == releases.LOCK_LOST_EXIT
+            and "no longer this deploy's" in result.stderr
+        ):
+            target.lock_lost = True
+
     # ------------------------------------------------------------------ failure
 
-    def _fail(self, phase: str, exc: BaseException, *, event: str = "deploy") -> BaseException:
-        """Put every target back as ``phase`` requires; return the error to raise."""
+    def _recover(self, phase: Phase, exc: BaseException, event: str) -> DeployError:
+        """Undo what ``phase`` requires after ``exc``; return the error that ends the run.
+
+        VALIDATE and BUILD touched no target: a ``ConfigError`` stays one (exit 2). LOCK changed
+        nothing on any target (the locks are released later). PREPARE removes the unfinished
+        release; SWITCH first puts every switched target back. Both record the failure in the
+        release log and run the ``on_failure`` steps. Whatever the error, once a target was
+        touched the run ends as a failure (exit 1), lost locks (3) or split fleet (4)."""
         self.cancelled.clear()  # the re-verify of the put-back release must run its checks
-        if isinstance(exc, ConfigError | LockHeld | DeployFailed | FleetInconsistent):
-            self._emit(f"{event}.failed", self._redact(str(exc)))
-            exc.reported = True
-            return exc
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else self._redact(str(exc))
+        reason = self._reason(exc)
         if isinstance(exc, StepFailed):
             self._emit("step.failed", self._redact(exc.message), host=exc.host, step=exc.step)
-        elif not isinstance(exc, DeployError | KeyboardInterrupt):
-            reason = f"{exc.__class__.__name__}: {self._redact(str(exc))}"
-        broken: list[str] = []
-        unwell: list[str] = []
-        if phase == "switch":
-            broken, unwell = self._put_back()
-        if event == "deploy" and phase in ("prepare", "switch"):
+        if phase in (Phase.VALIDATE, Phase.BUILD):
+            if isinstance(exc, ConfigError):
+                return exc
+            return DeployFailed(f"{event} failed: {reason}; nothing was changed", {})
+        if phase is Phase.LOCK:
+            if isinstance(exc, LockHeld | DeployFailed | FleetInconsistent):
+                return exc
+            return DeployFailed(f"{event} failed: {reason}; nothing was changed", self._placement())
+        if phase is Phase.RECORD:
+            if isinstance(exc, FleetInconsistent):
+                return exc
+            return DeployFailed(
+                f"{event} failed: {reason}; every target is on the new release", self._placement()
+            )
+        broken, unwell = self._put_back() if phase is Phase.SWITCH else ([], [])
+        if event == "deploy":
             self._remove_unfinished()
-        if phase in ("prepare", "switch"):
-            outcome = "rolled_back" if phase == "switch" and event == "deploy" else "failed"
-            self._record_all(event, outcome, self.release, error=reason)
-            self._run_on_failure_steps()
+        outcome = "rolled_back" if phase is Phase.SWITCH and event == "deploy" else "failed"
+        self._record_all(event, outcome, self.release, error=reason)
+        self._run_on_failure_steps()
         placement = self._placement()
+        lost = [t.name for t in self.targets if t.lock_lost]
         if broken:
-            error: DeployError = FleetInconsistent(
+            return FleetInconsistent(
                 f"{event} failed ({reason}) and putting back failed on {', '.join(broken)}: "
                 "targets are on different releases",
                 placement,
             )
+        if phase is Phase.PREPARE:
+            what = "no target was switched; the unfinished release was removed"
         else:
-            if phase in ("build", "connect"):
-                what = "nothing was changed"
-            elif phase == "prepare":
-                what = "no target was switched; the unfinished release was removed"
-            elif phase == "record":
-                what = "every target is on the new release"
-            else:
-                what = "every target is back on the release it had"
-                if unwell:
-                    what += f" (which fails its checks too on {', '.join(unwell)})"
-            error = DeployFailed(f"{event} failed: {reason}; {what}", placement)
-        self._emit(f"{event}.failed", self._redact(str(error)), data={"placement": placement})
+            what = "every target is back on the release it had"
+            if unwell:
+                what += f" (which fails its checks too on {', '.join(unwell)})"
+        if lost:
+            return LockLost(
+                f"{event} stopped: the deploy lock on {', '.join(lost)} was removed or taken "
+                f"over by another deploy; {what} (where the lock was still held)",
+                placement,
+            )
+        return DeployFailed(f"{event} failed: {reason}; {what}", placement)
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, KeyboardInterrupt):
+            return "interrupted"
+        if isinstance(exc, LockLost | DeployFailed | FleetInconsistent):
+            return self._redact(str(exc).split("\n", 1)[0])
+        if isinstance(exc, DeployError):
+            return self._redact(str(exc))
+        return f"{exc.__class__.__name__}: {self._redact(str(exc))}"
+
+    def _report_failure(self, event: str, error: DeployError) -> None:
+        placement = getattr(error, "placement", None)
+        self._emit(
+            f"{event}.failed",
+            self._redact(str(error)),
+            data={"placement": placement} if placement is not None else {},
+        )
         error.reported = True
-        return error
 
     def _revert_step(self) -> Rollback:
         """How a target goes back: the pipeline's ``rollback`` step from ``on_failure``, with the
@@ -503,6 +643,7 @@ class Runner:
 
         Returns the targets that could not be switched back (the fleet is inconsistent) and
         those that are back but fail their checks on the old release too (consistent, unwell).
+        A target whose lock was lost is not touched: it counts as not put back.
         """
         revert = self._revert_step()
         verifies = [s for s in self.phases.post if isinstance(s, Verify)]
@@ -510,15 +651,20 @@ class Runner:
 
         def put_back(target: Target) -> None:
             previous = target.state.current
+            if previous is not None and previous not in target.state.releases:
+                previous = None  # it pointed at a release that is gone: there is none to restore
+            if target.lock_lost:
+                raise StepFailed("rollback", target.name, "the deploy lock here was lost")
             self._emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
             if previous is None:
-                unset = releases.switch_command(Layout(self.env.deploy_to), None)
+                unset = releases.switch_command(self.layout, None, target.token)
                 result = self._execute(target, unset, "rollback")
+                self._note_lock_loss(target, result)
                 if not result.ok:
-                    raise StepFailed("rollback", target.name, result.summary(), result)
+                    raise StepFailed("rollback", target.name, self._summary(result), result)
                 target.current = None
                 return
-            self._run_on(revert, target, previous)
+            self._run_on(revert, target, previous, restoring=True)
             try:
                 for verify_step in verifies:
                     self._run_on(verify_step, target, previous)
@@ -537,19 +683,24 @@ class Runner:
         return list(errors), sorted(unwell)
 
     def _remove_unfinished(self) -> None:
-        layout = Layout(self.env.deploy_to)
-
         def remove(target: Target) -> None:
             if target.current == self.release:
                 return
-            result = self._execute(
-                target, releases.remove_release_command(layout, [self.release]), "cleanup"
-            )
+            command = releases.remove_release_command(self.layout, [self.release], target.token)
+            result = self._execute(target, command, "cleanup")
             if not result.ok:
-                raise StepFailed("cleanup", target.name, result.summary(), result)
+                raise StepFailed("cleanup", target.name, self._summary(result), result)
 
-        for name, error in self._parallel(remove, [t for t in self.targets if t.locked]).items():
+        locked = [t for t in self.targets if t.locked]
+        for name, error in self._parallel(remove, locked).items():
             self._emit("warning", f"could not remove the unfinished release: {error}", host=name)
+        for target in self.targets:
+            if target.lock_lost:
+                self._emit(
+                    "warning",
+                    f"left releases/{self.release} as it is: the deploy lock here was lost",
+                    host=target.name,
+                )
 
     def _run_on_failure_steps(self) -> None:
         for failure_step in self.pipeline.on_failure:
@@ -568,7 +719,6 @@ class Runner:
         self, event: str, outcome: str, release: str, *, error: str | None = None
     ) -> None:
         """Append to every locked target's release log; a failure there is a warning."""
-        layout = Layout(self.env.deploy_to)
         now = self.clock().isoformat(timespec="seconds")
 
         def record(target: Target) -> None:
@@ -584,36 +734,56 @@ class Runner:
                 time=now,
                 error=self._redact(error) if error else None,
             )
-            result = self._execute(target, releases.record_command(layout, entry), "record")
+            command = releases.record_command(self.layout, entry, target.token)
+            result = self._execute(target, command, "record")
+            self._note_lock_loss(target, result)
             if not result.ok:
-                raise StepFailed("record", target.name, result.summary(), result)
-            target.state = TargetState(
+                raise StepFailed("record", target.name, self._summary(result), result)
+            target.state = replace(
+                target.state,
                 current=target.current,
                 releases=target.state.releases | ({release} if target.prepared else set()),
-                log=(*target.state.log, _entry_dict(entry)),
-                lock_owner=target.state.lock_owner,
-                locked=target.state.locked,
+                complete=target.state.complete | ({release} if target.prepared else set()),
+                log=(*target.state.log, entry.as_dict()),
             )
 
         errors = self._parallel(record, [t for t in self.targets if t.locked])
         for name, exc in errors.items():
-            self._emit("warning", f"could not write the release log: {exc}", host=name)
+            self._emit(
+                "warning", f"could not write the release log: {self._redact(str(exc))}", host=name
+            )
 
     def _cleanup(self) -> dict[str, list[str]]:
-        layout = Layout(self.env.deploy_to)
         removed: dict[str, list[str]] = {}
 
         def clean(target: Target) -> None:
-            doomed = target.state.removable(self.env.keep_releases)
+            state = target.state
+            if state.damaged:
+                self._emit(
+                    "warning",
+                    f"cleanup skipped, every release kept: {state.log_problem()}; once the "
+                    f"line is checked and removed from {self.layout.log}, cleanup resumes",
+                    host=target.name,
+                )
+                removed[target.name] = []
+                return
+            unexplained = state.unexplained()
+            if unexplained:
+                self._emit(
+                    "warning",
+                    f"kept {', '.join(unexplained)}: not in the release log (left by an "
+                    "interrupted deploy, or made by hand); remove them once checked",
+                    host=target.name,
+                )
+            doomed = state.removable(self.env.keep_releases)
             removed[target.name] = doomed
             if doomed:
-                result = self._execute(
-                    target, releases.remove_release_command(layout, doomed), "cleanup"
-                )
+                command = releases.remove_release_command(self.layout, doomed, target.token)
+                result = self._execute(target, command, "cleanup")
                 if not result.ok:
-                    raise StepFailed("cleanup", target.name, result.summary(), result)
+                    raise StepFailed("cleanup", target.name, self._summary(result), result)
 
-        for name, error in self._parallel(clean, self.targets).items():
+        for name, error in self._parallel(clean, [t for t in self.targets if t.locked]).items():
             self._emit("warning", f"cleanup failed: {self._redact(str(error))}", host=name)
         return removed
 
@@ -621,21 +791,33 @@ class Runner:
 
     def _rollback_target(self, to: str | None) -> str:
         wanted: dict[str, str | None] = {}
+        why: list[str] = []
         for target in self.targets:
             state = target.state
             if to is not None:
-                ok = to in state.releases and to in state.deployed()
-                wanted[target.name] = to if ok else None
+                if to not in state.complete:
+                    why.append(f"{target.name}: release {to} is not there (or not complete)")
+                elif not state.log_problem() and not state.was_live(to):
+                    why.append(f"{target.name}: release {to} was never live there")
+                else:
+                    wanted[target.name] = to
+                    continue
             else:
                 wanted[target.name] = state.rollback_target()
-        missing = [name for name, release in wanted.items() if release is None]
-        if missing:
-            what = (
-                f"release {to} is not a deployed release" if to else "there is no earlier release"
-            )
+                if wanted[target.name] is not None:
+                    continue
+                problem = state.log_problem()
+                on_disk = ", ".join(sorted(state.complete - {state.current or ""})) or "none"
+                why.append(
+                    f"{target.name}: {problem}; name the release with --to (releases there: "
+                    f"{on_disk})"
+                    if problem
+                    else f"{target.name}: there is no earlier release"
+                )
+            wanted[target.name] = None
+        if why:
             raise DeployFailed(
-                f"cannot roll back: {what} on {', '.join(missing)}; nothing changed",
-                self._placement(),
+                "cannot roll back, nothing changed:\n  " + "\n  ".join(why), self._placement()
             )
         distinct = set(wanted.values())
         if len(distinct) > 1:
@@ -657,19 +839,32 @@ class Runner:
     # ------------------------------------------------------------------ plumbing
 
     def _unlock_all(self) -> None:
+        """Release every lock this run holds or may hold (a lock command that was cut off may
+        have taken it): each removal checks the token, so another deploy's lock stays."""
         self._unlocking.set()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=15)
-        layout = Layout(self.env.deploy_to)
 
         def unlock(target: Target) -> None:
-            result = target.backend.execute(releases.unlock_command(layout))
+            command = releases.unlock_command(self.layout, self.lock_token)
+            result = target.backend.execute(command)
             if not result.ok:
-                raise StepFailed("unlock", target.name, result.summary(), result)
-            target.locked = False
+                raise StepFailed("unlock", target.name, self._summary(result), result)
+            target.owns_lock = target.lock_pending = False
+            target.token = None
 
-        for name, error in self._parallel(unlock, [t for t in self.targets if t.locked]).items():
-            self._emit("warning", f"could not release the lock: {error}", host=name)
+        mine = [
+            t
+            for t in self.targets
+            if (t.owns_lock or t.lock_pending) and not t.lock_lost and self.lock_token
+        ]
+        for name, error in self._parallel(unlock, mine).items():
+            self._emit(
+                "warning",
+                f"could not release the lock: {error}; remove it with "
+                f"deploylib unlock --env {self.env.name} once that host answers",
+                host=name,
+            )
 
     def _close(self) -> None:
         for target in self.targets:
@@ -697,6 +892,9 @@ class Runner:
     def _redact(self, text: str) -> str:
         return self.env.redactor.redact(text)
 
+    def _summary(self, result: Result, limit: int = 2000) -> str:
+        return result.summary(limit, redact=self._redact)
+
     def _emit(
         self,
         kind: str,
@@ -714,9 +912,3 @@ def _bounded(op: Operation, remaining: float, default: float) -> Operation:
     if isinstance(op, Command | Upload):
         return replace(op, timeout=min(op.timeout or default, remaining))
     return op
-
-
-def _entry_dict(entry: LogEntry) -> dict[str, object]:
-    value = json.loads(entry.as_json())
-    assert isinstance(value, dict)
-    return value

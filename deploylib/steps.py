@@ -80,12 +80,18 @@ class Build(Step):
 @dataclass(frozen=True)
 class Push(Step):
     def operations(self, ctx: StepContext) -> list[Operation]:
-        layout = ctx.layout
+        layout, token = ctx.layout, ctx.lock_token or None
         return [
-            releases.env_file_command(layout, ctx.env.variables, ctx.artifact_bytes),
+            releases.prepare_command(layout, token, ctx.artifact_bytes),
             releases.upload_artifact(layout, ctx.artifact, ctx.release),
             releases.unpack_command(
-                layout, ctx.release, ctx.revision, ctx.env.shared_dirs, ctx.env.shared_files
+                layout,
+                ctx.release,
+                ctx.revision,
+                ctx.env.shared_dirs,
+                ctx.env.shared_files,
+                variables=ctx.env.variables,
+                token=token,
             ),
         ]
 
@@ -114,7 +120,8 @@ class Switch(Step):
     stop: str | None = None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        return [releases.switch_command(ctx.layout, ctx.release), *self.restart_operations(ctx)]
+        switch = releases.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
+        return [switch, *self.restart_operations(ctx)]
 
     def restart_operations(self, ctx: StepContext) -> list[Operation]:
         if not self.restart:
@@ -151,7 +158,13 @@ class Rollback(Step):
     restart: str | None = None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        ops: list[Operation] = [releases.switch_command(ctx.layout, ctx.release)]
+        # putting back the release that was live needs only its directory; a rollback target
+        # must be complete
+        ops: list[Operation] = [
+            releases.switch_command(
+                ctx.layout, ctx.release, ctx.lock_token or None, complete=not ctx.restoring
+            )
+        ]
         if self.restart:
             ops.append(ctx.command(self.restart, cwd=ctx.layout.current, description="restart"))
         return ops
@@ -223,6 +236,7 @@ def run(
     after: HookSpec = None,
 ) -> Step:
     """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
+    _check_timeout("run", timeout)
     return Run(
         name=name,
         placement="once" if once else "each",
@@ -244,6 +258,7 @@ def migrate(
     after: HookSpec = None,
 ) -> Step:
     """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
+    _check_timeout("migrate", timeout)
     return Run(
         name="migrate",
         placement="once",
@@ -305,6 +320,13 @@ def rollback(
     return Rollback(
         name="rollback", restart=restart, before=as_steps(before), after=as_steps(after)
     )
+
+
+def _check_timeout(what: str, timeout: float | None) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ConfigError(f"{what}(timeout={timeout!r}): a timeout is a number of seconds > 0")
 
 
 @overload

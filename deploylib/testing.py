@@ -29,9 +29,12 @@ from deploylib.secrets import Redactor, Secret
 FIXED_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 #: where fake deploys say the artifact is; nothing is written there
 WORKDIR = "/tmp/deploylib-fake"
+#: the lock token of fake deploys (random in real ones)
+TOKEN = "0123456789abcdef"  # noqa: S105 - not a secret: fixed so tests are exact
 
 __all__ = [
     "FIXED_TIME",
+    "TOKEN",
     "WORKDIR",
     "FakeBackend",
     "FakeFleet",
@@ -123,6 +126,7 @@ def deploy_with_fakes(
         revision=revision,
         clock=clock or (lambda: FIXED_TIME),
         workdir=Path(WORKDIR),
+        lock_token=TOKEN,
     )
     try:
         return runner.deploy(env.hosts), reporter

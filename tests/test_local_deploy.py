@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
+from dotenv import dotenv_values
 
 from deploylib import DeployFailed, LockHeld
-from deploylib.errors import ConfigError
 from tests.conftest import BASIC_PIPELINE, Project
 
 
@@ -27,11 +27,15 @@ def test_deploy_creates_the_layout(project: Project) -> None:
     assert (target / "current" / "index.txt").read_text() == "hello\n"
     assert (target / "releases" / release / "REVISION").read_text() == f"{release} abc1234\n"
     assert os.readlink(target / "releases" / release / "log") == str(target / "shared" / "log")
-    assert os.readlink(target / "releases" / release / ".env") == str(target / "shared" / ".env")
-    assert stat.S_IMODE((target / "shared" / ".env").stat().st_mode) == 0o600
+    # config follows the release: its own env file, and shared/.env follows current
+    env_file = target / "releases" / release / ".env"
+    assert not env_file.is_symlink() and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert os.readlink(target / "shared" / ".env") == "../current/.env"
+    assert (target / "shared" / ".env").read_text() == env_file.read_text()
     assert (target / "shared" / "restarts").read_text() == f"{release}\n"
     assert not (target / ".deploylib" / "lock").exists()
     assert not list((target / ".deploylib" / "uploads").iterdir())
+    assert not list(target.glob(".current-*")) and not list(target.glob(".deploylib/lock.*"))
     [entry] = project.log()
     assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
         "deploy",
@@ -96,7 +100,7 @@ def test_rollback_uses_the_log_not_directory_order(project: Project) -> None:
     ]
     # a release id that sorts last but was never deployed successfully is not a target
     (project.target / "releases" / "29991231T000000Z-zzzz").mkdir()
-    with pytest.raises(DeployFailed, match="not a deployed release"):
+    with pytest.raises(DeployFailed, match="is not there"):
         project.rollback(to="29991231T000000Z-zzzz")
 
 
@@ -179,8 +183,12 @@ def test_secrets_go_to_shared_env_and_never_to_output(project: Project) -> None:
         (project.target / ".deploylib" / "releases.jsonl").read_text(),
     ):
         assert secret not in text
-    env_file = (project.target / "shared" / ".env").read_text()
-    assert env_file == f'API_TOKEN="{secret}"\nPORT="8000"\nEXTRA="dev only"\n'
+    # the failed release took its env file with it; a deploy that goes live brings its own
+    assert not (project.target / "shared" / ".env").exists()
+    project.deploy()
+    env_file = project.target / "shared" / ".env"
+    assert dotenv_values(env_file) == {"API_TOKEN": secret, "PORT": "8000", "EXTRA": "dev only"}
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
 def test_env_values_reach_local_build_and_target_commands(project: Project) -> None:
@@ -211,8 +219,9 @@ def test_release_id_collision_is_refused_before_anything_changes(project: Projec
     loaded = actions.load(project.root / "deploy.toml", "dev")
     same = datetime(2026, 5, 5, tzinfo=UTC)
     actions.deploy(loaded, reporter=RecordingReporter(), revision="abc", clock=lambda: same)
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(DeployFailed, match="already exists") as refused:
         actions.deploy(loaded, reporter=RecordingReporter(), revision="abc", clock=lambda: same)
+    assert refused.value.exit_code == 1 and "nothing was changed" in str(refused.value)
     assert len(project.log()) == 1
     assert not (project.target / ".deploylib" / "lock").exists()
 
@@ -348,23 +357,37 @@ def test_step_timeout_bounds_a_step(project: Project) -> None:
 
 
 def test_a_stale_lock_is_reported_with_how_to_remove_it(project: Project) -> None:
-    dead = subprocess.Popen(["true"])
+    import socket
+
+    from deploylib import locks
+
+    # a deploy that ran on this machine, in this PID namespace, and died without unlocking
+    dead = subprocess.Popen(["sleep", "30"])
+    identity = locks.process_identity(dead.pid)
+    dead.kill()
     dead.wait()
     lock = project.target / ".deploylib" / "lock"
     lock.mkdir(parents=True)
-    import socket
-
-    (lock / "owner.json").write_text(
-        json.dumps(
-            {"user": "ci", "host": socket.gethostname(), "pid": dead.pid, "started_at": "earlier"}
-        )
-    )
+    owner = {
+        "user": "ci",
+        "host": socket.gethostname(),
+        "pid": dead.pid,
+        "started_at": "earlier",
+        "token": "0123456789abcdef",
+        **identity,
+    }
+    (lock / "owner.json").write_text(json.dumps(owner))
     result = project.cli("deploy", "--env", "dev")
     assert result.returncode == 3
     message = result.stdout + result.stderr
     assert "STALE" in message and f"pid {dead.pid}" in message
-    assert "deploylib unlock --env dev --force" in message
+    assert "remove the lock with: deploylib unlock --env dev\n" in message.replace(")", "\n")
     assert lock.is_dir()  # reported, never broken silently
+    # the command named works as it is: no --force needed for a lock whose holder is gone
+    unlocked = project.cli("unlock", "--env", "dev")
+    assert unlocked.returncode == 0, unlocked.stdout + unlocked.stderr
+    assert not lock.exists()
+    assert project.cli("deploy", "--env", "dev").returncode == 0
 
 
 def test_a_deploy_started_by_a_hook_runs_under_its_parents_lock(project: Project) -> None:

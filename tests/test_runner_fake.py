@@ -15,9 +15,11 @@ from deploylib import (
     Secret,
     build,
     command,
+    envfile,
     http,
     migrate,
     push,
+    releases,
     rollback,
     run,
     step,
@@ -26,8 +28,8 @@ from deploylib import (
 )
 from deploylib.commands import Operation, Probe, Result
 from deploylib.hosts import Host
-from deploylib.releases import LOCK_HELD_EXIT, STATE_MARK
-from deploylib.testing import WORKDIR, FakeFleet, deploy_with_fakes, environment
+from deploylib.releases import LOCK_HELD_EXIT, Layout, render_state
+from deploylib.testing import TOKEN, WORKDIR, FakeFleet, deploy_with_fakes, environment
 
 R = "20260102T030405Z-abc1234"
 OLD = "20251231T000000Z-0ld0000"
@@ -49,13 +51,19 @@ def web_pipeline(**kwargs: object) -> Pipeline:
 def state_with_previous(op: Operation) -> Result | None:
     """Answer the lock command as a target that runs OLD."""
     if isinstance(op, Command) and op.description == "lock":
-        entry = {"event": "deploy", "outcome": "success", "release": OLD, "revision": "0ld"}
-        out = (
-            f"{STATE_MARK}current\nreleases/{OLD}\n{STATE_MARK}releases\n{OLD}\n"
-            f"{STATE_MARK}lock\n{STATE_MARK}log\n{json.dumps(entry)}\n"
-        )
-        return Result(0, out)
+        entry = {
+            "event": "deploy",
+            "outcome": "success",
+            "release": OLD,
+            "revision": "0ld",
+            "previous": None,
+            "current": OLD,
+        }
+        return Result(0, render_state(current=OLD, releases=[OLD], log=[entry]))
     return None
+
+
+LAYOUT = Layout("/srv/app")
 
 
 def test_deploy_runs_exact_operations() -> None:
@@ -70,33 +78,42 @@ def test_deploy_runs_exact_operations() -> None:
         f"test -s {ARTIFACT}",
     ]
     rel = f"/srv/app/releases/{R}"
+    ops = fleet["local"].operations
+    assert [op.description for op in ops] == [
+        "lock",
+        "prepare target",
+        "upload artifact",
+        "unpack",
+        "run",
+        "migrate",
+        "check lock",
+        f"switch to {R}",
+        "restart",
+        "check",
+        "record",
+        "unlock",
+    ]
     lines = fleet["local"].lines
-    assert lines[0].startswith(
-        "mkdir -p /srv/app/.deploylib || exit 1; if mkdir /srv/app/.deploylib/lock "
-    )
     assert lines[1:] == [
-        "mkdir -p /srv/app/shared && (umask 077 && cat > /srv/app/shared/.env.tmp) && "
-        "chmod 600 /srv/app/shared/.env.tmp && mv -f /srv/app/shared/.env.tmp /srv/app/shared/.env",
+        releases.prepare_command(LAYOUT, TOKEN).line,
         f"upload {ARTIFACT} -> /srv/app/.deploylib/uploads/{R}.tar.gz (mode 600)",
-        f"mkdir -p {rel} /srv/app/shared && "
-        f"tar -xzf /srv/app/.deploylib/uploads/{R}.tar.gz -C {rel} && "
-        f"rm -f /srv/app/.deploylib/uploads/{R}.tar.gz && "
-        f"mkdir -p /srv/app/shared/log {rel} && rm -rf {rel}/log && "
-        f"ln -s /srv/app/shared/log {rel}/log && "
-        "{ test -e /srv/app/shared/.env || "
-        "{ echo 'shared file missing: /srv/app/shared/.env' >&2; exit 1; }; } && "
-        f"mkdir -p {rel} && rm -rf {rel}/.env && ln -s /srv/app/shared/.env {rel}/.env && "
-        f"printf '%s %s\\n' {R} abc1234 > {rel}/REVISION",
+        releases.unpack_command(
+            LAYOUT, R, "abc1234", ["log"], [".env"], variables={}, token=TOKEN
+        ).line,
         f"cd {rel} && pip install -r requirements.txt",
         f"cd {rel} && ./manage.py migrate",
-        f"test -f {rel}/REVISION && ln -sfn releases/{R} /srv/app/.current-{R} && "
-        f"mv -T /srv/app/.current-{R} /srv/app/current",
+        releases.check_lock_command(LAYOUT, TOKEN).line,
+        releases.switch_command(LAYOUT, R, TOKEN).line,
         "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)",
         f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'",
-        "mkdir -p /srv/app/.deploylib && cat >> /srv/app/.deploylib/releases.jsonl",
-        "rm -rf /srv/app/.deploylib/lock",
+        ops[-2].line,
+        releases.unlock_command(LAYOUT, TOKEN).line,
     ]
-    record = fleet["local"].operations[-2]
+    # every change to the target after the lock checks the lock's token first
+    for op in ops[1:-1]:
+        if isinstance(op, Command) and op.description not in ("run", "migrate", "restart"):
+            assert op.script.startswith(releases.lock_guard(LAYOUT, TOKEN)), op.description
+    record = ops[-2]
     assert isinstance(record, Command) and isinstance(record.stdin, bytes)
     entry = json.loads(record.stdin)
     assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
@@ -124,13 +141,14 @@ def test_prepare_failure_switches_nobody_and_removes_the_release() -> None:
     assert isinstance(error, DeployFailed) and error.exit_code == 1
     assert "no such requirement" in str(error)
     lines = fleet["local"].lines
-    assert not any("mv -T" in line for line in lines)
+    assert not any(op.description.startswith("switch") for op in fleet["local"].operations)
     assert not any("migrate" in line for line in lines)
     assert lines[-3:] == [
-        f"rm -rf -- /srv/app/releases/{R} /srv/app/.deploylib/uploads/{R}.tar.gz",
-        "mkdir -p /srv/app/.deploylib && cat >> /srv/app/.deploylib/releases.jsonl",
-        "rm -rf /srv/app/.deploylib/lock",
+        releases.remove_release_command(LAYOUT, [R], TOKEN).line,
+        fleet["local"].operations[-2].line,
+        releases.unlock_command(LAYOUT, TOKEN).line,
     ]
+    assert fleet["local"].operations[-2].description == "record"
     entry = json.loads(fleet["local"].operations[-2].stdin)  # type: ignore[union-attr,arg-type]
     assert entry["outcome"] == "failed" and entry["current"] is None
     assert "step.failed" in report.kinds()
@@ -152,10 +170,8 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
 
     assert isinstance(error, DeployFailed) and error.placement == {"local": OLD}
     lines = target.lines
-    switch_back = lines.index(
-        f"test -f /srv/app/releases/{OLD}/REVISION && ln -sfn releases/{OLD} "
-        f"/srv/app/.current-{OLD} && mv -T /srv/app/.current-{OLD} /srv/app/current"
-    )
+    # putting back needs the old release's directory, not more
+    switch_back = lines.index(releases.switch_command(LAYOUT, OLD, TOKEN, complete=False).line)
     assert (
         lines[switch_back + 1] == "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)"
     )
@@ -163,7 +179,7 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
         lines[switch_back + 2] == f"GET http://127.0.0.1:8000/health expect 200 containing '{OLD}'"
     )
     assert lines.count(f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'") == 2
-    assert f"rm -rf -- /srv/app/releases/{R} /srv/app/.deploylib/uploads/{R}.tar.gz" in lines
+    assert releases.remove_release_command(LAYOUT, [R], TOKEN).line in lines
     entry = json.loads(target.operations[-2].stdin)  # type: ignore[union-attr,arg-type]
     assert (entry["outcome"], entry["current"], entry["previous"]) == ("rolled_back", OLD, OLD)
 
@@ -176,7 +192,7 @@ def test_failed_switch_back_is_reported_as_inconsistent() -> None:
         fleet[name].respond(
             lambda op: Result(1) if isinstance(op, Probe) and R in (op.contains or "") else None
         )
-    fleet["b"].fail_when(f"ln -sfn releases/{OLD}", stderr="disk gone")
+    fleet["b"].fail_when(f"ln -sfn releases/{OLD} ", stderr="disk gone")
     error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
     assert isinstance(error, FleetInconsistent) and error.exit_code == 4
     assert error.placement == {"a": OLD, "b": R}
@@ -200,7 +216,7 @@ def test_first_deploy_that_fails_verify_leaves_no_current() -> None:
     fleet["local"].respond(lambda op: Result(1) if isinstance(op, Probe) else None)
     error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
     assert isinstance(error, DeployFailed) and error.placement == {"local": None}
-    assert "rm -f /srv/app/current" in fleet["local"].lines
+    assert releases.switch_command(LAYOUT, None, TOKEN).line in fleet["local"].lines
 
 
 def test_lock_held_touches_nothing_and_names_the_owner() -> None:
@@ -210,7 +226,7 @@ def test_lock_held_touches_nothing_and_names_the_owner() -> None:
 
     def held(op: Operation) -> Result | None:
         if isinstance(op, Command) and op.description == "lock":
-            return Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{json.dumps(owner)}\n")
+            return Result(LOCK_HELD_EXIT, render_state(lock_owner=owner))
         return None
 
     fleet["local"].respond(held)
@@ -225,7 +241,7 @@ def test_lock_is_all_or_nothing_across_hosts() -> None:
     fleet = FakeFleet()
     fleet["b"].respond(
         lambda op: (
-            Result(LOCK_HELD_EXIT, f"{STATE_MARK}lock\nlocked\n{{}}\n")
+            Result(LOCK_HELD_EXIT, render_state(lock_owner={}))
             if isinstance(op, Command) and op.description == "lock"
             else None
         )
@@ -277,7 +293,8 @@ def test_hooks_and_custom_steps_run_in_order() -> None:
     )
     fleet = FakeFleet()
     deploy_with_fakes(environment(), pipeline, fleet)
-    body = [line for line in fleet["local"].lines if not line.startswith(("mkdir -p", "rm -rf"))]
+    layout_ops = ("lock", "record", "unlock")
+    body = [op.line for op in fleet["local"].operations if op.description not in layout_ops]
     assert body == [
         "first",
         "second",
@@ -339,9 +356,9 @@ def test_secrets_reach_commands_only_through_env_and_stdin() -> None:
         assert secret not in line
     assert secret not in str(error)
     assert secret not in report.text()
-    env_write = fleet["local"].commands[1]
+    env_write = next(c for c in fleet["local"].commands if c.description == "unpack")
     assert isinstance(env_write.stdin, Secret)
-    assert env_write.stdin.reveal() == f'API_TOKEN="{secret}"\nPORT="8000"\n'
+    assert env_write.stdin.reveal() == envfile.render({"API_TOKEN": Secret(secret), "PORT": "8000"})
     user_command = next(c for c in fleet["local"].commands if c.script == "use-token $API_TOKEN")
     assert user_command.env["API_TOKEN"] == Secret(secret)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from deploylib.releases import (
     TargetState,
     make_release_id,
     parse_state,
+    render_state,
     switch_command,
     validate_release_id,
 )
@@ -86,13 +89,34 @@ def test_release_ids() -> None:
             validate_release_id(bad)
 
 
-def test_switch_command_is_symlink_then_rename() -> None:
-    assert switch_command(Layout("/srv/a"), "20260101T000000Z-abc").line == (
-        "test -f /srv/a/releases/20260101T000000Z-abc/REVISION && "
-        "ln -sfn releases/20260101T000000Z-abc /srv/a/.current-20260101T000000Z-abc && "
-        "mv -T /srv/a/.current-20260101T000000Z-abc /srv/a/current"
-    )
-    assert switch_command(Layout("/srv/a"), None).line == "rm -f /srv/a/current"
+def test_switch_command_is_symlink_then_rename(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "my app"))
+    release, other = "20260101T000000Z-abc", "20260102T000000Z-def"
+    (tmp_path / "my app" / "releases" / release).mkdir(parents=True)
+    (tmp_path / "my app" / "releases" / release / "REVISION").write_text("x\n")
+    (tmp_path / "my app" / "releases" / other).mkdir()  # no REVISION: not complete
+
+    assert sh(switch_command(layout, release).line).returncode == 0
+    current = tmp_path / "my app" / "current"
+    assert os.readlink(current) == f"releases/{release}"
+    # an incomplete release is refused, saying what is missing and where current points
+    refused = sh(switch_command(layout, other).line)
+    assert refused.returncode == 1
+    assert f"{other}/REVISION is missing" in refused.stderr
+    assert f"current points at releases/{release}" in refused.stderr
+    assert os.readlink(current) == f"releases/{release}"
+    # putting back a release that was live needs only its directory
+    assert sh(switch_command(layout, other, complete=False).line).returncode == 0
+    assert os.readlink(current) == f"releases/{other}"
+    assert sh(switch_command(layout, None).line).returncode == 0 and not current.is_symlink()
+    # a current that is a directory is never replaced, and no temporary link is left behind
+    current.mkdir()
+    assert sh(switch_command(layout, release).line).returncode == 1
+    assert current.is_dir() and not list((tmp_path / "my app").glob(".current-*"))
+
+
+def sh(script: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], input=stdin, capture_output=True, text=True)
 
 
 def entry(event: str, release: str, outcome: str = "success") -> dict[str, str]:
@@ -100,17 +124,40 @@ def entry(event: str, release: str, outcome: str = "success") -> dict[str, str]:
 
 
 def test_parse_state_sections() -> None:
+    good = "20260101T000000Z-a"
     output = (
-        f"{STATE_MARK}current\nreleases/B\n{STATE_MARK}releases\nB\n20260101T000000Z-a\nnot-a-release\n"
-        f'{STATE_MARK}lock\nlocked\n{{"user": "u"}}\n\n{STATE_MARK}log\n'
-        f"{json.dumps(entry('deploy', 'B'))}\nnot json\n"
+        f"{STATE_MARK}current\nlink\nreleases/{good}\n{STATE_MARK}releases\nB\n{good} complete\n"
+        f'not-a-release\n{STATE_MARK}lock\nlocked\n{{"user": "u"}}\n\n{STATE_MARK}log\nlines=3\n'
+        f"{json.dumps(entry('deploy', good))}\nnot json\n{{}}\n\n{STATE_MARK}end\n"
     )
-    state = parse_state(output)
-    assert state.current == "B"
-    assert state.releases == frozenset({"20260101T000000Z-a"})
+    state = parse_state(output, Layout("/srv/a"))
+    assert state.current == good and state.current_kind == "release"
+    assert state.releases == state.complete == frozenset({good})
     assert state.locked and state.lock_owner == {"user": "u"}
-    assert [e["release"] for e in state.log] == ["B"]
-    assert parse_state("") == TargetState()
+    assert [e["release"] for e in state.log] == [good]
+    assert state.damaged == (2, 3)  # not JSON, and JSON without the keys of a log line
+    assert not parse_state("").read
+    assert parse_state(render_state()) == TargetState(log_start=1)
+
+
+@pytest.mark.parametrize(
+    ("link", "kind"),
+    [
+        ("releases/20260101T000000Z-a", "release"),
+        ("/srv/a/releases/20260101T000000Z-a", "release"),
+        ("./releases/20260101T000000Z-a/", "release"),
+        ("/srv/other/releases/20260101T000000Z-a", "foreign"),
+        ("/opt/app", "foreign"),
+        ("releases/20240101120000", "foreign"),  # not a release id deploylib makes
+        ("../../etc", "foreign"),
+    ],
+)
+def test_current_pointing_elsewhere_is_foreign(link: str, kind: str) -> None:
+    output = f"{STATE_MARK}current\nlink\n{link}\n{STATE_MARK}end\n"
+    state = parse_state(output, Layout("/srv/a"))
+    assert state.current_kind == kind
+    assert (state.current is not None) == (kind == "release")
+    assert (state.layout_problem(Layout("/srv/a")) is None) == (kind == "release")
 
 
 @pytest.mark.parametrize(
@@ -155,15 +202,24 @@ def test_parse_state_sections() -> None:
 def test_rollback_target_from_the_log(
     log: list[dict[str, str]], current: str, on_disk: str, target: str | None
 ) -> None:
-    state = TargetState(current=current, releases=frozenset(on_disk), log=tuple(log))
+    state = TargetState(
+        current=current,
+        releases=frozenset(on_disk),
+        complete=frozenset(on_disk),
+        log=tuple(log),
+    )
     assert state.rollback_target() == target
 
 
 def test_removable_protects_current_and_rollback_target() -> None:
     log = [entry("deploy", r) for r in "ABCDE"] + [entry("rollback", "B")]
-    state = TargetState(current="B", releases=frozenset("ABCDEX"), log=tuple(log))
-    # keep 2 newest deployed (D, E), current B and its rollback target A; X was never deployed
-    assert state.removable(2) == ["C", "X"]
+    state = TargetState(
+        current="B", releases=frozenset("ABCDEX"), complete=frozenset("ABCDEX"), log=tuple(log)
+    )
+    # keep 2 newest deployed (D, E), current B and its rollback target A; X is not in the log:
+    # kept (and reported) rather than guessed about
+    assert state.removable(2) == ["C"]
+    assert state.unexplained() == ["X"]
 
 
 def test_select_hosts_by_name_and_role() -> None:

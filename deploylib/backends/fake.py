@@ -7,6 +7,7 @@ from collections.abc import Callable
 from deploylib.backends.base import Backend
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.hosts import Host
+from deploylib.releases import render_state
 
 Responder = Callable[[Operation], Result | None]
 
@@ -15,7 +16,8 @@ class FakeBackend(Backend):
     """Records every operation in ``operations``; ``responder`` may answer any of them.
 
     A responder returns a ``Result`` to answer, or ``None`` for the default: success with empty
-    output. ``fail_when(substring)`` is a shortcut for failing commands whose line contains it.
+    output (for the lock and state commands: the state of a target with nothing deployed yet).
+    ``fail_when(substring)`` is a shortcut for failing commands whose line contains it.
     """
 
     def __init__(self, host: Host | str = "fake", responder: Responder | None = None) -> None:
@@ -48,6 +50,8 @@ class FakeBackend(Backend):
             answer = responder(op)
             if answer is not None:
                 return answer
+        if isinstance(op, Command) and op.description in ("lock", "read state"):
+            return Result(0, render_state())  # a target with nothing deployed yet
         return Result(0)
 
     def run(self, command: Command) -> Result:
