@@ -14,6 +14,7 @@ from deploylib.errors import (
     DeployFailed,
     FleetInconsistent,
     LockHeld,
+    LockLost,
     StepFailed,
     VerifyFailed,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DeployFailed",
     "FleetInconsistent",
     "LockHeld",
+    "LockLost",
     "Pipeline",
     "Probe",
     "Secret",
