@@ -1,0 +1,244 @@
+"""Faults injected into real SSH hosts (network namespaces, each with its own sshd and /srv):
+a full disk at the lock, the upload, the unpack and the release-log write; a slow link cut off
+mid-upload; SIGINT and SIGTERM at each phase of a deploy.
+
+After every fault: the exit code says what happened, every host is on one release (the old
+one, or the new one where the deploy was complete), no lock, no unfinished release and no partial
+upload is left, and every release log reads whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Fleet
+
+FleetOf = Callable[[int], Fleet]
+
+
+def deployed(fleet: Fleet) -> dict[str, str | None]:
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(1.05)  # the next deploy gets a release id of its own
+    return fleet.currents()
+
+
+def demo(fleet: Fleet, index: int) -> Path:
+    return fleet.hosts.host(index).srv / "demo"
+
+
+def assert_clean(fleet: Fleet, before: dict[str, str | None]) -> None:
+    """Every host on ``before``, nothing left behind, every log whole."""
+    assert fleet.currents() == before
+    for host in fleet.hosts.hosts:
+        root = demo(fleet, host.index)
+        assert not fleet.locked(host.index), host.name
+        assert not list(root.glob(".deploylib/lock*")), host.name
+        live = {before[host.name]} - {None}
+        assert fleet.release_dirs(host.index) <= live | set(_logged(root)), host.name
+        uploads = root / ".deploylib" / "uploads"
+        assert not uploads.exists() or not list(uploads.iterdir()), host.name
+        assert not list(root.glob(".current-*")), host.name
+
+
+def _logged(root: Path) -> list[str]:
+    log = root / ".deploylib" / "releases.jsonl"
+    if not log.exists():
+        return []
+    text = log.read_text()
+    assert text.endswith("\n")
+    entries = [json.loads(line) for line in text.splitlines()]  # every line reads whole
+    return [e["release"] for e in entries if e["outcome"] == "success"]
+
+
+def fill(path: Path) -> Path:
+    filler = path / "FILLER"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+    return filler
+
+
+def lying_df(fleet: Fleet, index: int) -> None:
+    """The host's df says there is plenty of room: the real disk fills during the deploy."""
+    fleet.hosts.fake_command(
+        index,
+        "df",
+        "echo 'Filesystem 1024-blocks Used Available Capacity Mounted on'; "
+        "echo 'fake 99999999 0 99999999 0% /srv'",
+    )
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_at_the_lock_takes_no_lock_and_says_what_runs_there(
+    fleet_of: FleetOf,
+) -> None:
+    fleet = fleet_of(3)
+    fleet.hosts.small_disk(2, "demo", "1m")
+    before = deployed(fleet)
+    filler = fill(demo(fleet, 2))
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "could not write the deploy lock" in result.stdout
+    assert f"h2: {before['h2']}" in result.stdout  # what it runs, not "(no release)"
+    filler.unlink()
+    assert_clean(fleet, before)
+
+
+def test_a_full_disk_during_the_upload_leaves_no_partial_file(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    fleet.hosts.small_disk(2, "demo", "2m")
+    before = deployed(fleet)
+    lying_df(fleet, 2)
+    (fleet.project.root / "app" / "big.bin").write_bytes(os.urandom(3_000_000))
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "h2" in result.stdout and "no target was switched" in result.stdout
+    assert_clean(fleet, before)
+    assert (
+        json.loads((demo(fleet, 2) / ".deploylib/releases.jsonl").read_text().splitlines()[-1])[
+            "outcome"
+        ]
+        == "failed"
+    )
+
+
+def test_a_full_disk_during_the_unpack_switches_nobody(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(3)
+    fleet.hosts.small_disk(2, "demo", "2m")
+    before = deployed(fleet)
+    lying_df(fleet, 2)
+    # small to upload, too big once unpacked
+    (fleet.project.root / "app" / "zeros.bin").write_bytes(bytes(4_000_000))
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "push       h2               ✗" in result.stdout and "tar:" in result.stdout, (
+        result.stdout
+    )
+    assert_clean(fleet, before)
+
+
+def test_a_full_disk_at_the_log_write_keeps_the_log_whole(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    fleet.hosts.small_disk(2, "demo", "2m")
+    deployed(fleet)
+    fleet.edit_pipeline(
+        "    verify(",
+        '    run("[ {host} != h2 ] || dd if=/dev/zero of=/srv/demo/FILLER bs=64k || true"),\n'
+        "    verify(",
+    )
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    # every host is live and verified: the log that could not be written is a warning
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "could not write the release log" in result.stdout
+    after = fleet.currents()
+    assert len(set(after.values())) == 1
+    (demo(fleet, 2) / "FILLER").unlink()
+    assert_clean(fleet, after)
+
+
+# ---------------------------------------------------------------------------- interrupted upload
+
+
+def test_an_upload_cut_off_by_ctrl_c_leaves_no_partial_file(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    before = deployed(fleet)
+    (fleet.project.root / "app" / "big.bin").write_bytes(os.urandom(3_000_000))
+    veth = fleet.hosts.host(2).veth
+    limit = ["rate", "400kbit", "burst", "16kbit", "latency", "400ms"]
+    subprocess.run(["tc", "qdisc", "add", "dev", veth, "root", "tbf", *limit], check=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        uploads = demo(fleet, 2) / ".deploylib" / "uploads"
+        deadline = time.monotonic() + 30
+        while not list(uploads.glob("*.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(uploads.glob("*.part")), "the upload never started"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", veth, "root"], check=False)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, out + err
+    assert "interrupted" in out
+    time.sleep(0.5)  # the host's cat may finish writing what it had a moment later
+    assert_clean(fleet, before)
+
+
+# ---------------------------------------------------------------------------- signals at each phase
+
+
+PHASES = {
+    # phase: the pipeline change that holds the deploy there, touching a marker on h2
+    "build": ('build("tar -czf {artifact} -C app .")', ""),  # the marker is on this machine
+    "prepare": ('run("test ! -e FAIL_PREPARE"', 'run("touch /srv/in-phase && sleep 30"'),
+    "restart": (
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="echo {release} >> {shared_path}/restarts; '
+        '[ {release} = $(cat /srv/first 2>/dev/null) ] || { touch /srv/in-phase; sleep 30; }")',
+    ),
+    "verify": (
+        "test ! -e {current_path}/BROKEN",
+        "[ {release} = $(cat /srv/first 2>/dev/null) ] || { touch /srv/in-phase; sleep 30; }",
+    ),
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_a_signal_at_each_phase_leaves_every_host_where_it_was(
+    fleet_of: FleetOf, phase: str, signum: int
+) -> None:
+    fleet = fleet_of(2)
+    before = deployed(fleet)
+    for index in (1, 2):
+        (fleet.hosts.host(index).srv / "first").write_text(f"{before['h1']}\n")
+    old, new = PHASES[phase]
+    if phase == "build":
+        marker = fleet.project.root / "built-marker"
+        new = f'build("touch {marker}; sleep 30")'
+    else:
+        marker = fleet.hosts.host(2).srv / "in-phase"
+    fleet.edit_pipeline(old, new)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert marker.exists(), process.communicate(timeout=5)
+    started = time.monotonic()
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+
+    assert time.monotonic() - started < 20, out
+    assert process.returncode == 1, out + err
+    assert "interrupted" in out
+    assert_clean(fleet, before)
