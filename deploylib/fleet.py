@@ -11,16 +11,13 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import FrameType
 
 from deploylib.backends.base import Backend
 from deploylib.hosts import Host
 from deploylib.releases import TargetState
-
-#: how long an interrupted step waits for its aborted operations to return
-ABORT_GRACE = 15.0
 
 
 @dataclass
@@ -64,7 +61,12 @@ def run_parallel(
     *,
     on_interrupt: Callable[[], None] = lambda: None,
 ) -> dict[str, BaseException]:
-    """Run ``work`` on each target, at most ``parallel`` at once; the errors by target name."""
+    """Run ``work`` on each target, at most ``parallel`` at once; the errors by target name.
+
+    Ctrl-C reaches only this (the main) thread. It halts every target's backend — what runs is
+    aborted, nothing new starts — then waits until every worker has returned (each operation
+    has a deadline), resumes the backends for the clean-up, and re-raises: when the caller
+    cleans up, no worker is still changing a target behind its back."""
     targets = list(targets)
     errors: dict[str, BaseException] = {}
     if len(targets) <= 1 or parallel == 1:
@@ -75,24 +77,36 @@ def run_parallel(
                 errors[target.name] = exc
         return errors
     pool = ThreadPoolExecutor(max_workers=min(parallel, len(targets)))
+    futures: dict[str, Future[None]] = {}
     try:
-        futures = {target.name: pool.submit(work, target) for target in targets}
         try:
+            for target in targets:
+                futures[target.name] = pool.submit(work, target)
             for name, future in futures.items():
                 error = future.exception()
                 if error is not None:
                     errors[name] = error
         except KeyboardInterrupt:
-            # Ctrl-C reaches only this thread: stop what the workers are waiting on, so they
-            # return now and the hosts are free for the clean-up
             on_interrupt()
             for target in targets:
-                target.backend.abort()
-            wait(futures.values(), timeout=ABORT_GRACE)
+                target.backend.halt()
+            _wait_all(list(futures.values()))
+            for target in targets:
+                target.backend.resume()
             raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return errors
+
+
+def _wait_all(futures: list[Future[None]]) -> None:
+    """Wait for every future, whatever further Ctrl-Cs arrive meanwhile."""
+    while True:
+        try:
+            wait(futures)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 @contextlib.contextmanager

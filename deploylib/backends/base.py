@@ -8,7 +8,10 @@ from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.hosts import Host
 from deploylib.probes import perform_probe
 
-__all__ = ["Backend", "Result"]
+__all__ = ["INTERRUPTED", "Backend", "Result"]
+
+#: the exit status of an operation stopped, or refused, because of Ctrl-C
+INTERRUPTED = 130
 
 
 class Backend(ABC):
@@ -19,8 +22,11 @@ class Backend(ABC):
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self._halted = False
 
     def execute(self, op: Operation) -> Result:
+        if self._halted:
+            return Result(INTERRUPTED, stderr="interrupted")
         if isinstance(op, Command):
             return self.run(op)
         if isinstance(op, Upload):
@@ -35,6 +41,15 @@ class Backend(ABC):
 
     def probe(self, probe: Probe) -> Result:
         return perform_probe(probe)
+
+    def halt(self) -> None:
+        """Ctrl-C: stop what runs now (``abort``) and start nothing more until ``resume``."""
+        self._halted = True
+        self.abort()
+
+    def resume(self) -> None:
+        """Accept operations again (the clean-up after an interrupt)."""
+        self._halted = False
 
     def abort(self) -> None:  # noqa: B027 - optional hook
         """Make operations running now (in other threads) return at once, as failed.
