@@ -9,7 +9,7 @@ them; backends execute them; the printer backend prints them. Quoting happens he
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,9 +116,15 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
-    def summary(self, limit: int = 2000) -> str:
-        """The tail of the captured output, for error messages."""
-        text = (self.stderr.strip() or self.stdout.strip())[-limit:]
+    def summary(self, limit: int = 2000, redact: Callable[[str], str] | None = None) -> str:
+        """The last ``limit`` characters of the captured output, for error messages.
+
+        With ``redact``, the whole output is redacted before it is cut, so a secret that
+        straddles the cut is masked whole rather than shown in part."""
+        text = self.stderr.strip() or self.stdout.strip()
+        if redact is not None:
+            text = redact(text)
+        text = text[-limit:]
         if self.timed_out:
             return "timed out" + (f": {text}" if text else "")
         return f"exit {self.exit_code}" + (f": {text}" if text else "")
