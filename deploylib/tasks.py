@@ -240,9 +240,12 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
         environment = load_environment(Path(config), env or "")
         if what == "status":
             rows = actions.status_rows(environment, environment.hosts)
-            table = views.status_table(rows, environment.name)
         else:
             rows = actions.release_history(environment, environment.hosts)
+        rows = views.redacted(rows, environment.redactor.redact)
+        if what == "status":
+            table = views.status_table(rows, environment.name)
+        else:
             table = views.releases_table(rows, environment.name)
         console = _console()
         if as_json:
@@ -281,7 +284,7 @@ def check(
         from deploylib.errors import DeployError
 
         loaded = actions.load(config, env, pipeline=pipeline)
-        rows = actions.check(loaded)
+        rows = views.redacted(actions.check(loaded), loaded.env.redactor.redact)
         console = _console()
         if json:
             views.print_json(console, rows)

@@ -8,7 +8,7 @@ JSON output keeps the data exact, with every control character escaped.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +22,22 @@ def _plain(value: object) -> str:
     """A cell from a host's answer: shown as written, never read as rich markup or as a
     terminal control sequence."""
     return escape(printable("" if value is None else str(value)))
+
+
+def redacted(rows: Sequence[dict[str, Any]], redact: Callable[[str], str]) -> list[dict[str, Any]]:
+    """``rows`` with ``redact`` applied to every string in them, keys and nested values too:
+    what a host answers (a lock owner, a release log's error) may hold a secret."""
+    return [_redact_value(row, redact) for row in rows]
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact_value(k, redact): _redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v, redact) for v in value]
+    return value
 
 
 def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:

@@ -174,3 +174,23 @@ def test_a_secret_across_the_output_cut_is_not_shown_in_part(project: Project) -
     shown = result.stdout + result.stderr + json.dumps(project.log())
     assert "....." in shown
     assert not any(secret[i : i + 4] in shown for i in range(len(secret) - 3))
+
+
+@pytest.mark.parametrize("task", ["status", "releases"])
+def test_status_and_releases_never_show_a_secret_a_host_wrote(project: Project, task: str) -> None:
+    secret = "host-held-s3cret"
+    project.write(".env", f'API_TOKEN="{secret}"\n')
+    assert project.cli("deploy", "--env", "dev").returncode == 0
+    meta = project.target / ".deploylib"
+    (meta / "lock").mkdir()
+    (meta / "lock" / "owner.json").write_text(json.dumps({"user": f"u {secret}", "pid": 1}))
+    entry = project.log()[-1]
+    entry.update(user=json.dumps(secret), error=f"failed: {secret}", time=f"{entry['time']}+1")
+    with (meta / "releases.jsonl").open("a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+    for args in ((), ("--json",)):
+        result = project.cli(task, "--env", "dev", *args)
+        assert result.returncode == 0, result.stderr
+        assert MASK in result.stdout
+        assert secret not in result.stdout + result.stderr
