@@ -214,9 +214,10 @@ def _validate(raw: dict[str, Any], config_file: Path) -> ProjectModel:
         return ProjectModel.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
-        # a union (hosts: string or table) reports one error per member: the deepest is the
-        # one that says what is wrong with what the user wrote
-        error = max(errors, key=lambda e: len(e["loc"]))
+        # a union (hosts: string or table; batch: number or "25%") reports one error per
+        # member: the deepest, and of those one that is not about the type, says what is
+        # wrong with what the user wrote
+        error = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
         key = _key_of(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
@@ -240,8 +241,11 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
 
 
 def _is_union_tag(part: object) -> bool:
-    # pydantic names the union member it tried ("str", "HostEntry") inside the location
-    return part in ("str", "HostEntry", "int")
+    # pydantic names the union member it tried ("str", "HostEntry", "constrained-int") inside
+    # the location
+    return part in ("str", "HostEntry", "int") or (
+        isinstance(part, str) and part.startswith("constrained-")
+    )
 
 
 def _load_variables(

@@ -104,6 +104,10 @@ TRAILING_NEWLINES = [
     ('public_env = ["PORT\\n"]\n' + BASE, "public_env.0"),
     (BASE + '[notify]\nwebhook = "https://hooks.example/x\\n"\n', "notify.webhook"),
     (BASE + '[environments.prod.ssh]\nuser = "root\\n"\n', "environments.prod.ssh.user"),
+    (
+        BASE + '[environments.prod.strategy]\nkind = "rolling"\nbatch = "25%\\n"\n',
+        "environments.prod.strategy.batch",
+    ),
 ]
 
 
