@@ -117,8 +117,10 @@ class Result:
         return self.exit_code == 0 and not self.timed_out
 
     def summary(self, limit: int = 2000, redact: Callable[[str], str] | None = None) -> str:
-        """The tail of the captured output, for error messages; ``redact`` is applied to the
-        whole output before it is cut, so no secret is cut in half and left half visible."""
+        """The last ``limit`` characters of the captured output, for error messages.
+
+        With ``redact``, the whole output is redacted before it is cut, so a secret that
+        straddles the cut is masked whole rather than shown in part."""
         text = self.stderr.strip() or self.stdout.strip()
         if redact is not None:
             text = redact(text)

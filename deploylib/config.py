@@ -2,45 +2,56 @@
 
 This is the only module that reads env files. Nothing here touches a target: every mistake is
 a ``ConfigError`` naming the file and key, raised before a deploy starts.
+
+Types are strict: a TOML value of the wrong type (``keep_releases = "5"``) is an error, never
+converted; only an integer is taken where a number with a fraction is expected. Patterns match
+whole strings: a trailing newline is never accepted. An error about an env file names the file
+and line and says what is wrong, never what the line holds: it may be a secret.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
+from dotenv.parser import Binding, parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploylib.errors import ConfigError
 from deploylib.hosts import LOCAL_HOST, Host
 from deploylib.secrets import Redactor, Secret
 
+# pydantic checks ``pattern=`` with Rust's regex engine, whose ``$`` is the end of the text only
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # always used with fullmatch
+WEBHOOK_RE = re.compile(r"https?://\S+")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 INTERPOLATION_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 DEFAULT_CONFIG = "deploy.toml"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class HostEntry(_Model):
     address: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-\[\]]+$")]
-    user: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] | None = None
+    user: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     roles: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = []
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
 
 
 class SSHSettings(_Model):
-    user: str | None = None
+    user: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     key_file: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
@@ -203,15 +214,18 @@ def _validate(raw: dict[str, Any], config_file: Path) -> ProjectModel:
         return ProjectModel.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
-        # a union (hosts: string or table) reports one error per member: the deepest is the
-        # one that says what is wrong with what the user wrote
-        error = max(errors, key=lambda e: len(e["loc"]))
+        # a union (hosts: string or table; batch: number or "25%") reports one error per
+        # member: the deepest, and of those one that is not about the type, says what is
+        # wrong with what the user wrote
+        error = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
         key = _key_of(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] in _SCALAR_TYPES and isinstance(error.get("input"), str):
+            message += " (not a string: write it without quotes)"
         others = {_key_of(e["loc"]) for e in errors} - {key}
         others = {k for k in others if not key.startswith(k)}
         if others:
@@ -219,13 +233,19 @@ def _validate(raw: dict[str, Any], config_file: Path) -> ProjectModel:
         raise ConfigError(message, file=str(config_file), key=key) from None
 
 
+_SCALAR_TYPES = ("int_type", "float_type", "bool_type")
+
+
 def _key_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if not _is_union_tag(part))
 
 
 def _is_union_tag(part: object) -> bool:
-    # pydantic names the union member it tried ("str", "HostEntry") inside the location
-    return part in ("str", "HostEntry", "int")
+    # pydantic names the union member it tried ("str", "HostEntry", "constrained-int") inside
+    # the location
+    return part in ("str", "HostEntry", "int") or (
+        isinstance(part, str) and part.startswith("constrained-")
+    )
 
 
 def _load_variables(
@@ -250,14 +270,7 @@ def _load_variables(
                     "env file not found", file=str(path), key=f"environments.{env}.env_file"
                 )
             continue
-        try:
-            loaded = dotenv_values(path, interpolate=True)
-        except UnicodeDecodeError:
-            raise ConfigError("not UTF-8 text", file=str(path)) from None
-        for name, value in loaded.items():
-            if not ENV_VAR_RE.match(name):
-                raise ConfigError("not a valid variable name", file=str(path), key=name)
-            values[name] = value or ""
+        values.update(read_env_file(path))
     redactor = Redactor()
     variables: dict[str, str | Secret] = {}
     for name, value in values.items():
@@ -268,6 +281,50 @@ def _load_variables(
             variables[name] = Secret(value)
             redactor.add(value)
     return variables, redactor
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of one env file, with ``${VAR}`` filled as python-dotenv fills them.
+
+    Every line must be a comment, blank, or ``NAME=value`` with a valid name; a value that
+    spans lines must be quoted. Anything else is a ``ConfigError`` naming the file and line and
+    what is wrong, never the line's content (an unquoted multi-line key would be echoed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=str(path)) from None
+    for binding in parse_stream(io.StringIO(text)):
+        problem = _binding_problem(binding)
+        if problem:
+            raise ConfigError(
+                f"{problem}; a value that spans lines must be quoted",
+                file=str(path),
+                key=f"line {_first_line(binding)}",
+            )
+    # every line parses: python-dotenv has nothing to warn about (its warning would go to the
+    # log), and interpolates exactly as a python-dotenv reader of this file would
+    loaded = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    return {name: value or "" for name, value in loaded.items()}
+
+
+def _binding_problem(binding: Binding) -> str | None:
+    """What is wrong with one statement of an env file, in words that quote none of it."""
+    if binding.error:
+        return "cannot be read as NAME=value"
+    if binding.key is None:
+        return None  # a comment or blank lines
+    if not ENV_VAR_RE.fullmatch(binding.key):
+        return "not a valid variable name (letters, digits and _, not starting with a digit)"
+    if binding.value is None:
+        return "a name without '=' and a value"
+    return None
+
+
+def _first_line(binding: Binding) -> int:
+    """The line a statement starts on (python-dotenv counts from the blank lines before it)."""
+    text = binding.original.string
+    blank = text[: len(text) - len(text.lstrip())]
+    return binding.original.line + blank.count("\n")
 
 
 def _project_path(project_dir: Path, value: str) -> Path:
@@ -321,6 +378,12 @@ def _resolve(
             value = DEFAULTS.get(name)
         return value
 
+    def key_of(name: str) -> str:
+        """Where a setting comes from: the environment's table or the top level."""
+        if getattr(env_model, name) is not None or getattr(project, name) is None:
+            return f"environments.{env}.{name}"
+        return name
+
     hosts = tuple(
         _parse_host(entry, env, index, file) for index, entry in enumerate(env_model.hosts)
     )
@@ -333,12 +396,13 @@ def _resolve(
     if deploy_to is None:
         raise ConfigError("deploy_to is not set", file=file, key=f"environments.{env}.deploy_to")
     deploy_to = _resolve_deploy_to(deploy_to, hosts, config_file.parent, file, env)
-    shared_dirs = tuple(
-        _shared_path(p, file, f"environments.{env}.shared_dirs") for p in setting("shared_dirs")
-    )
-    shared_files = tuple(
-        _shared_path(p, file, f"environments.{env}.shared_files") for p in setting("shared_files")
-    )
+    shared = {
+        name: [(value, _shared_path(value, file, key_of(name))) for value in setting(name)]
+        for name in ("shared_dirs", "shared_files")
+    }
+    _refuse_overlapping_shared_paths(shared, file, key_of)
+    shared_dirs = tuple(path for _, path in shared["shared_dirs"])
+    shared_files = tuple(path for _, path in shared["shared_files"])
     strategy = setting("strategy") or StrategySettings()
     if strategy.kind == "blue_green":
         raise ConfigError(
@@ -348,7 +412,7 @@ def _resolve(
             key=f"environments.{env}.strategy.kind",
         )
     notify = setting("notify") or NotifySettings()
-    if notify.webhook and not re.match(r"^https?://[^\s]+$", notify.webhook):
+    if notify.webhook and not WEBHOOK_RE.fullmatch(notify.webhook):
         raise ConfigError("must be an http(s) URL", file=file, key="notify.webhook")
     unsupported = {"metrics_file": setting("metrics_file")}
     for key, value in unsupported.items():
@@ -384,9 +448,9 @@ def _resolve(
     )
 
 
-HOST_STRING_RE = re.compile(
-    r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<address>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])"
-    r"(?::(?P<port>[0-9]{1,5}))?$"
+HOST_STRING_RE = re.compile(  # always used with fullmatch
+    r"(?:(?P<user>[A-Za-z_][A-Za-z0-9_.-]*)@)?(?P<address>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
 )
 
 
@@ -395,7 +459,7 @@ def _parse_host(entry: str | HostEntry, env: str, index: int, file: str) -> Host
     if isinstance(entry, str):
         if entry == LOCAL_HOST:
             return Host(name=LOCAL_HOST, address=LOCAL_HOST)
-        match = HOST_STRING_RE.match(entry)
+        match = HOST_STRING_RE.fullmatch(entry)
         if not match:
             raise ConfigError(
                 f"not a host: {entry!r} (expected 'local', 'address', 'user@address[:port]')",
@@ -421,7 +485,7 @@ def _parse_host(entry: str | HostEntry, env: str, index: int, file: str) -> Host
 def _resolve_deploy_to(
     deploy_to: str, hosts: tuple[Host, ...], project_dir: Path, file: str, env: str
 ) -> str:
-    if "\n" in deploy_to or "\0" in deploy_to:
+    if CONTROL_RE.search(deploy_to):
         raise ConfigError(
             "control characters are not allowed", file=file, key=f"environments.{env}.deploy_to"
         )
@@ -443,7 +507,8 @@ def _resolve_deploy_to(
                 key=f"environments.{env}.deploy_to",
             )
         path = PurePosixPath(project_dir) / path
-    normalised = os.path.normpath(str(path))
+    # normpath keeps a leading "//" (POSIX leaves its meaning open; on Linux it is "/")
+    normalised = "/" + os.path.normpath(str(path)).lstrip("/")
     if normalised == "/":
         raise ConfigError(
             "may not be the root directory", file=file, key=f"environments.{env}.deploy_to"
@@ -453,7 +518,7 @@ def _resolve_deploy_to(
 
 def _shared_path(value: str, file: str, key: str) -> str:
     path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts or "\n" in value or "\0" in value:
+    if path.is_absolute() or ".." in path.parts or CONTROL_RE.search(value):
         raise ConfigError(
             f"{value!r} must be a relative path inside the release (no '..', not absolute)",
             file=file,
@@ -463,3 +528,36 @@ def _shared_path(value: str, file: str, key: str) -> str:
     if normalised in (".", ""):
         raise ConfigError(f"{value!r} names the release itself", file=file, key=key)
     return normalised
+
+
+def _refuse_overlapping_shared_paths(
+    shared: Mapping[str, list[tuple[str, str]]], file: str, key_of: Callable[[str], str]
+) -> None:
+    """Refuse a shared path that equals, or lies inside, another (dirs and files together).
+
+    Each shared path is a symlink from the release into ``shared/``; a path inside another
+    would be linked inside a directory that is itself a link into ``shared/``, and replacing it
+    there can delete shared data."""
+    entries = [(name, value, path) for name, items in shared.items() for value, path in items]
+    for index, (name, value, path) in enumerate(entries):
+        for other_name, other_value, other_path in entries[:index]:
+            relation = _overlap(path, other_path)
+            if relation:
+                raise ConfigError(
+                    f"{value!r} ({name}) {relation} {other_value!r} ({other_name}): "
+                    "shared paths may not overlap",
+                    file=file,
+                    key=key_of(name),
+                )
+
+
+def _overlap(path: str, other: str) -> str | None:
+    """How two normalised relative paths overlap: "is the same path as", "is inside", ..."""
+    parts, other_parts = PurePosixPath(path).parts, PurePosixPath(other).parts
+    if parts == other_parts:
+        return "is the same path as"
+    if parts[: len(other_parts)] == other_parts:
+        return "is inside"
+    if other_parts[: len(parts)] == parts:
+        return "contains"
+    return None

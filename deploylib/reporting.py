@@ -3,7 +3,7 @@
 The runner emits ``Event``s; a reporter shows them. ``ConsoleReporter`` prints coloured lines
 with rich, ``JsonLinesReporter`` writes one JSON object per event (``--events FILE``),
 ``RecordingReporter`` keeps them for tests. ``Redacting`` sits in front of all of them, so no
-reporter ever sees a secret value.
+reporter ever sees a secret value or a terminal escape sequence.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deploylib.secrets import Redactor
+from deploylib.text import printable
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,12 @@ class Reporter(Protocol):
 
 
 class Redacting:
-    """Masks secret values in every event, then hands it to each reporter."""
+    """Cleans every event, then hands it to each reporter.
+
+    Every string of the event (message, host, step, and each string inside ``data``) has its
+    secret values masked and is made ``printable``: no reporter ever sees a secret value or a
+    terminal escape sequence. Masking runs again after the escape sequences are gone, so a
+    secret split by one is masked too."""
 
     def __init__(self, redactor: Redactor, reporters: Sequence[Reporter]) -> None:
         self.redactor = redactor
@@ -48,19 +54,30 @@ class Redacting:
 
     def emit(self, event: Event) -> None:
         clean = replace(
-            event, message=self.redactor.redact(event.message), data=self._clean(event.data)
+            event,
+            message=self.clean_text(event.message),
+            host=self.clean_text(event.host) if event.host else event.host,
+            step=self.clean_text(event.step) if event.step else event.step,
+            data=self._clean(event.data),
         )
         for reporter in self.reporters:
             reporter.emit(clean)
 
+    def clean_text(self, text: str) -> str:
+        """``text`` without secrets and without terminal control sequences."""
+        redact = self.redactor.redact
+        return redact(printable(redact(text)))
+
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.redactor.redact(value)
+            return self.clean_text(value)
         if isinstance(value, Mapping):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {self._clean(k): self._clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.clean_text(str(value))  # what a reporter would print of it
 
 
 class RecordingReporter:

@@ -8,7 +8,14 @@ messages, captured output of failed commands) passes through ``Redactor.redact``
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
+import shlex
+import threading
 from collections.abc import Iterable
+
+from deploylib import envfile
 
 MASK = "***"
 
@@ -49,30 +56,131 @@ def reveal(value: str | Secret) -> str:
 
 
 class Redactor:
-    """Replaces every known secret value in a string by ``***``."""
+    """Replaces every known secret value in a string by ``***``, in every encoding deploylib
+    itself writes it in.
 
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
+    For a value of at least ``MIN_REDACTED_LENGTH`` characters, and for each of its lines that
+    long, these forms are masked (``encodings``): the raw text; the dotenv form written to
+    ``shared/.env`` (``envfile.value_token``); ``shlex.quote``; the JSON string body, ASCII-only
+    and not; the ``repr`` body; the ``printf '%b'`` word the SSH backend sends multi-line values
+    as, and its body. Where found occurrences overlap, their union is masked as one ``***``.
+
+    All forms are searched at once by one compiled regular expression shaped as a prefix tree,
+    so the cost grows with the length of the text, hardly with the number of secrets.
+    """
+
+    def __init__(self, values: Iterable[str | Secret] = ()) -> None:
+        self._forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
         for value in values:
             self.add(value)
 
     def add(self, value: str | Secret) -> None:
         text = reveal(value)
-        if len(text) >= MIN_REDACTED_LENGTH:
-            self._values.add(text)
-            # multi-line secrets also leak line by line through captured output
-            for line in text.splitlines():
-                if len(line) >= MIN_REDACTED_LENGTH:
-                    self._values.add(line)
+        if len(text) < MIN_REDACTED_LENGTH:
+            return
+        forms = encodings(text)
+        # multi-line secrets also leak line by line through captured output
+        for line in text.splitlines():
+            if len(line) >= MIN_REDACTED_LENGTH and not line.isspace():
+                forms |= encodings(line)
+        with self._lock:
+            self._forms |= {form for form in forms if len(form) >= MIN_REDACTED_LENGTH}
+            self._pattern = None
 
     def redact(self, text: str) -> str:
-        if not self._values or not text:
+        if not text:
             return text
-        # longest first, so a secret that contains another is masked whole
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        pattern = self._compiled()
+        if pattern is None:
+            return text
+        spans = _merged(match.span(1) for match in pattern.finditer(text))
+        if not spans:
+            return text
+        parts: list[str] = []
+        end = 0
+        for start, stop in spans:
+            parts.append(text[end:start])
+            parts.append(MASK)
+            end = stop
+        parts.append(text[end:])
+        return "".join(parts)
+
+    def __call__(self, text: str) -> str:
+        return self.redact(text)
 
     def __bool__(self) -> bool:
-        return bool(self._values)
+        return bool(self._forms)
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None and self._forms:
+                # a lookahead finds every occurrence, also those overlapping another
+                self._pattern = re.compile(f"(?=({_prefix_tree(sorted(self._forms))}))")
+            return self._pattern
+
+
+def encodings(value: str) -> set[str]:
+    """Every form deploylib itself may write ``value`` in (see ``Redactor``)."""
+    token = envfile.value_token(value)
+    printf_body = value.replace("\\", "\\\\").replace("\n", "\\n")
+    return {
+        value,
+        token,
+        token[1:-1] if token.startswith('"') else token,
+        shlex.quote(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        envfile.printf_escaped(value),
+        printf_body,
+    }
+
+
+# Past this depth a subtree of the prefix tree is written as a flat alternation: Python's
+# regular expression parser recurses once per nested group and gives up at a few hundred.
+_MAX_TREE_DEPTH = 40
+
+
+def _prefix_tree(words: list[str], depth: int = 0) -> str:
+    """A regex matching the longest of ``words`` (sorted, distinct) that starts at a position.
+
+    Words that share a prefix share its branch, so at each position the engine follows one path
+    instead of trying every word in turn."""
+    optional = bool(words) and words[0] == ""
+    rest = words[1:] if optional else words
+    if not rest:
+        return ""
+    if depth >= _MAX_TREE_DEPTH:
+        flat = "|".join(re.escape(w) for w in sorted(rest, key=len, reverse=True))
+        return f"(?:{flat})?" if optional else f"(?:{flat})"
+    branches = []
+    for _, group in itertools.groupby(rest, key=lambda w: w[0]):
+        members = list(group)
+        common = _common_prefix(members[0], members[-1])  # sorted: first and last differ most
+        tails = [w[len(common) :] for w in members]
+        branches.append(re.escape(common) + _prefix_tree(tails, depth + 1))
+    body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+    return f"(?:{body})?" if optional else body
+
+
+def _common_prefix(first: str, last: str) -> str:
+    size = 0
+    for a, b in zip(first, last, strict=False):
+        if a != b:
+            break
+        size += 1
+    return first[:size]
+
+
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``(start, stop)`` spans merged where they overlap or touch."""
+    merged: list[tuple[int, int]] = []
+    for start, stop in spans:
+        if merged and start <= merged[-1][1]:
+            if stop > merged[-1][1]:
+                merged[-1] = (merged[-1][0], stop)
+        else:
+            merged.append((start, stop))
+    return merged

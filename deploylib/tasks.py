@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from deploylib.config import Environment
-    from deploylib.reporting import Reporter
+    from deploylib.reporting import JsonLinesReporter, Reporter
 
 CONFIG_HELP = "path of deploy.toml (default: ./deploy.toml)"
 ENV_HELP = "environment from deploy.toml, e.g. dev or prod"
@@ -54,13 +54,16 @@ def _console(*, stderr: bool = False) -> Console:
 
 
 def _escape(text: str) -> str:
+    """``text`` to print through rich: no markup, no terminal control sequences."""
     from rich.markup import escape
 
-    return escape(text)
+    from deploylib.text import printable
+
+    return escape(printable(text))
 
 
 def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
-    from deploylib.reporting import ConsoleReporter, JsonLinesReporter, LiveReporter, Redacting
+    from deploylib.reporting import ConsoleReporter, LiveReporter, Redacting
 
     console = _console()
     # a live table for fleets on a terminal; plain lines for logs, CI and --verbose
@@ -69,12 +72,14 @@ def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
         LiveReporter(console) if live else ConsoleReporter(console, verbose=verbose)
     ]
     if events:
-        reporters.append(JsonLinesReporter.open(Path(events)))
+        reporters.append(_events_file(events))
     if env.notify.webhook:
         from deploylib.reporting import Event, WebhookReporter
 
+        terminal = Redacting(env.redactor, reporters[:1])
+
         def warn(message: str) -> None:
-            reporters[0].emit(Event("warning", env.redactor.redact(message)))
+            terminal.emit(Event("warning", message))
 
         import getpass
 
@@ -86,6 +91,18 @@ def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
         }
         reporters.append(WebhookReporter(env.notify.webhook, context, warn))
     return Redacting(env.redactor, reporters)
+
+
+def _events_file(events: str) -> JsonLinesReporter:
+    """The ``--events`` reporter; a file that cannot be opened is a ``ConfigError``."""
+    from deploylib.errors import ConfigError
+    from deploylib.reporting import JsonLinesReporter
+
+    try:
+        return JsonLinesReporter.open(Path(events))
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ConfigError(f"cannot append to {events!r}: {reason}", key="--events") from None
 
 
 def _confirm(env: Environment, hosts: int, yes: bool) -> None:
@@ -151,14 +168,10 @@ def deploy(
         from deploylib import actions
 
         loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
+        reporter = _reporter(loaded.env, events, verbose)  # a bad --events fails before asking
         if not dry_run:
             _confirm(loaded.env, len(loaded.hosts), yes)
-        actions.deploy(
-            loaded,
-            reporter=_reporter(loaded.env, events, verbose),
-            revision=revision,
-            dry_run=dry_run,
-        )
+        actions.deploy(loaded, reporter=reporter, revision=revision, dry_run=dry_run)
 
     _run(body)
 
@@ -189,8 +202,9 @@ def rollback(
         from deploylib import actions
 
         loaded = actions.load(config, env)
+        reporter = _reporter(loaded.env, events, verbose)  # a bad --events fails before asking
         _confirm(loaded.env, len(loaded.hosts), yes)
-        actions.rollback(loaded, reporter=_reporter(loaded.env, events, verbose), to=to)
+        actions.rollback(loaded, reporter=reporter, to=to)
 
     _run(body)
 
@@ -226,16 +240,21 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
         environment = load_environment(Path(config), env or "")
         if what == "status":
             rows = actions.status_rows(environment, environment.hosts)
-            table = views.status_table(rows, environment.name)
         else:
             rows = actions.release_history(environment, environment.hosts)
+        rows = views.redacted(rows, environment.redactor.redact)
+        if what == "status":
+            table = views.status_table(rows, environment.name)
+        else:
             table = views.releases_table(rows, environment.name)
         console = _console()
         if as_json:
             views.print_json(console, rows)
         else:
             console.print(table)
-        unreachable = [row["host"] for row in rows if row.get("error")]
+        # a status row with an error is a host that could not be read (a release row's error
+        # is that release's; release_history raises when a host cannot be read)
+        unreachable = [row["host"] for row in rows if what == "status" and row.get("error")]
         if unreachable:
             raise DeployError(f"could not read {', '.join(unreachable)}")
 
@@ -265,7 +284,7 @@ def check(
         from deploylib.errors import DeployError
 
         loaded = actions.load(config, env, pipeline=pipeline)
-        rows = actions.check(loaded)
+        rows = views.redacted(actions.check(loaded), loaded.env.redactor.redact)
         console = _console()
         if json:
             views.print_json(console, rows)

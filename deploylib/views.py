@@ -1,27 +1,54 @@
-"""Tables for ``status``, ``releases`` and ``check``: rich on a terminal, JSON with ``--json``."""
+"""Tables for ``status``, ``releases`` and ``check``: rich on a terminal, JSON with ``--json``.
+
+Every cell and title that holds text from a host or from deploy.toml goes through ``_plain``:
+terminal escape sequences removed, control characters made visible, rich markup escaped.
+JSON output keeps the data exact, with every control character escaped.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from deploylib.text import printable
+
 
 def _plain(value: object) -> str:
-    """A cell from a host's answer: shown as written, never read as rich markup."""
-    return escape("" if value is None else str(value))
+    """A cell from a host's answer: shown as written, never read as rich markup or as a
+    terminal control sequence."""
+    return escape(printable("" if value is None else str(value)))
+
+
+def redacted(rows: Sequence[dict[str, Any]], redact: Callable[[str], str]) -> list[dict[str, Any]]:
+    """``rows`` with ``redact`` applied to every string in them, keys and nested values too:
+    what a host answers (a lock owner, a release log's error) may hold a secret."""
+    return [_redact_value(row, redact) for row in rows]
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact_value(k, redact): _redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v, redact) for v in value]
+    return value
 
 
 def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:
-    console.out(json.dumps(list(rows), indent=2, default=str), highlight=False)
+    """``rows`` as JSON: the data exact, every control character escaped (``json.dumps`` leaves
+    DEL as it is)."""
+    text = json.dumps(list(rows), indent=2, default=str).replace("\x7f", "\\u007f")
+    console.out(text, highlight=False)
 
 
 def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
-    table = Table(title=f"status of {env}", title_justify="left")
+    table = Table(title=f"status of {_plain(env)}", title_justify="left")
     errors = any(row.get("error") for row in rows)
     columns = ["host", "current", "revision", "deployed at", "by", "lock"]
     for column in [*columns, "error"] if errors else columns:
@@ -54,7 +81,7 @@ _OUTCOME_STYLE = {"success": "green", "failed": "red", "rolled_back": "yellow"}
 
 
 def releases_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
-    table = Table(title=f"releases of {env}", title_justify="left")
+    table = Table(title=f"releases of {_plain(env)}", title_justify="left")
     for column in ("time", "event", "release", "revision", "outcome", "by", "hosts", "on disk"):
         table.add_column(column)
     for row in rows:
@@ -74,7 +101,7 @@ def releases_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
 
 
 def check_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
-    table = Table(title=f"check of {env}", title_justify="left")
+    table = Table(title=f"check of {_plain(env)}", title_justify="left")
     for column in ("host", "ok", "user", "writable", "free MB", "problems"):
         table.add_column(column)
     for row in rows:
@@ -83,7 +110,7 @@ def check_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             "[green]yes[/]" if row["ok"] else "[red]no[/]",
             _plain(row["user"]),
             "yes" if row["writable"] else "no",
-            str(row["free_mb"] if row["free_mb"] is not None else "?"),
+            _plain(row["free_mb"] if row["free_mb"] is not None else "?"),
             _plain("; ".join(row["problems"])),
         )
     return table
