@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("gunicorn") is None, reason="gunicorn is not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn is not installed"),
+]
 
 
 def free_port() -> int:

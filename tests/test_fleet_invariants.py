@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,8 @@ from deploylib.hosts import LOCAL, Host
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Runner
 from deploylib.testing import environment
+
+pytestmark = pytest.mark.slow
 
 DEPLOY_TO = "/srv/app"
 HOSTS = ["h1", "h2", "h3"]

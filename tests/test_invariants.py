@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from deploylib import DeployFailed
 from deploylib.backends.local import LocalBackend
 from deploylib.releases import Layout, parse_state, state_command
 from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project
+
+pytestmark = pytest.mark.slow
 
 ACTIONS = st.sampled_from(["deploy", "fail_prepare", "fail_verify", "rollback", "rollback_to"])
 

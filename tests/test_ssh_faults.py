@@ -22,6 +22,8 @@ import pytest
 
 from tests.conftest import Fleet
 
+pytestmark = pytest.mark.slow
+
 FleetOf = Callable[[int], Fleet]
 
 
