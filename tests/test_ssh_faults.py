@@ -244,3 +244,41 @@ def test_a_signal_at_each_phase_leaves_every_host_where_it_was(
     assert process.returncode == 1, out + err
     assert "interrupted" in out
     assert_clean(fleet, before)
+
+
+def test_ctrl_c_while_the_locks_are_taken_leaves_no_lock(fleet_of: FleetOf) -> None:
+    """The lock command on h2 is cut off before its rename ran; the host finishes the command
+    after deploylib gave up on it: still no lock is left behind, on any host."""
+    fleet = fleet_of(2)
+    before = deployed(fleet)
+    marker = fleet.hosts.host(2).srv / "locking"
+    fleet.hosts.fake_command(2, "mv", 'touch /srv/locking; sleep 3; exec /usr/bin/mv "$@"')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
+        cwd=fleet.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert marker.exists(), process.communicate(timeout=5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 1, out + err
+    assert "interrupted" in out and "nothing was changed" in out
+    time.sleep(4)  # h2 ran the rest of its lock command by now
+    assert_clean(fleet, before)
+
+
+def test_check_says_a_host_is_unreachable_not_that_it_is_not_writable(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    fleet.hosts.kill_sshd(2)
+    result = fleet.project.cli("check", "--env", "fleet", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {row["host"]: row for row in json.loads(result.stdout)}
+    assert rows["h1"]["ok"] and rows["h1"]["problems"] == []
+    [problem] = rows["h2"]["problems"]
+    assert "could not connect" in problem and "writable" not in problem
