@@ -1,13 +1,16 @@
 """Every wait has a deadline over the whole operation: HTTP checks and webhooks against servers
-that trickle a byte at a time, and verify deadlines that cut long checks."""
+that trickle a byte at a time, verify deadlines that cut long checks, and commands whose
+background child keeps their output open."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +158,114 @@ def test_a_trickling_webhook_does_not_hold_the_deploy(project: Project) -> None:
     assert took < 40, took
     assert "notify webhook" in result.stdout and "within 5 s" in result.stdout
     assert project.current() is not None
+
+
+# ---------------------------------------------------------------------------- background output
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@contextlib.contextmanager
+def killed_at_the_end(pids: list[int]) -> Iterator[list[int]]:
+    """Kill every PID appended to the list when the block ends, also on failure."""
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+RESTART = "nohup sleep 60 & echo $!; echo restarted >&2; exit 3"
+
+
+def assert_left_open(result: Result, took: float, pids: list[int]) -> None:
+    pids.append(int(result.stdout.split()[0]))
+    assert took < 15, took  # the background sleep holds the output for 60 s
+    assert result.exit_code == 3, result
+    assert "restarted" in result.stderr
+    assert ">/dev/null 2>&1 </dev/null" in result.note
+    assert alive(pids[0])  # the background process still runs
+
+
+def test_local_command_whose_background_child_keeps_the_output(tmp_path: Path) -> None:
+    backend = LocalBackend(default_timeout=600)
+    with killed_at_the_end([]) as pids:
+        started = time.monotonic()
+        result = backend.run(Command(RESTART, cwd=str(tmp_path)))
+        assert_left_open(result, time.monotonic() - started, pids)
+    plain = backend.run(Command("echo hi; exit 4"))
+    assert (plain.exit_code, plain.stdout, plain.note) == (4, "hi\n", "")
+
+
+def test_ssh_command_whose_background_child_keeps_the_output(fleet_of: FleetOf) -> None:
+    from deploylib.backends.ssh import SSHBackend
+    from deploylib.config import SSHSettings
+    from deploylib.hosts import Host
+
+    fleet = fleet_of(1)
+    host = fleet.hosts.host(1)
+    settings = SSHSettings(
+        key_file=str(fleet.hosts.client_key),
+        known_hosts=str(fleet.hosts.known_hosts),
+        connect_timeout=3,
+        channel_timeout=3,
+        alive_interval=1,
+    )
+    backend = SSHBackend(
+        Host("h1", host.address, user="root"),
+        settings,
+        project_dir=fleet.project.root,
+        default_timeout=600,
+    )
+    try:
+        with killed_at_the_end([]) as pids:
+            started = time.monotonic()
+            result = backend.run(Command(RESTART))
+            assert_left_open(result, time.monotonic() - started, pids)
+            after = backend.run(Command("echo still here"))  # the connection still works
+            assert after.ok and after.stdout == "still here\n" and after.note == ""
+    finally:
+        backend.close()
+
+
+def restart_in_background(pid_file: str) -> str:
+    """The basic pipeline with a restart that leaves ``sleep 60`` holding its output."""
+    return BASIC_PIPELINE.replace(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        f'switch(restart="nohup sleep 60 & echo $! > {pid_file}")',
+    )
+
+
+def test_a_local_deploy_whose_restart_leaves_a_background_child(project: Project) -> None:
+    project.write("pipelines/web.py", restart_in_background("{shared_path}/bg.pid"))
+    with killed_at_the_end([]) as pids:
+        started = time.monotonic()
+        result = project.cli("deploy", "--env", "dev", timeout=120)
+        took = time.monotonic() - started
+        pids.append(int((project.target / "shared" / "bg.pid").read_text()))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert took < 30, took
+        assert alive(pids[0])
+
+
+def test_an_ssh_deploy_whose_restart_leaves_a_background_child(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    fleet.project.write("pipelines/web.py", restart_in_background("/srv/bg.pid"))
+    with killed_at_the_end([]) as pids:
+        started = time.monotonic()
+        result = fleet.project.cli("deploy", "--env", "fleet", timeout=120)
+        took = time.monotonic() - started
+        for host in fleet.hosts.hosts:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                pids.append(int((host.srv / "bg.pid").read_text()))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert took < 30, took
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)

@@ -33,6 +33,7 @@ import paramiko
 from fabric import Connection
 
 from deploylib.backends.base import Backend
+from deploylib.backends.local import OUTPUT_GRACE, output_left_open_note
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
 from deploylib.hosts import Host
@@ -328,6 +329,7 @@ class SSHBackend(Backend):
         stdout and stderr here, until the command exits or a deadline passes."""
         out: list[bytes] = []
         err: list[bytes] = []
+        exited_at: float | None = None
         feeder = threading.Thread(target=_feed, args=(channel, stdin, deadline), daemon=True)
         feeder.start()
         try:
@@ -348,6 +350,11 @@ class SSHBackend(Backend):
                 finished = channel.closed or channel.eof_received
                 if channel.exit_status_ready() and drained and finished:
                     return Result(channel.recv_exit_status(), _text(out), _text(err))
+                if channel.exit_status_ready() and drained:
+                    # exited, but something (a background process) still holds its output
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > OUTPUT_GRACE:
+                        return _left_open(channel.recv_exit_status(), out, err)
                 if channel.closed and not channel.exit_status_ready():
                     if channel in self._aborted:
                         return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
@@ -369,6 +376,16 @@ class SSHBackend(Backend):
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 self._connection.close()
+
+
+def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
+    """The result of a command that exited while its output was still held open."""
+    note = output_left_open_note(
+        status,
+        "its channel is closed, so what that process writes there from now on is lost "
+        "(and a write may kill it with SIGPIPE)",
+    )
+    return Result(status, _text(out), _text(err), note=note)
 
 
 def _feed(channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float) -> None:
