@@ -7,7 +7,9 @@ through h1's sshd. The deploy runs as a subprocess with HOME set to a directory 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,3 +171,39 @@ def test_a_host_that_never_sends_a_banner_fails_cleanly(project: Project) -> Non
     assert attempts >= 1
     assert "Traceback" not in result.stderr, result.stderr
     assert f"no SSH banner from root@127.0.0.1:{silent.port} within 1 s" in result.stdout
+
+
+def test_a_jump_host_whose_link_dies_mid_deploy_ends_the_deploy_in_bounded_time(
+    jump: Jump,
+) -> None:
+    jump.configure(jump.jump_key_line() + jump.inner.known_hosts_line())
+    jump.fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "jump"],
+        cwd=jump.project.root,
+        env={**os.environ, "CI": "true", "HOME": str(jump.home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        marker = jump.inner.srv / "preparing"
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "the deploy never reached the prepare step"
+        started = time.monotonic()
+        jump.fleet.hosts.cut(1)  # the jump host's link: the inner host is cut off with it
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    assert process.returncode == 1, out + err
+    assert took < 20, took  # keepalives 1 s x 3 through the jump host, and the clean-up
+    assert "stopped answering" in out
+    assert jump.inner_current() is None

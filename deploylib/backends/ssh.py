@@ -187,9 +187,11 @@ class SSHBackend(Backend):
         self._connection = connection
         assert connection.transport is not None
         # small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and the
-        # peer's delayed ACK add about 40 ms to every command
-        with contextlib.suppress(OSError, AttributeError):
-            connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # peer's delayed ACK add about 40 ms to every command (through a jump host, the TCP
+        # socket is the first hop's)
+        for opened in [connection, *self._jumps]:
+            with contextlib.suppress(OSError, AttributeError):
+                opened.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._monitor = AliveMonitor(
             connection.transport, self.settings.alive_interval, self.settings.alive_count_max
         )
