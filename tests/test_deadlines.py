@@ -76,14 +76,16 @@ def test_verify_against_a_trickling_server_fails_the_deploy_by_its_deadline(
 # ---------------------------------------------------------------------------- verify deadline
 
 
-def checks_until_done(operations: list[Operation], deadline: float) -> tuple[Result, float]:
+def checks_until_done(
+    operations: list[Operation], deadline: float, wait: float = 0.1
+) -> tuple[Result, float]:
     attempts: list[Result] = []
     started = time.monotonic()
     result = retry_checks(
         LocalBackend(default_timeout=600),
         operations,
         attempts=5,
-        wait=0.1,
+        wait=wait,
         deadline=deadline,
         on_attempt=lambda _n, r: attempts.append(r),
     )
@@ -105,10 +107,10 @@ def test_the_verify_deadline_cuts_a_tcp_check_short() -> None:
     assert took < 10, took  # not the probe's own 30 s
 
 
-def test_no_attempt_starts_after_the_verify_deadline() -> None:
-    result, took = checks_until_done([Command("sleep 0.7; false")], deadline=1)
+def test_the_wait_between_attempts_never_runs_past_the_verify_deadline() -> None:
+    result, took = checks_until_done([Command("sleep 0.7; false")], deadline=1.5, wait=10)
     assert not result.ok
-    assert took < 5, took
+    assert took < 6, took  # not 0.7 s + a 10 s wait + another attempt
 
 
 # ---------------------------------------------------------------------------- webhooks
