@@ -111,6 +111,9 @@ class Result:
     timed_out: bool = False
     #: the host could not be reached (or stopped answering): whether the command ran is unknown
     unreachable: bool = False
+    #: a warning about how the operation went, for the user (empty: nothing to say), e.g. that
+    #: a background process it started still held its output when it exited
+    note: str = ""
 
     @property
     def ok(self) -> bool:

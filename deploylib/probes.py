@@ -1,49 +1,245 @@
-"""HTTP and TCP probes made from the controller, for the ``http`` and ``tcp`` checks."""
+"""HTTP and TCP requests made from the controller, each bounded in total by one deadline.
+
+A socket timeout bounds one read: a server that trickles a byte every few seconds never trips
+it, and a health check or webhook against it would run for as long as the server likes. Here
+every request runs in a worker thread that the caller waits for, up to the request's deadline.
+At the deadline (or when Ctrl-C reaches the waiting caller) the caller shuts the worker's socket
+down, which ends a blocked connect, send or read at once, and returns. Name resolution,
+connect, TLS, sending, the status line, the headers and the body are all inside that one
+deadline. (A TLS handshake still in progress at the deadline cannot be cut that way: the caller
+returns at the deadline all the same, and the worker ends with its socket's timeout.)
+
+``perform_probe`` runs the ``http`` and ``tcp`` checks; ``post_json`` is the webhook's POST.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
+import json
 import socket
+import threading
 import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from deploylib.commands import Probe, Result
 
+T = TypeVar("T")
+
+#: how much of a response body is read (and kept for error messages)
+BODY_LIMIT = 1 << 20
+
+
+class DeadlineExceeded(TimeoutError):
+    """A request did not complete within its deadline (its socket was shut down)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class SocketWatch:
+    """The sockets a worker connected, so that another thread can shut them down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._shut = False
+
+    def track(self, sock: socket.socket) -> None:
+        """Watch ``sock``; if the watch was already shut, shut ``sock`` too and raise."""
+        with self._lock:
+            if not self._shut:
+                self._sockets.append(sock)
+                return
+        _shutdown(sock)
+        raise ConnectionAbortedError("the request was abandoned (deadline or interrupt)")
+
+    def shut(self) -> None:
+        """Shut down every watched socket (and any tracked later): blocked calls return."""
+        with self._lock:
+            self._shut = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def within(seconds: float, work: Callable[[SocketWatch], T]) -> T:
+    """What ``work(watch)`` returns (or raises), run in a worker thread, within ``seconds``.
+
+    Raises ``DeadlineExceeded`` once ``seconds`` have passed: the sockets ``work`` handed to
+    ``watch`` are shut down and the worker is left to finish on its own (a daemon thread). A
+    ``KeyboardInterrupt`` in the waiting caller shuts them down too, and is re-raised.
+    """
+    watch = SocketWatch()
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(watch)))
+        except BaseException as exc:  # handed to the caller
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="deploylib-request").start()
+    try:
+        finished = done.wait(max(seconds, 0.0))
+    except BaseException:
+        watch.shut()
+        raise
+    if not finished:
+        watch.shut()
+        raise DeadlineExceeded(seconds)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    result: T = value
+    return result
+
+
+class WatchedHTTPConnection(http.client.HTTPConnection):
+    """An ``HTTPConnection`` that hands its socket to a ``SocketWatch`` once connected."""
+
+    def __init__(self, *args: Any, watch: SocketWatch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.track(self.sock)
+
+
+class WatchedHTTPSConnection(http.client.HTTPSConnection):
+    """An ``HTTPSConnection`` that hands its socket to a ``SocketWatch`` once connected."""
+
+    def __init__(self, *args: Any, watch: SocketWatch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.track(self.sock)
+
+
+# ---------------------------------------------------------------------------- probes
+
 
 def perform_probe(probe: Probe) -> Result:
-    if probe.kind == "tcp":
-        try:
-            with socket.create_connection((probe.host, probe.port), timeout=probe.timeout):
-                return Result(0, f"connected to {probe.host}:{probe.port}")
-        except OSError as exc:
-            return Result(1, stderr=f"tcp {probe.host}:{probe.port}: {exc}")
-    return _http_get(probe)
+    """Run an ``http`` or ``tcp`` check; ``probe.timeout`` bounds all of it."""
+    what = _tcp_connect if probe.kind == "tcp" else _http_get
+    try:
+        return within(probe.timeout, functools.partial(what, probe))
+    except DeadlineExceeded as exc:
+        return Result(1, stderr=f"{probe.line}: {exc}", timed_out=True)
 
 
-def _http_get(probe: Probe) -> Result:
+def _tcp_connect(probe: Probe, watch: SocketWatch) -> Result:
+    try:
+        with socket.create_connection((probe.host, probe.port), timeout=probe.timeout) as sock:
+            watch.track(sock)
+            return Result(0, f"connected to {probe.host}:{probe.port}")
+    except OSError as exc:
+        return Result(1, stderr=f"tcp {probe.host}:{probe.port}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: str
+
+
+def _http_get(probe: Probe, watch: SocketWatch) -> Result:
     parts = urllib.parse.urlsplit(probe.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Result(1, stderr=f"not an http(s) URL: {probe.url}")
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_class(parts.hostname, parts.port, timeout=probe.timeout)
+    connection_class = WatchedHTTPSConnection if parts.scheme == "https" else WatchedHTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=probe.timeout, watch=watch)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
         connection.request("GET", path, headers={"Connection": "close"})
         response = connection.getresponse()
-        body = response.read(1 << 20).decode("utf-8", "replace")
+        reply = _Reply(response.status, response.read(BODY_LIMIT).decode("utf-8", "replace"))
     except (OSError, http.client.HTTPException) as exc:
         return Result(1, stderr=f"GET {probe.url}: {exc.__class__.__name__}: {exc}")
     finally:
         connection.close()
-    if probe.status is not None and response.status != probe.status:
+    return _judge(probe, reply)
+
+
+def _judge(probe: Probe, reply: _Reply) -> Result:
+    if probe.status is not None and reply.status != probe.status:
         return Result(
-            1, body, f"GET {probe.url}: status {response.status}, expected {probe.status}"
+            1, reply.body, f"GET {probe.url}: status {reply.status}, expected {probe.status}"
         )
-    if probe.contains is not None and probe.contains not in body:
+    if probe.contains is not None and probe.contains not in reply.body:
         return Result(
-            1, body, f"GET {probe.url}: status {response.status}, body lacks {probe.contains!r}"
+            1, reply.body, f"GET {probe.url}: status {reply.status}, body lacks {probe.contains!r}"
         )
-    return Result(0, body)
+    return Result(0, reply.body)
+
+
+# ---------------------------------------------------------------------------- webhook POST
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: SocketWatch) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(WatchedHTTPConnection, watch=self._watch), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: SocketWatch) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(WatchedHTTPSConnection, watch=self._watch), req)
+
+
+def post_json(url: str, document: Mapping[str, Any], *, timeout: float) -> int:
+    """POST ``document`` as JSON to ``url``; return the HTTP status.
+
+    ``timeout`` bounds the whole exchange: connect, sending, the answer's headers and (up to
+    1 KiB of) its body; past it ``DeadlineExceeded`` is raised. Proxies from the environment
+    (``https_proxy`` ...) are used as urllib uses them. Raises ``OSError`` (``HTTPError`` for a
+    status of 400 or more) or ``ValueError`` for a bad URL; ``KeyboardInterrupt`` ends the
+    request at once and is re-raised.
+    """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url}")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url,
+        data=json.dumps(document, default=str).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "deploylib"},
+        method="POST",
+    )
+
+    def send(watch: SocketWatch) -> int:
+        opener = urllib.request.build_opener(
+            _WatchedHTTPHandler(watch), _WatchedHTTPSHandler(watch)
+        )
+        with opener.open(request, timeout=timeout) as response:
+            response.read(1024)
+            status: int = response.status
+            return status
+
+    return within(timeout, send)
+
+
+__all__ = ["DeadlineExceeded", "SocketWatch", "perform_probe", "post_json", "within"]

@@ -254,8 +254,11 @@ class LiveReporter(ConsoleReporter):
 class WebhookReporter:
     """POSTs a JSON document to ``url`` when a deploy or rollback starts and ends.
 
-    Sits behind ``Redacting`` like every reporter. A webhook that fails or is slow (5 s) never
-    fails the deploy: ``on_error`` is told, and the deploy goes on.
+    Sits behind ``Redacting`` like every reporter. A notification never fails or holds up the
+    deploy: ``timeout`` (5 s) bounds each POST as a whole (connect, sending, the answer's
+    headers and body), so a webhook that answers a byte at a time is cut off at the deadline;
+    Ctrl-C during a notification ends it at once. A failure, a timeout or an interrupt is told
+    to ``on_error`` and ``emit`` returns normally: it never raises.
     """
 
     KINDS = frozenset(
@@ -284,7 +287,7 @@ class WebhookReporter:
     def emit(self, event: Event) -> None:
         if event.kind not in self.KINDS:
             return
-        import urllib.request
+        from deploylib.probes import post_json
 
         body = {
             "event": event.kind,
@@ -293,14 +296,9 @@ class WebhookReporter:
             **self.context,
             **{k: v for k, v in event.data.items() if k in ("release", "placement", "revision")},
         }
-        request = urllib.request.Request(  # noqa: S310 - the URL is checked to be http(s)
-            self.url,
-            data=json.dumps(body, default=str).encode(),
-            headers={"Content-Type": "application/json", "User-Agent": "deploylib"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                response.read(1024)
-        except (OSError, ValueError) as exc:
-            self.on_error(f"notify webhook: {exc.__class__.__name__}: {exc}")
+            post_json(self.url, body, timeout=self.timeout)
+        except KeyboardInterrupt:
+            self.on_error(f"notify webhook: {event.kind} not sent: interrupted")
+        except (OSError, ValueError) as exc:  # DeadlineExceeded is a TimeoutError
+            self.on_error(f"notify webhook: {event.kind}: {exc.__class__.__name__}: {exc}")

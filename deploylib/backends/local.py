@@ -9,6 +9,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,11 +19,33 @@ from invoke.config import Config
 from invoke.context import Context
 from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local
+from invoke.runners import Result as InvokeResult
 
 from deploylib.backends.base import Backend
 from deploylib.commands import Command, Result, Upload
 from deploylib.hosts import LOCAL, Host
 from deploylib.secrets import reveal
+
+#: how long a command's output is awaited once it has exited (local and SSH backends): a
+#: background process the command started may hold the output open for as long as it runs
+OUTPUT_GRACE = 2.0
+
+
+def output_left_open_note(exit_code: int | None, afterwards: str) -> str:
+    """The warning for a command that exited while something still held its output open;
+    ``afterwards`` says what becomes of that output now."""
+    return (
+        f"the command exited (status {exit_code}) but its output stayed open: a background "
+        "process it started still holds its stdout/stderr. deploylib stopped waiting after "
+        f"{OUTPUT_GRACE:g} s; {afterwards}. Redirect the background process's output, e.g. "
+        "`nohup srv >/dev/null 2>&1 </dev/null &` (or `>>log/srv.log 2>&1 </dev/null &`)"
+    )
+
+
+class _LocalResult(InvokeResult):
+    """Invoke's result, and whether the command's output was still held open when it exited."""
+
+    output_left_open = False
 
 
 class _DeployLocal(Local):
@@ -31,7 +56,48 @@ class _DeployLocal(Local):
     * each command runs in a process group of its own, and Ctrl-C or a timeout stops that whole
       group (Invoke would only write ``\\x03`` to stdin, which a ``sleep`` never reads), then
       the interrupt goes on up to the runner, which cleans up.
+    * once the command has exited, its output is awaited for ``OUTPUT_GRACE`` seconds only
+      (Invoke would wait for the end of its pipes, which a background process started by the
+      command, e.g. ``nohup srv &``, holds for as long as it runs). Past that the result has
+      the output so far and ``output_left_open``; the pipes are still drained (and what comes
+      through is dropped), so a background process writing to them is never blocked or killed.
     """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self._left_open = False
+        self._awaited = False
+        self._abandoned = threading.Event()
+
+    def _thread_join_timeout(self, target: Callable[..., Any]) -> int | None:
+        # Invoke's _finish joins the IO threads after the process exited, with this timeout
+        if target == self.handle_stdin:
+            return None  # ends as soon as program_finished is set
+        self._await_output()
+        return 0
+
+    def _await_output(self) -> None:
+        """Wait (once) up to ``OUTPUT_GRACE`` s for the stdout and stderr readers to end."""
+        if self._awaited:
+            return
+        self._awaited = True
+        end = time.monotonic() + OUTPUT_GRACE
+        readers = [t for target, t in self.threads.items() if target != self.handle_stdin]
+        for reader in readers:
+            reader.join(max(0.0, end - time.monotonic()))
+        if any(reader.is_alive() for reader in readers):
+            self._left_open = True
+            self._abandoned.set()
+
+    def read_proc_output(self, reader: Callable[..., Any]) -> Generator[str, None, None]:
+        for data in super().read_proc_output(reader):
+            if not self._abandoned.is_set():
+                yield data
+
+    def generate_result(self, **kwargs: Any) -> InvokeResult:
+        result = _LocalResult(**kwargs)
+        result.output_left_open = self._left_open
+        return result
 
     def read_our_stdin(self, input_: IO[str]) -> str | None:
         if isinstance(input_, io.StringIO):
@@ -59,6 +125,12 @@ class _DeployLocal(Local):
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         _signal_group(self.process.pid, signal.SIGTERM)
         raise interrupt
+
+
+def _note(result: InvokeResult) -> str:
+    if isinstance(result, _LocalResult) and result.output_left_open:
+        return output_left_open_note(result.exited, "what it writes there from now on is dropped")
+    return ""
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -91,12 +163,14 @@ class LocalBackend(Backend):
                 in_stream=io.StringIO(stdin.decode()) if stdin is not None else False,
             )
         except CommandTimedOut as exc:
-            return Result(124, exc.result.stdout, exc.result.stderr, timed_out=True)
+            return Result(
+                124, exc.result.stdout, exc.result.stderr, timed_out=True, note=_note(exc.result)
+            )
         finally:
             self._running.difference_update({p for p in self._running if p.poll() is not None})
         if result is None:  # only with disown=True, which is never used here
             return Result(1, stderr="the command left no result")
-        return Result(result.exited, result.stdout, result.stderr)
+        return Result(result.exited, result.stdout, result.stderr, note=_note(result))
 
     def abort(self) -> None:
         for process in list(self._running):

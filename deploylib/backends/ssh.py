@@ -2,24 +2,33 @@
 
 Every remote call has a deadline:
 
-* connecting: ``connect_timeout`` for TCP, the banner and authentication, retried (with
-  jitter, a few times) only while nothing has run on the host yet;
+* connecting: ``connect_timeout`` for TCP, the banner, the key exchange and authentication,
+  retried (with jitter, a few times) only while nothing has run on the host yet;
+* jump hosts (``ProxyJump`` in ~/.ssh/config): each hop is connected here with the same
+  deadlines, key file and host-key policy as the host, and the next hop is reached through a
+  ``direct-tcpip`` channel opened within ``channel_timeout``;
 * opening a channel: ``channel_timeout`` (paramiko would wait an hour);
-* a command: its own timeout, else the environment's ``command_timeout``;
+* a command: its own timeout, else the environment's ``command_timeout``; once its exit status
+  has arrived, its output is awaited ``OUTPUT_GRACE`` seconds more (a background process it
+  started may hold the output open), then the result comes back with a ``note``;
 * a dead link: keepalive requests that expect a reply go out every ``alive_interval`` seconds;
   with no reply for ``alive_interval * alive_count_max`` seconds the connection is closed and
   every operation on it fails at once, as OpenSSH's ServerAliveInterval/ServerAliveCountMax do.
 
 Secrets never reach a command line: the variables of a command travel through the channel's
-stdin, read by a fixed prelude, ahead of the command's own stdin. Host keys are checked against
-``known_hosts``; an unknown key is refused unless ``accept_new`` is set, a changed key always.
+stdin, read by a fixed prelude, ahead of the command's own stdin. Host keys — of the host and
+of every jump host — are checked against ``known_hosts``; an unknown key is refused unless
+``accept_new`` is set, a changed key always. User and port: the host entry's, else the
+environment's ``[ssh]`` ones when set, else ~/.ssh/config's, else your user name and 22.
+paramiko's own log records are kept off the terminal; the error messages say what happened.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
+import itertools
+import logging
 import re
 import select
 import shlex
@@ -27,12 +36,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from fabric import Connection
 
 from deploylib.backends.base import Backend
+from deploylib.backends.local import OUTPUT_GRACE, output_left_open_note
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
 from deploylib.hosts import Host
@@ -120,12 +131,17 @@ class SSHBackend(Backend):
         default_timeout: float,
     ) -> None:
         super().__init__(host)
+        _quiet_paramiko()
         self.settings = settings
         self.project_dir = project_dir
         self.default_timeout = default_timeout
-        self.user = host.user or settings.user or getpass.getuser()
-        self.port = host.port or settings.port
+        # only what deploy.toml says explicitly is passed on: the rest comes from ~/.ssh/config
+        # (User, Port), then the defaults (your user name, 22)
+        self.user = host.user or settings.user
+        self.port = host.port or (settings.port if "port" in settings.model_fields_set else None)
+        self._endpoint: _Endpoint | None = None
         self._connection: Connection | None = None
+        self._jumps: list[Connection] = []
         self._monitor: AliveMonitor | None = None
         self._used = False
         self._channels: set[paramiko.Channel] = set()
@@ -165,21 +181,55 @@ class SSHBackend(Backend):
         try:
             for attempt in retrying:
                 with attempt:
-                    connection = self._open()
+                    connection, self._jumps = self._open()
         except Exception as exc:
             raise _Failed(self._explain(exc)) from None
         self._connection = connection
         assert connection.transport is not None
         # small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and the
-        # peer's delayed ACK add about 40 ms to every command
-        with contextlib.suppress(OSError, AttributeError):
-            connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # peer's delayed ACK add about 40 ms to every command (through a jump host, the TCP
+        # socket is the first hop's)
+        for opened in [connection, *self._jumps]:
+            with contextlib.suppress(OSError, AttributeError):
+                opened.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._monitor = AliveMonitor(
             connection.transport, self.settings.alive_interval, self.settings.alive_count_max
         )
         return connection.transport
 
-    def _open(self) -> Connection:
+    def _open(self) -> tuple[Connection, list[Connection]]:
+        """The connection to the host and those to its jump hosts (ProxyJump in ~/.ssh/config),
+        all open; nothing stays open on failure.
+
+        Each jump host is connected here, not by Fabric (which would accept any key, wait without
+        a deadline and ignore the key file): every hop gets the same host-key policy, key file
+        and deadlines as the host, and the next hop is reached through a ``direct-tcpip``
+        channel opened within ``channel_timeout``. A jump host's failure is a ``_HopFailed``.
+        """
+        target = self._connection_to(self.host.address, user=self.user, port=self.port)
+        self._endpoint = _Endpoint.of(target)
+        jumps = self._jump_hosts(target)
+        opened: list[Connection] = []
+        try:
+            sock: paramiko.Channel | None = None
+            for jump, onward in itertools.pairwise([*jumps, target]):
+                try:
+                    self._open_checked(jump, sock)
+                except Exception as exc:
+                    raise _HopFailed(_Endpoint.of(jump), exc) from exc
+                opened.append(jump)
+                sock = self._forward(jump, onward)
+            self._open_checked(target, sock)
+        except BaseException:
+            for connection in [target, *reversed(opened)]:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            raise
+        return target, opened
+
+    def _connection_to(self, address: str, *, user: str | None, port: int | None) -> Connection:
+        """A Fabric connection (not open yet) with our deadlines and key file; ``user`` and
+        ``port`` when given, else those of ~/.ssh/config (or of ``address``'s shorthand)."""
         timeout = self.settings.connect_timeout
         connect_kwargs: dict[str, object] = {
             "banner_timeout": timeout,
@@ -189,13 +239,48 @@ class SSHBackend(Backend):
         if self.settings.key_file:
             connect_kwargs["key_filename"] = str(_path(self.settings.key_file, self.project_dir))
             connect_kwargs["look_for_keys"] = False
-        connection = Connection(
-            self.host.address,
-            user=self.user,
-            port=self.port,
-            connect_timeout=timeout,
-            connect_kwargs=connect_kwargs,
-        )
+        connection = Connection(address, user=user, port=port, connect_kwargs=connect_kwargs)
+        # set after construction: Fabric's constructor rounds it down to whole seconds
+        connection.connect_timeout = timeout
+        return connection
+
+    def _jump_hosts(self, target: Connection) -> list[Connection]:
+        """The hops of ``target``'s ProxyJump, first hop first (none without one)."""
+        spec = str(target.ssh_config.get("proxyjump") or "").strip()
+        if not spec:
+            return []  # Fabric's own gateway stays only for a ProxyCommand
+        # never Fabric's gateway: it would accept any key of a jump host, with no deadline
+        target.gateway = None
+        if spec.lower() == "none":
+            return []
+        jumps = [
+            self._connection_to(hop.strip(), user=None, port=None)
+            for hop in spec.split(",")
+            if hop.strip()
+        ]
+        for jump in jumps:
+            jump.gateway = None  # each hop is reached through the channel of the one before
+        first = jumps[0]
+        # OpenSSH follows the first hop's own proxy settings; those of later hops are replaced
+        # by the chain. A `Host *` ProxyJump naming the hop itself is no proxy at all.
+        own = str(first.ssh_config.get("proxyjump") or "").strip()
+        own_hops = {first.derive_shorthand(h.strip())["host"] for h in own.split(",") if h.strip()}
+        if "proxycommand" in first.ssh_config or (
+            own and own.lower() != "none" and own_hops != {first.original_host}
+        ):
+            raise _HopFailed(
+                _Endpoint.of(first),
+                _Unsupported(
+                    "its own ProxyJump or ProxyCommand in ssh config is not followed by "
+                    "deploylib: name every hop, in order, in the ProxyJump of the host"
+                ),
+            )
+        return jumps
+
+    def _open_checked(self, connection: Connection, sock: paramiko.Channel | None) -> None:
+        """Open ``connection`` (through ``sock`` if given) under our host-key policy."""
+        if sock is not None:
+            connection.connect_kwargs["sock"] = sock
         client = connection.client
         client.get_host_keys().clear()
         if self.known_hosts.exists():
@@ -208,14 +293,33 @@ class SSHBackend(Backend):
         client.set_missing_host_key_policy(policy)
         try:
             connection.open()
-        except BaseException:
-            connection.close()
+        except paramiko.SSHException as exc:
+            # paramiko's client stops waiting for the handshake after `timeout` and then
+            # fails with "No existing session", racing its own banner timeout: say what it was
+            transport = client.get_transport()
+            if transport is not None and not transport.remote_version:
+                raise _NoBanner(str(exc)) from exc
             raise
-        return connection
+
+    def _forward(self, jump: Connection, onward: Connection) -> paramiko.Channel:
+        """A channel from ``jump`` to ``onward``'s SSH port, opened within channel_timeout."""
+        assert jump.transport is not None
+        try:
+            channel: paramiko.Channel = jump.transport.open_channel(
+                "direct-tcpip",
+                dest_addr=(onward.host, int(onward.port)),
+                src_addr=("", 0),
+                timeout=self.settings.channel_timeout,
+            )
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise _ForwardFailed(_Endpoint.of(jump), _Endpoint.of(onward), exc) from exc
+        return channel
 
     @property
     def _where(self) -> str:
-        return f"{self.user}@{self.host.address}:{self.port}"
+        if self._endpoint is not None:
+            return self._endpoint.where
+        return f"{self.user + '@' if self.user else ''}{self.host.address}:{self.port or 22}"
 
     def _dead_message(self) -> str:
         return (
@@ -224,16 +328,30 @@ class SSHBackend(Backend):
         )
 
     def _explain(self, exc: BaseException) -> str:
-        where = self._where
+        """What went wrong while connecting, naming the host (or jump host) it happened on."""
+        if isinstance(exc, _HopFailed):
+            return self._describe(exc.error, exc.hop, "jump host ")
+        if isinstance(exc, _ForwardFailed):
+            return (
+                f"jump host {exc.jump.where} could not open a connection onward to "
+                f"{exc.onward.host}:{exc.onward.port} within "
+                f"{self.settings.channel_timeout:g} s: {exc.error.__class__.__name__}: {exc.error}"
+            )
+        endpoint = self._endpoint or _Endpoint(self.user or "", self.host.address, self.port or 22)
+        return self._describe(exc, endpoint, "")
+
+    def _describe(self, exc: BaseException, at: _Endpoint, role: str) -> str:
+        where = f"{role}{at.where}"
+        timeout = self.settings.connect_timeout
         if isinstance(exc, paramiko.BadHostKeyException):
             return (
-                f"the host key of {self.host.address} does not match {self.known_hosts}: refusing "
-                f"to connect (if the host was rebuilt, remove its old key with "
-                f"`ssh-keygen -R {self.host.address} -f {self.known_hosts}`)"
+                f"the host key of {role}{at.key_name} does not match {self.known_hosts}: "
+                f"refusing to connect (if the host was rebuilt, remove its old key with "
+                f"`ssh-keygen -R {shlex.quote(at.key_name)} -f {self.known_hosts}`)"
             )
         if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
             return (
-                f"the host key of {self.host.address} is not in {self.known_hosts}: refusing to "
+                f"the host key of {role}{at.key_name} is not in {self.known_hosts}: refusing to "
                 "connect (add it after checking its fingerprint, e.g. with ssh-keyscan, or set "
                 "accept_new = true in the environment's [ssh] table)"
             )
@@ -244,8 +362,19 @@ class SSHBackend(Backend):
                 sorted({getattr(e, "strerror", None) or str(e) for e in exc.errors.values()})
             )
             return f"could not connect to {where}: {reasons}"
+        if isinstance(exc, _NoBanner) or (
+            isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower()
+        ):
+            return (
+                f"no SSH banner from {where} within {timeout:g} s (something accepts "
+                "connections there but does not speak SSH, or sshd is overloaded)"
+            )
+        if isinstance(exc, paramiko.SSHException) and "No existing session" in str(exc):
+            return f"the SSH handshake with {where} did not complete within {timeout:g} s"
         if isinstance(exc, socket.timeout | TimeoutError):
-            return f"could not connect to {where} within {self.settings.connect_timeout:g} s"
+            return f"could not connect to {where} within {timeout:g} s"
+        if isinstance(exc, _Unsupported):
+            return f"{where}: {exc}"
         return f"could not connect to {where}: {exc.__class__.__name__}: {exc}"
 
     # ------------------------------------------------------------------ operations
@@ -328,6 +457,7 @@ class SSHBackend(Backend):
         stdout and stderr here, until the command exits or a deadline passes."""
         out: list[bytes] = []
         err: list[bytes] = []
+        exited_at: float | None = None
         feeder = threading.Thread(target=_feed, args=(channel, stdin, deadline), daemon=True)
         feeder.start()
         try:
@@ -348,6 +478,11 @@ class SSHBackend(Backend):
                 finished = channel.closed or channel.eof_received
                 if channel.exit_status_ready() and drained and finished:
                     return Result(channel.recv_exit_status(), _text(out), _text(err))
+                if channel.exit_status_ready() and drained:
+                    # exited, but something (a background process) still holds its output
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > OUTPUT_GRACE:
+                        return _left_open(channel.recv_exit_status(), out, err)
                 if channel.closed and not channel.exit_status_ready():
                     if channel in self._aborted:
                         return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
@@ -366,9 +501,20 @@ class SSHBackend(Backend):
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.stop()
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()
+        for connection in [self._connection, *reversed(self._jumps)]:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+
+
+def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
+    """The result of a command that exited while its output was still held open."""
+    note = output_left_open_note(
+        status,
+        "its channel is closed, so what that process writes there from now on is lost "
+        "(and a write may kill it with SIGPIPE)",
+    )
+    return Result(status, _text(out), _text(err), note=note)
 
 
 def _feed(channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float) -> None:
@@ -396,7 +542,77 @@ class _Failed(Exception):
     pass
 
 
+class _NoBanner(Exception):
+    """The server accepted the connection but sent no SSH banner in time."""
+
+
+class _Unsupported(Exception):
+    """A setting deploylib does not follow (it says so rather than ignoring it)."""
+
+
+class _HopFailed(Exception):
+    """Connecting to jump host ``hop`` failed with ``error``."""
+
+    def __init__(self, hop: _Endpoint, error: BaseException) -> None:
+        super().__init__(f"jump host {hop.where}: {error}")
+        self.hop = hop
+        self.error = error
+
+
+class _ForwardFailed(Exception):
+    """Jump host ``jump`` could not open a channel onward to ``onward``."""
+
+    def __init__(self, jump: _Endpoint, onward: _Endpoint, error: BaseException) -> None:
+        super().__init__(f"jump host {jump.where} -> {onward.host}:{onward.port}: {error}")
+        self.jump = jump
+        self.onward = onward
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where a connection goes, as resolved by Fabric from deploy.toml and ~/.ssh/config."""
+
+    user: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, connection: Connection) -> _Endpoint:
+        return cls(str(connection.user), str(connection.host), int(connection.port))
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def key_name(self) -> str:
+        """The host's name in known_hosts: ``host``, or ``[host]:port`` off port 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def _quiet_paramiko() -> None:
+    """Keep paramiko's log records off the terminal.
+
+    paramiko's transport thread logs a failed handshake (e.g. no SSH banner) as an error with a
+    traceback; with no handler anywhere, Python's last-resort handler prints that on stderr.
+    deploylib's own error message says what happened, so a NullHandler takes the records (an
+    application that configures logging still gets them through its own handlers).
+    """
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, _HopFailed):
+        return _transient(exc.error)
+    if isinstance(exc, _ForwardFailed):
+        return True  # the far side refused or timed out: like a refused connect
+    if isinstance(exc, _Unsupported):
+        return False
+    if isinstance(exc, _NoBanner):
+        return True  # an sshd at MaxStartups answers late: worth another attempt
     if isinstance(exc, paramiko.BadHostKeyException | paramiko.AuthenticationException):
         return False
     if isinstance(exc, paramiko.SSHException):

@@ -13,6 +13,10 @@ bind-mounted on ``/srv``. Teardown stops every sshd by PID and deletes the names
 Fault injection: ``cut(i)`` / ``mend(i)`` take a host's link down and up; ``kill_sshd(i)`` and
 ``start_sshd(i)`` stop and start its sshd.
 
+Jump hosts: ``start_inner_sshd(i, port)`` runs a second sshd in host i's namespace listening on
+127.0.0.1:port only (its own host key, hostname and /srv), so it can be reached only through
+host i's sshd.
+
 Needs root, iproute2 and openssh-server; ``missing()`` says what is absent.
 """
 
@@ -87,6 +91,35 @@ class TestHost:
         return len(re.findall(r"Accepted publickey for", self.sshd_log.read_text(errors="replace")))
 
 
+@dataclass
+class InnerHost:
+    """A second sshd inside ``outer``'s namespace on 127.0.0.1:``port`` (see
+    ``TestHosts.start_inner_sshd``)."""
+
+    outer: TestHost
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def srv(self) -> Path:
+        return self.root / "srv"
+
+    def known_hosts_line(self) -> str:
+        """Its key as known_hosts names it when reached as 127.0.0.1:PORT."""
+        kind, key = (self.root / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {key}\n"
+
+    def stop(self) -> None:
+        """Stop this sshd by PID (its sessions die with the namespace's teardown)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+            self.process = None
+
+
 class TestHosts:
     """K SSH hosts in network namespaces. Use as a context manager, or ``up()`` / ``down()``."""
 
@@ -98,6 +131,7 @@ class TestHosts:
         self.subnet = _free_subnet()
         self.gateway = str(self.subnet.network_address + 1)
         self.hosts: list[TestHost] = []
+        self.inner: list[InnerHost] = []
         self.client_key = self.dir / "client_key"
         self.known_hosts = self.dir / "known_hosts"
 
@@ -162,10 +196,14 @@ class TestHosts:
         _sh("ip", "link", "set", veth, "master", self.bridge)
         _sh("ip", "link", "set", veth, "up")
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "ssh_host_ed25519_key"))
+        self._write_sshd_config(root, "Port 22")
+        return TestHost(index, f"h{index}", namespace, address, veth, root)
+
+    def _write_sshd_config(self, root: Path, listen: str) -> None:
         (root / "sshd_config").write_text(
             "\n".join(
                 [
-                    "Port 22",
+                    listen,
                     f"HostKey {root / 'ssh_host_ed25519_key'}",
                     f"AuthorizedKeysFile {self.dir}/%u.keys",
                     "StrictModes no",
@@ -181,9 +219,11 @@ class TestHosts:
                 ]
             )
         )
-        return TestHost(index, f"h{index}", namespace, address, veth, root)
 
     def down(self) -> None:
+        for inner in self.inner:
+            inner.stop()
+        self.inner = []
         for host in self.hosts:
             self.kill_sshd(host.index)
             _sh("ip", "netns", "del", host.namespace, check=False)
@@ -219,6 +259,39 @@ class TestHosts:
         host.pid = host.process.pid
         if wait:
             self._wait_for_port(host)
+
+    def start_inner_sshd(self, index: int, port: int = 2222) -> InnerHost:
+        """A second sshd in host ``index``'s namespace that listens on 127.0.0.1:``port`` only:
+        reachable only through that host's sshd (which then serves as a jump host). It has its
+        own host key, hostname (``hN-inner``) and /srv (``DIR/hN-inner/srv``); root logs in
+        with the client key. Its key is not added to known_hosts: ``InnerHost.known_hosts_line``.
+        """
+        outer = self.host(index)
+        root = self.dir / f"{outer.name}-inner"
+        (root / "srv").mkdir(parents=True, exist_ok=True)
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "ssh_host_ed25519_key"))
+        self._write_sshd_config(root, f"ListenAddress 127.0.0.1:{port}")
+        script = (
+            f"hostname {outer.name}-inner && mount --rbind {root / 'srv'} /srv && "
+            "{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; } && "
+            f"exec {SSHD} -D -e -f {root / 'sshd_config'}"
+        )
+        log_path = root / "sshd.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", outer.namespace, "unshare", "--uts", "sh", "-c", script],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        inner = InnerHost(outer, port, root, process)
+        self.inner.append(inner)
+        deadline = time.monotonic() + 10
+        while "Server listening on" not in log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"inner sshd did not come up: {log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+        return inner
 
     def kill_sshd(self, index: int) -> None:
         """Stop a host's sshd and every session it started (all of them are in its namespace)."""
