@@ -258,7 +258,8 @@ class WebhookReporter:
     deploy: ``timeout`` (5 s) bounds each POST as a whole (connect, sending, the answer's
     headers and body), so a webhook that answers a byte at a time is cut off at the deadline;
     Ctrl-C during a notification ends it at once. A failure, a timeout or an interrupt is told
-    to ``on_error`` and ``emit`` returns normally: it never raises.
+    to ``on_error`` and ``emit`` returns normally — except Ctrl-C during a ``.start``
+    notification, which nothing has been done after yet: it goes on up and stops the run there.
     """
 
     KINDS = frozenset(
@@ -300,5 +301,7 @@ class WebhookReporter:
             post_json(self.url, body, timeout=self.timeout)
         except KeyboardInterrupt:
             self.on_error(f"notify webhook: {event.kind} not sent: interrupted")
+            if event.kind.endswith(".start"):
+                raise
         except (OSError, ValueError) as exc:  # DeadlineExceeded is a TimeoutError
             self.on_error(f"notify webhook: {event.kind}: {exc.__class__.__name__}: {exc}")

@@ -509,6 +509,7 @@ class Runner:
 
     def _verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
         def on_attempt(attempt: int, result: Result) -> None:
+            self._warn_of(result, target, step.name)
             message = "ok" if result.ok else self._summary(result, 300)
             self._emit(
                 "check.attempt",
@@ -546,7 +547,14 @@ class Runner:
 
     def _execute(self, target: Target, op: Operation, step: str) -> Result:
         self._emit("operation", op.line, host=target.name, step=step)
-        return target.backend.execute(op)
+        result = target.backend.execute(op)
+        self._warn_of(result, target, step)
+        return result
+
+    def _warn_of(self, result: Result, target: Target, step: str) -> None:
+        """A backend's note about an operation (a background process holding its output)."""
+        if result.note:
+            self._emit("warning", self._redact(result.note), host=target.name, step=step)
 
     def _note_lock_loss(self, target: Target, result: Result) -> None:
         if (
@@ -911,4 +919,4 @@ def _bounded(op: Operation, remaining: float, default: float) -> Operation:
     """``op`` with its timeout (else ``default``) cut to what is left of the step's deadline."""
     if isinstance(op, Command | Upload):
         return replace(op, timeout=min(op.timeout or default, remaining))
-    return op
+    return replace(op, timeout=min(op.timeout, remaining))

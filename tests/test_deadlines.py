@@ -22,6 +22,8 @@ from deploylib.reporting import Event, WebhookReporter
 from tests.conftest import BASIC_PIPELINE, Fleet, Project
 from tests.testbed.slowhttp import FullBacklog, SlowHTTPServer
 
+pytestmark = pytest.mark.slow
+
 FleetOf = Callable[[int], Fleet]
 ORIGINAL_VERIFY = 'verify(command("test ! -e {current_path}/BROKEN"), attempts=2, wait=0)'
 

@@ -21,6 +21,8 @@ from tests.conftest import BASIC_TOML, Fleet, Project
 from tests.testbed.slowhttp import SilentListener
 from tests.testbed.sshhosts import InnerHost
 
+pytestmark = pytest.mark.slow
+
 FleetOf = Callable[[int], Fleet]
 
 

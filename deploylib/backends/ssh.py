@@ -46,10 +46,11 @@ from deploylib.backends.base import Backend
 from deploylib.backends.local import OUTPUT_GRACE, output_left_open_note
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
+from deploylib.envfile import printf_escaped
 from deploylib.hosts import Host
 from deploylib.secrets import reveal
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 UNREACHABLE = 255
 INTERRUPTED = 130
 TIMED_OUT = 124
@@ -63,13 +64,12 @@ ENV_PRELUDE = 'while IFS= read -r __dl && [ -n "$__dl" ]; do eval "$__dl"; done;
 
 def env_line(name: str, value: str) -> str:
     """One line of shell that exports ``name``; values with newlines are escaped for printf."""
-    if not ENV_NAME.match(name):
+    if not ENV_NAME.fullmatch(name):
         raise ValueError(f"not an environment variable name: {name!r}")
     if "\n" not in value:
         return f"export {name}={shlex.quote(value)}"
-    escaped = value.replace("\\", "\\\\").replace("\n", "\\n")
     # the trailing x survives command substitution's trimming of final newlines
-    return f'__dlv="$(printf \'%bx\' {shlex.quote(escaped)})"; export {name}="${{__dlv%x}}"'
+    return f'__dlv="$(printf \'%bx\' {printf_escaped(value)})"; export {name}="${{__dlv%x}}"'
 
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
