@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -273,3 +275,35 @@ def test_an_ssh_deploy_whose_restart_leaves_a_background_child(fleet_of: FleetOf
         assert result.returncode == 0, result.stdout + result.stderr
         assert took < 30, took
         assert len(pids) == 2 and all(alive(pid) for pid in pids)
+
+
+def test_the_outcome_is_notified_after_the_locks_are_released(project: Project) -> None:
+    """A slow notification of a failed deploy holds no lock and does not hold off Ctrl-C."""
+    project.deploy()
+    project.write("app/BROKEN", "")
+    with SlowHTTPServer("body", interval=1.0) as server:
+        toml = (project.root / "deploy.toml").read_text()
+        project.write("deploy.toml", toml + f'\n[notify]\nwebhook = "{server.url}"\n')
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploylib", "deploy", "--env", "dev"],
+            cwd=project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(server.requests) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert b"deploy.failed" in b"".join(server.requests), server.requests
+            # while deploy.failed trickles out: the deploy is over, its lock gone
+            assert not (project.target / ".deploylib" / "lock").exists()
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert time.monotonic() - interrupted < 3
+    assert process.returncode == 1, out + err  # the deploy's own outcome
+    assert "every target is back" in out
