@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,6 +45,37 @@ pipeline = Pipeline(
     run("test ! -e FAIL_PREPARE", cwd="{release_path}"),
     switch(restart="echo {release} >> {shared_path}/restarts"),
     verify(command("test ! -e {current_path}/BROKEN"), attempts=2, wait=0),
+)
+"""
+
+
+def start_cli(cwd: Path, *args: str, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """Start the deploylib program in ``cwd`` in the background, its output captured."""
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "deploylib", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Wait until ``path`` exists; fail with the process's output if it ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert path.exists(), process.communicate(timeout=5)
+
+
+SLOW_PIPELINE = """\
+from deploylib import Pipeline, build, push, run, switch, verify, command
+pipeline = Pipeline(
+    build("tar -czf {{artifact}} -C app ."),
+    push(),
+    run("touch {{deploy_to}}/prepare-started && sleep {seconds}"),
+    switch(),
+    verify(command("true")),
 )
 """
 
@@ -96,6 +128,17 @@ class Project:
     def rollback(self, env: str = "dev", to: str | None = None) -> Outcome:
         loaded = actions.load(self.root / "deploy.toml", env)
         return actions.rollback(loaded, reporter=RecordingReporter(), to=to, clock=self.clock)
+
+    def start_slow_deploy(self, seconds: int, *prefix: str) -> subprocess.Popen[str]:
+        """Start a deploy whose prepare step sleeps; return once it is inside that step."""
+        self.write("pipelines/slow.py", SLOW_PIPELINE.format(seconds=seconds))
+        marker = self.target / "prepare-started"
+        marker.unlink(missing_ok=True)
+        process = start_cli(
+            self.root, "deploy", "--env", "dev", "--pipeline", "slow", prefix=prefix
+        )
+        wait_for(marker, process)
+        return process
 
     def cli(
         self,

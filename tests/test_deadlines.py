@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +19,7 @@ from deploylib.checks import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.probes import perform_probe
 from deploylib.reporting import Event, WebhookReporter
-from tests.conftest import BASIC_PIPELINE, Fleet, Project
+from tests.conftest import BASIC_PIPELINE, Fleet, Project, start_cli
 from tests.testbed.slowhttp import FullBacklog, SlowHTTPServer
 
 pytestmark = pytest.mark.slow
@@ -284,13 +282,7 @@ def test_the_outcome_is_notified_after_the_locks_are_released(project: Project) 
     with SlowHTTPServer("body", interval=1.0) as server:
         toml = (project.root / "deploy.toml").read_text()
         project.write("deploy.toml", toml + f'\n[notify]\nwebhook = "{server.url}"\n')
-        process = subprocess.Popen(
-            [sys.executable, "-m", "deploylib", "deploy", "--env", "dev"],
-            cwd=project.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_cli(project.root, "deploy", "--env", "dev")
         try:
             deadline = time.monotonic() + 30
             while len(server.requests) < 2 and time.monotonic() < deadline:

@@ -8,7 +8,7 @@ over three hosts keep the promises:
   was for, 1 when every host is where it was; all hosts are always on one release, no lock left.
 
 The hosts are directories on this machine, each its own small file system (tmpfs, so a full disk
-is real; root only): a backend runs every command for real, with ``/srv/app`` rewritten to the
+is real; as root — without, plain directories and no full disks): a backend runs every command for real, with ``/srv/app`` rewritten to the
 host's directory. An interrupt is a real SIGINT to this process, sent just before a chosen
 operation runs on a chosen host.
 """
@@ -93,6 +93,11 @@ class RebasedHost(LocalBackend):
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the runner gets it
 
 
+#: small disks of their own need root; without, the hosts are plain directories and the
+#: full-disk actions do nothing
+SMALL_DISKS = os.geteuid() == 0
+
+
 @contextlib.contextmanager
 def host_disks(root: Path) -> Iterator[dict[str, Path]]:
     disks = {name: root / name / "srv" / "app" for name in HOSTS}
@@ -100,10 +105,11 @@ def host_disks(root: Path) -> Iterator[dict[str, Path]]:
     try:
         for disk in disks.values():
             disk.mkdir(parents=True)
-            subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=3m", "dl-prop", str(disk)], check=True
-            )
-            mounted.append(disk)
+            if SMALL_DISKS:
+                subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", "size=3m", "dl-prop", str(disk)], check=True
+                )
+                mounted.append(disk)
         yield disks
     finally:
         for disk in mounted:
@@ -129,8 +135,6 @@ ACTION = st.one_of(
 )
 @given(actions=st.lists(ACTION, min_size=1, max_size=8), keep=st.integers(1, 3))
 def test_random_faults_keep_every_promise(actions: list[tuple[str, object]], keep: int) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the hosts' small disks (tmpfs) need root")
     with tempfile.TemporaryDirectory() as tmp, host_disks(Path(tmp)) as disks:
         Fleet(Path(tmp), disks, keep).play(actions)
 
@@ -176,6 +180,8 @@ class Fleet:
 
     def play(self, actions: list[tuple[str, object]]) -> None:
         for action, arg in actions:
+            if action.startswith("full_") and not SMALL_DISKS:
+                continue
             self.number += 1
             self.act(action, arg)
             self.check(action)

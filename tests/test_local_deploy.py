@@ -226,39 +226,9 @@ def test_release_id_collision_is_refused_before_anything_changes(project: Projec
     assert not (project.target / ".deploylib" / "lock").exists()
 
 
-def start_slow_deploy(project: Project, seconds: int) -> subprocess.Popen[str]:
-    """Start a deploy whose prepare step sleeps; return once it is inside that step."""
-    project.write(
-        "pipelines/slow.py",
-        f"""\
-        from deploylib import Pipeline, build, push, run, switch, verify, command
-        pipeline = Pipeline(
-            build("tar -czf {{artifact}} -C app ."),
-            push(),
-            run("touch {{deploy_to}}/prepare-started && sleep {seconds}"),
-            switch(),
-            verify(command("true")),
-        )
-        """,
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev", "--pipeline", "slow"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = project.target / "prepare-started"
-    deadline = time.monotonic() + 20
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists()
-    return process
-
-
 def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Project) -> None:
     first, _ = project.deploy()
-    process = start_slow_deploy(project, 30)
+    process = project.start_slow_deploy(30)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1, out + err
@@ -269,7 +239,7 @@ def test_interrupt_during_prepare_removes_the_release_and_unlocks(project: Proje
 
 
 def test_two_deploys_at_once_the_second_gets_exit_3(project: Project) -> None:
-    first = start_slow_deploy(project, 3)
+    first = project.start_slow_deploy(3)
     second = project.cli("deploy", "--env", "dev")
     out, err = first.communicate(timeout=60)
 
@@ -455,7 +425,7 @@ def test_the_lock_heartbeat_beats_during_a_deploy(project: Project) -> None:
 
 def test_sigterm_during_prepare_cleans_up_like_ctrl_c(project: Project) -> None:
     first, _ = project.deploy()
-    process = start_slow_deploy(project, 30)
+    process = project.start_slow_deploy(30)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1, out + err

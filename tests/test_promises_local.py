@@ -12,8 +12,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,46 +291,6 @@ def test_an_error_found_after_the_switch_puts_the_fleet_back_exit_1() -> None:
 # ---------------------------------------------------------------------------- locks
 
 
-def start_slow(project: Project, seconds: int, *prefix: str) -> subprocess.Popen[str]:
-    project.write(
-        "pipelines/slow.py",
-        f"""\
-        from deploylib import Pipeline, build, push, run, switch, verify, command
-        pipeline = Pipeline(
-            build("tar -czf {{artifact}} -C app ."),
-            push(),
-            run("touch {{deploy_to}}/prepare-started && sleep {seconds}"),
-            switch(),
-            verify(command("true")),
-        )
-        """,
-    )
-    marker = project.target / "prepare-started"
-    marker.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "deploylib",
-            "deploy",
-            "--env",
-            "dev",
-            "--pipeline",
-            "slow",
-        ],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists(), process.communicate()
-    return process
-
-
 def test_a_lock_held_from_another_pid_namespace_is_alive(project: Project) -> None:
     """Same host name, a pid that is not visible here: still a live deploy."""
     if os.geteuid() != 0:
@@ -341,7 +299,7 @@ def test_a_lock_held_from_another_pid_namespace_is_alive(project: Project) -> No
     # inside, the deploy's pid is one no process has out here (as in a CI container)
     in_namespace = 'echo 77770 > /proc/sys/kernel/ns_last_pid && "$@"'
     prefix = ("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", in_namespace, "sh")
-    holder = start_slow(project, 4, *prefix)
+    holder = project.start_slow_deploy(4, *prefix)
     owner = json.loads((project.target / ".deploylib" / "lock" / "owner.json").read_text())
     assert owner["pid"] > 77770 and not Path(f"/proc/{owner['pid']}").exists()
     try:
@@ -360,7 +318,7 @@ def test_a_lock_held_from_another_pid_namespace_is_alive(project: Project) -> No
 @pytest.mark.parametrize("how", ["removed", "taken over"])
 def test_a_deploy_that_lost_its_lock_stops_before_switching(project: Project, how: str) -> None:
     first, _ = project.deploy()
-    process = start_slow(project, 2)
+    process = project.start_slow_deploy(2)
     lock = project.target / ".deploylib" / "lock"
     subprocess.run(["rm", "-rf", str(lock)], check=True)
     if how == "taken over":

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleet
+from tests.conftest import Fleet, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -232,18 +231,8 @@ def test_a_long_quiet_command_is_not_mistaken_for_a_dead_link(fleet_of: FleetOf)
 
 def start_deploy(fleet: Fleet, marker_host: int, marker: str) -> subprocess.Popen[str]:
     """Start a deploy in the background; return once ``marker`` exists on that host's /srv."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    path = fleet.hosts.host(marker_host).srv / marker
-    deadline = time.monotonic() + 30
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert path.exists(), process.communicate(timeout=5)
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    wait_for(fleet.hosts.host(marker_host).srv / marker, process)
     return process
 
 

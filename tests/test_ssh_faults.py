@@ -13,14 +13,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleet
+from tests.conftest import Fleet, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -165,13 +164,7 @@ def test_an_upload_cut_off_by_ctrl_c_leaves_no_partial_file(fleet_of: FleetOf) -
     veth = fleet.hosts.host(2).veth
     limit = ["rate", "400kbit", "burst", "16kbit", "latency", "400ms"]
     subprocess.run(["tc", "qdisc", "add", "dev", veth, "root", "tbf", *limit], check=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
     try:
         uploads = demo(fleet, 2) / ".deploylib" / "uploads"
         deadline = time.monotonic() + 30
@@ -225,17 +218,8 @@ def test_a_signal_at_each_phase_leaves_every_host_where_it_was(
     else:
         marker = fleet.hosts.host(2).srv / "in-phase"
     fleet.edit_pipeline(old, new)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    assert marker.exists(), process.communicate(timeout=5)
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    wait_for(marker, process)
     started = time.monotonic()
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
@@ -253,17 +237,8 @@ def test_ctrl_c_while_the_locks_are_taken_leaves_no_lock(fleet_of: FleetOf) -> N
     before = deployed(fleet)
     marker = fleet.hosts.host(2).srv / "locking"
     fleet.hosts.fake_command(2, "mv", 'touch /srv/locking; sleep 3; exec /usr/bin/mv "$@"')
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "fleet"],
-        cwd=fleet.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    assert marker.exists(), process.communicate(timeout=5)
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    wait_for(marker, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
 
