@@ -8,9 +8,9 @@ over three hosts keep the promises:
   was for, 1 when every host is where it was; all hosts are always on one release, no lock left.
 
 The hosts are directories on this machine, each its own small file system (tmpfs, so a full disk
-is real; as root — without, plain directories and no full disks): a backend runs every command for real, with ``/srv/app`` rewritten to the
-host's directory. An interrupt is a real SIGINT to this process, sent just before a chosen
-operation runs on a chosen host.
+is real; as root — without, plain directories and no full disks): a backend runs every command
+for real, with ``/srv/app`` rewritten to the host's directory. An interrupt is a real SIGINT to
+this process, sent just before a chosen operation runs on a chosen host.
 """
 
 from __future__ import annotations
