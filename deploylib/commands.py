@@ -30,6 +30,9 @@ class Command:
     stdin: bytes | Secret | None = None
     timeout: float | None = None
     description: str = ""
+    #: shell run first, which exits the shell unless the command may run (the deploy lock's
+    #: token check); not part of ``line``, which is what the command does
+    guard: str = ""
 
     @classmethod
     def of(cls, *argv: str, **kwargs: object) -> Command:
@@ -45,6 +48,11 @@ class Command:
         if "\n" in self.script:
             return f"{cd} && {{\n{self.script.rstrip()}\n}}"
         return f"{cd} && {self.script}"
+
+    @property
+    def full_line(self) -> str:
+        """What a backend runs: the guard, then ``line``."""
+        return f"{self.guard}; {self.line}" if self.guard else self.line
 
     def stdin_bytes(self) -> bytes | None:
         if isinstance(self.stdin, Secret):
@@ -124,10 +132,10 @@ class Result:
 
         With ``redact``, the whole output is redacted before it is cut, so a secret that
         straddles the cut is masked whole rather than shown in part."""
-        text = self.stderr.strip() or self.stdout.strip()
+        text = self.stderr if self.stderr.strip() else self.stdout
         if redact is not None:
-            text = redact(text)
-        text = text[-limit:]
+            text = redact(text)  # before anything is cut or stripped off
+        text = text.strip()[-limit:]
         if self.timed_out:
             return "timed out" + (f": {text}" if text else "")
         return f"exit {self.exit_code}" + (f": {text}" if text else "")

@@ -187,6 +187,7 @@ def load_environment(
     project_dir = config_file.parent
     env_model = project.environments[env]
     variables, redactor = _load_variables(project, env_model, env, project_dir, environ)
+    secret_names = frozenset(k for k, v in variables.items() if isinstance(v, Secret))
     lookup: dict[str, str] = {
         **environ,
         **{k: (v.reveal() if isinstance(v, Secret) else v) for k, v in variables.items()},
@@ -196,13 +197,17 @@ def load_environment(
     interpolated = {
         key: value
         if key == "environments"
-        else _interpolate(value, lookup, str(config_file), (key,))
+        else _interpolate(value, lookup, str(config_file), (key,), secret_names)
         for key, value in raw.items()
     }
     interpolated["environments"] = {
         **raw["environments"],
         env: _interpolate(
-            raw["environments"][env], lookup, str(config_file), ("environments", env)
+            raw["environments"][env],
+            lookup,
+            str(config_file),
+            ("environments", env),
+            secret_names,
         ),
     }
     project = _validate(interpolated, config_file)
@@ -332,11 +337,22 @@ def _project_path(project_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
-def _interpolate(value: Any, lookup: Mapping[str, str], file: str, key: tuple[str, ...]) -> Any:
+#: the settings a secret may be interpolated into: they are never on a command line, and every
+#: message that could show them is redacted
+SECRET_SETTINGS = frozenset({("notify", "webhook")})
+
+
+def _interpolate(
+    value: Any,
+    lookup: Mapping[str, str],
+    file: str,
+    key: tuple[str, ...],
+    secrets: frozenset[str] = frozenset(),
+) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, lookup, file, (*key, str(k))) for k, v in value.items()}
+        return {k: _interpolate(v, lookup, file, (*key, str(k)), secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, lookup, file, (*key, str(i))) for i, v in enumerate(value)]
+        return [_interpolate(v, lookup, file, (*key, str(i)), secrets) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -344,6 +360,13 @@ def _interpolate(value: Any, lookup: Mapping[str, str], file: str, key: tuple[st
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if name in secrets and tuple(key[-2:]) not in SECRET_SETTINGS:
+            raise ConfigError(
+                f"${{{name}}} is a secret (a value from the env files): here it would go onto "
+                "command lines and into messages; list it in public_env if it is not secret",
+                file=file,
+                key=".".join(key),
+            )
         if name in lookup and lookup[name] != "":
             return lookup[name]
         if default is not None:

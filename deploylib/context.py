@@ -10,7 +10,7 @@ from deploylib import placeholders
 from deploylib.commands import Command
 from deploylib.hosts import Host
 from deploylib.locks import INHERITED_LOCK
-from deploylib.releases import Layout
+from deploylib.releases import Layout, guard_for
 from deploylib.secrets import Secret, reveal
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class StepContext:
     lock_token: str = ""
     #: putting back the release that was live (it need not be complete, only present)
     restoring: bool = False
+    #: the token of the lock held on this target: its commands run only while it is held
+    #: ("" on this machine, which is not locked)
+    guard_token: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -90,4 +93,5 @@ class StepContext:
             env=env,
             timeout=timeout or self.env.command_timeout,
             description=description,
+            guard=guard_for(self.layout, self.guard_token or None),
         )

@@ -1,19 +1,15 @@
 """The targets of one run, and working on all of them at once.
 
 ``run_parallel`` runs a piece of work on every target with bounded concurrency and turns Ctrl-C
-into an abort of what the workers are waiting on; ``signals_deferred`` keeps a clean-up from being
-interrupted; ``placement`` says which release each target is on, as far as the run knows.
+into a halt of every backend; ``placement`` says which release each target is on, as far as the
+run knows.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from types import FrameType
 
 from deploylib.backends.base import Backend
 from deploylib.hosts import Host
@@ -107,25 +103,6 @@ def _wait_all(futures: list[Future[None]]) -> None:
             return
         except KeyboardInterrupt:
             continue
-
-
-@contextlib.contextmanager
-def signals_deferred(notice: Callable[[], None]) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM call ``notice`` instead of interrupting (main thread
-    only: elsewhere signals cannot be handled, and the block runs as it is)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        notice()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def placement(

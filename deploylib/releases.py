@@ -280,7 +280,7 @@ def state_script(layout: Layout) -> str:
             f"elif [ -e {q(layout.current)} ]; then echo not_a_link; else echo absent; fi",
             f"echo {mark}releases",
             f"for d in {q(layout.releases)}/*; do "
-            '{ [ -d "$d" ] && [ ! -L "$d" ]; } || continue; '
+            '[ -d "$d" ] || continue; '
             'if [ -f "$d/REVISION" ]; then echo "${d##*/} complete"; else echo "${d##*/}"; fi; '
             "done",
             f"echo {mark}lock",
@@ -435,9 +435,9 @@ def lock_guard(layout: Layout, token: str) -> str:
     )
 
 
-def guarded(layout: Layout, token: str | None, script: str) -> str:
-    """``script`` behind ``lock_guard`` (as is when there is no token: nothing is locked)."""
-    return f"{lock_guard(layout, token)} && {script}" if token else script
+def guard_for(layout: Layout, token: str | None) -> str:
+    """The ``Command.guard`` of a change made under the lock ``token`` ("" without one)."""
+    return lock_guard(layout, token) if token else ""
 
 
 def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
@@ -469,9 +469,10 @@ def heartbeat_command(layout: Layout, token: str) -> Command:
     """Touch the heartbeat of a lock this deploy still holds (never someone else's); fails with
     ``LOCK_LOST_EXIT`` when the lock is no longer ours."""
     return Command(
-        guarded(layout, token, f"touch {shlex.quote(layout.lock + '/heartbeat')}"),
+        f"touch {shlex.quote(layout.lock + '/heartbeat')}",
         description="heartbeat",
         timeout=10,
+        guard=guard_for(layout, token),
     )
 
 
@@ -493,20 +494,31 @@ def unlock_command(layout: Layout, token: str | None = None) -> Command:
 
 def check_lock_command(layout: Layout, token: str) -> Command:
     """Pass while this deploy holds the lock (before anything goes live)."""
-    return Command(guarded(layout, token, "true"), description="check lock", timeout=30)
+    return Command("true", description="check lock", timeout=30, guard=guard_for(layout, token))
 
 
 # ---------------------------------------------------------------------------- prepare
 
 
-def prepare_command(layout: Layout, token: str | None, need_bytes: int = 0) -> Command:
+def server_env_test(layout: Layout) -> str:
+    """Shell that passes when ``shared/.env`` is a file kept on the server by hand (not a link
+    deploylib made): with no env files in the project, deploylib leaves it as it is."""
+    shared_env = shlex.quote(f"{layout.shared}/{ENV_FILE}")
+    return f"{{ [ -f {shared_env} ] && [ ! -L {shared_env} ]; }}"
+
+
+def prepare_command(
+    layout: Layout, token: str | None, need_bytes: int = 0, *, has_env: bool = True
+) -> Command:
     """The first operation of ``push``: check free space, clear uploads that interrupted
     deploys left, and make ``shared/.env`` the link to the live release's env file.
 
-    A ``shared/.env`` that is a file (written by deploylib before releases had their own) is
+    ``has_env``: the project has env-file variables, so deploylib manages the env file. A
+    ``shared/.env`` that is a file (written by deploylib before releases had their own) is then
     first copied into every release that links to it or has no env file (so the live release
     keeps reading the same values), then replaced by the link; a copy of it stays as
-    ``shared/.env.before-release-env``."""
+    ``shared/.env.before-release-env``. Without env-file variables, a ``shared/.env`` kept on the
+    server by hand is left alone (see ``server_env_test``)."""
     q = shlex.quote
     shared_env = f"{layout.shared}/{ENV_FILE}"
     keep = f"{shared_env}.before-release-env"
@@ -517,18 +529,26 @@ def prepare_command(layout: Layout, token: str | None, need_bytes: int = 0) -> C
     lines += [
         f"rm -rf {q(layout.uploads)}",
         f"mkdir -p {q(layout.uploads)} {q(layout.shared)} {q(layout.releases)}",
-        f"if [ ! -L {q(shared_env)} ] && [ -f {q(shared_env)} ]; then "
-        f'for r in {q(layout.releases)}/*/; do e="$r{ENV_FILE}"; '
-        f'if {{ [ -L "$e" ] && [ "$(readlink "$e")" = {q(shared_env)} ]; }} || '
-        '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
-        f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done; '
-        f"cp -p {q(shared_env)} {q(keep)} || exit 1; fi",
-        f"if [ ! -L {q(shared_env)} ] || "
+    ]
+    make_link = (
+        f"{{ if [ ! -L {q(shared_env)} ] || "
         f'[ "$(readlink {q(shared_env)})" != ../current/{ENV_FILE} ]; then '
         f"rm -rf {q(link)} && ln -s ../current/{ENV_FILE} {q(link)} && "
-        f"mv -T {q(link)} {q(shared_env)}; fi",
-    ]
-    return Command(guarded(layout, token, " && ".join(lines)), description="prepare target")
+        f"mv -T {q(link)} {q(shared_env)}; fi; }}"
+    )
+    if has_env:
+        lines += [
+            f"if {server_env_test(layout)}; then "
+            f'for r in {q(layout.releases)}/*/; do e="$r{ENV_FILE}"; '
+            f'if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
+            '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
+            f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done; '
+            f"cp -p {q(shared_env)} {q(keep)} || exit 1; fi",
+            make_link,
+        ]
+    else:
+        lines.append(f"{{ {server_env_test(layout)} || {make_link}; }}")
+    return Command(" && ".join(lines), description="prepare target", guard=guard_for(layout, token))
 
 
 def space_check(directory: str, need_bytes: int) -> str:
@@ -619,11 +639,13 @@ def unpack_command(
 ) -> Command:
     """Unpack the uploaded artifact into ``releases/<release>``, link shared paths, write the
     release's env file (from stdin, mode 0600) and, last, REVISION: a release with REVISION is
-    complete."""
+    complete. With no ``variables`` and a ``shared/.env`` kept on the server by hand, that file
+    stays the config: linked as ``.env`` when listed in ``shared_files``, else left to the app."""
     q = shlex.quote
     release_path = layout.release_path(release)
     upload = layout.upload_path(release)
     env_path = f"{release_path}/{ENV_FILE}"
+    revision_path = f"{release_path}/REVISION"
     lines = [
         f"mkdir -p {q(release_path)}",
         f"tar -xzf {q(upload)} -C {q(release_path)}",
@@ -635,18 +657,33 @@ def unpack_command(
         if shared_file == ENV_FILE:
             continue  # the release's own env file, written below
         lines += link_shared(release_path, layout.shared, shared_file, is_file=True)
+    write_env = (
+        f"rm -f {q(env_path + '.tmp')} && "
+        f"(umask 077 && cat > {q(env_path + '.tmp')}) && "
+        f"mv -fT {q(env_path + '.tmp')} {q(env_path)}"
+    )
+    if variables:
+        lines.append(write_env)
+    else:
+        # no env files in the project: a shared/.env kept on the server stays the config
+        server_env = "cat > /dev/null"
+        if ENV_FILE in shared_files:
+            server_env += " && " + " && ".join(
+                link_shared(release_path, layout.shared, ENV_FILE, is_file=True)
+            )
+        lines.append(f"if {server_env_test(layout)}; then {server_env}; else {write_env}; fi")
     lines += [
-        f"rm -f {q(env_path + '.tmp')}",
-        f"(umask 077 && cat > {q(env_path + '.tmp')})",
-        f"mv -fT {q(env_path + '.tmp')} {q(env_path)}",
-        f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(release_path + '/REVISION')}",
+        f"rm -f {q(revision_path + '.tmp')}",
+        f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(revision_path + '.tmp')}",
+        f"mv -fT {q(revision_path + '.tmp')} {q(revision_path)}",
     ]
     content = env_file_text(variables or {})
     has_secret = any(isinstance(v, Secret) for v in (variables or {}).values())
     return Command(
-        guarded(layout, token, " && ".join(lines)),
+        " && ".join(lines),
         stdin=Secret(content) if has_secret else content.encode(),
         description="unpack",
+        guard=guard_for(layout, token),
     )
 
 
@@ -660,7 +697,9 @@ def remove_release_command(
         upload = layout.upload_path(release)
         paths += [q(layout.release_path(release)), q(upload), q(upload + ".part")]
     return Command(
-        guarded(layout, token, f"rm -rf -- {' '.join(paths)}"), description="remove releases"
+        f"rm -rf -- {' '.join(paths)}",
+        description="remove releases",
+        guard=guard_for(layout, token),
     )
 
 
@@ -680,7 +719,9 @@ def switch_command(
     q = shlex.quote
     if release is None:
         return Command(
-            guarded(layout, token, f"rm -f {q(layout.current)}"), description="unset current"
+            f"rm -f {q(layout.current)}",
+            description="unset current",
+            guard=guard_for(layout, token),
         )
     path = layout.release_path(release)
     temporary = f"{layout.deploy_to}/.current-{release}"
@@ -699,7 +740,7 @@ def switch_command(
         f"{{ rm -f {q(temporary)}; {fail('could not switch ' + layout.current)}; }}"
     )
     script = " && ".join([*checks, move])
-    return Command(guarded(layout, token, script), description=f"switch to {release}")
+    return Command(script, description=f"switch to {release}", guard=guard_for(layout, token))
 
 
 # ---------------------------------------------------------------------------- log
@@ -760,7 +801,8 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
         "exit 1; }"
     )
     return Command(
-        guarded(layout, token, script),
+        script,
         stdin=(entry.as_json() + "\n").encode(),
         description="record",
+        guard=guard_for(layout, token),
     )

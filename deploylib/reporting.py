@@ -46,7 +46,10 @@ class Redacting:
     Every string of the event (message, host, step, and each string inside ``data``) has its
     secret values masked and is made ``printable``: no reporter ever sees a secret value or a
     terminal escape sequence. Masking runs again after the escape sequences are gone, so a
-    secret split by one is masked too."""
+    secret split by one is masked too.
+
+    A reporter that raises (an ``--events`` file on a full disk) is dropped, and the others are
+    told: reporting never stops a deploy, and above all not its put-back."""
 
     def __init__(self, redactor: Redactor, reporters: Sequence[Reporter]) -> None:
         self.redactor = redactor
@@ -60,8 +63,27 @@ class Redacting:
             step=self.clean_text(event.step) if event.step else event.step,
             data=self._clean(event.data),
         )
-        for reporter in self.reporters:
-            reporter.emit(clean)
+        for reporter in list(self.reporters):
+            try:
+                reporter.emit(clean)
+            except Exception as exc:
+                self._drop(reporter, exc)
+
+    def _drop(self, reporter: Reporter, exc: Exception) -> None:
+        if reporter not in self.reporters:
+            return
+        self.reporters.remove(reporter)
+        notice = Event(
+            "warning",
+            self.clean_text(
+                f"{reporter.__class__.__name__} stopped reporting: {exc.__class__.__name__}: {exc}"
+            ),
+        )
+        for other in list(self.reporters):
+            try:
+                other.emit(notice)
+            except Exception as again:
+                self._drop(other, again)
 
     def clean_text(self, text: str) -> str:
         """``text`` without secrets and without terminal control sequences."""

@@ -24,15 +24,18 @@ from __future__ import annotations
 import contextlib
 import enum
 import getpass
+import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 from deploylib import fleet, locks, releases
 from deploylib.backends.base import Backend
@@ -138,6 +141,10 @@ class Runner:
         self.artifact_bytes = 0
         #: set on Ctrl-C: health checks stop retrying
         self.cancelled = threading.Event()
+        #: whether a signal may interrupt the run now (see ``_signals``), and what it is doing
+        self._interruptible = True
+        self._doing = "cleaning up"
+        self._reporter_failed = False
 
     # ------------------------------------------------------------------ public
 
@@ -161,56 +168,60 @@ class Runner:
         failure: DeployError | None = None
         cause: BaseException | None = None
         removed: dict[str, list[str]] = {}
-        try:
-            rehearse(
-                self.pipeline,
-                self.env,
-                hosts,
-                release=self.release,
-                revision=self.revision,
-                artifact=self.artifact,
-            )
-            phase = Phase.BUILD
-            self._run_local_steps()
-            phase = Phase.LOCK
-            self.targets = self._connect(hosts)
-            self._lock_all()
-            self._check_targets()
-            phase = Phase.PREPARE
-            for prepare_step in self.phases.prepare:
-                self._run_step(prepare_step, self.targets)
-            for target in self.targets:
-                target.prepared = True
-            phase = Phase.SWITCH
-            self._go_live(self.release, self.phases.switch)
-            phase = Phase.RECORD
-            # every target is live and verified: what follows cannot be undone, nor need be
-            with self._cleaning("recording the deploy"):
+        with self._signals():
+            try:
+                rehearse(
+                    self.pipeline,
+                    self.env,
+                    hosts,
+                    release=self.release,
+                    revision=self.revision,
+                    artifact=self.artifact,
+                )
+                phase = Phase.BUILD
+                self._run_local_steps()
+                phase = Phase.LOCK
+                self.targets = self._connect(hosts)
+                self._lock_all()
+                self._check_targets()
+                phase = Phase.PREPARE
+                for prepare_step in self.phases.prepare:
+                    self._run_step(prepare_step, self.targets)
+                for target in self.targets:
+                    target.prepared = True
+                phase = Phase.SWITCH
+                self._go_live(self.release, self.phases.switch)
+                phase = Phase.RECORD
+                # every target is live and verified: what follows cannot be undone, nor need be
+                self._finishing("recording the deploy")
                 self._record_all("deploy", "success", self.release)
                 removed = self._cleanup()
-        except BaseException as exc:
-            cause = exc
-            with self._cleaning("putting the fleet back"):
-                failure = self._recover(phase, exc, "deploy")
-        finally:
-            with self._cleaning("releasing the locks"):
-                self._unlock_all()
-                self._close()
+                self._check_lost_after("deployed")
+            except BaseException as exc:
+                self._interruptible = False  # first: a second Ctrl-C must not cut the clean-up
+                cause = exc
+            self._finishing("putting the fleet back")
+            if cause is not None:
+                failure = self._recover(phase, cause, "deploy")
+            self._finishing("releasing the locks")
+            self._unlock_all()
+            self._close()
             if self.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
-        # reported after the locks are released: a slow notification holds nobody up
-        if failure is not None:
-            self._report_failure("deploy", failure)
-            raise failure from cause
-        placement = self._placement()
-        self._emit(
-            "deploy.ok",
-            f"deployed {self.release} to {self.env.name}: "
-            + ", ".join(f"{h} → {r}" for h, r in placement.items())
-            + "".join(f"\n  verified: {line}" for line in self.verified),
-            data={"release": self.release, "placement": placement, "verified": self.verified},
-        )
-        return Outcome(self.release, placement, removed)
+            # reported after the locks are released: a slow notification holds nobody up
+            self._finishing("reporting the outcome")
+            if failure is not None:
+                self._report_failure("deploy", failure)
+                raise failure from cause
+            placement = self._placement()
+            self._emit(
+                "deploy.ok",
+                f"deployed {self.release} to {self.env.name}: "
+                + ", ".join(f"{h} → {r}" for h, r in placement.items())
+                + "".join(f"\n  verified: {line}" for line in self.verified),
+                data={"release": self.release, "placement": placement, "verified": self.verified},
+            )
+            return Outcome(self.release, placement, removed)
 
     def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
         """Switch every target back: to ``to``, or to the release before current in the log."""
@@ -226,42 +237,46 @@ class Runner:
         phase = Phase.LOCK
         failure: DeployError | None = None
         cause: BaseException | None = None
-        try:
-            self.targets = self._connect(hosts)
-            self._lock_all(skip_unreachable=True)
-            self._check_targets(new_release=False)
-            self.release = self._rollback_target(to)
-            self.revision = self._revision_of(self.release)
-            phase = Phase.SWITCH
-            self._go_live(self.release, self._revert_step(), check_locks=False)
-            phase = Phase.RECORD
-            with self._cleaning("recording the rollback"):
+        with self._signals():
+            try:
+                self.targets = self._connect(hosts)
+                self._lock_all(skip_unreachable=True)
+                self._check_targets(new_release=False)
+                self.release = self._rollback_target(to)
+                self.revision = self._revision_of(self.release)
+                phase = Phase.SWITCH
+                self._go_live(self.release, self._revert_step(), check_locks=False)
+                phase = Phase.RECORD
+                self._finishing("recording the rollback")
                 self._record_all("rollback", "success", self.release)
-            if self.unreachable:
-                names = ", ".join(t.name for t in self.unreachable)
-                raise FleetInconsistent(
-                    f"rolled back to {self.release} where hosts could be reached; "
-                    f"{names} could not be reached and did not change",
-                    self._placement(),
-                )
-        except BaseException as exc:
-            cause = exc
-            with self._cleaning("putting the fleet back"):
-                failure = self._recover(phase, exc, "rollback")
-        finally:
-            with self._cleaning("releasing the locks"):
-                self._unlock_all()
-                self._close()
-        if failure is not None:
-            self._report_failure("rollback", failure)
-            raise failure from cause
-        placement = self._placement()
-        self._emit(
-            "rollback.ok",
-            f"rolled back {self.env.name} to {self.release}",
-            data={"release": self.release, "placement": placement},
-        )
-        return Outcome(self.release, placement, {})
+                self._check_lost_after("rolled back")
+                if self.unreachable:
+                    names = ", ".join(t.name for t in self.unreachable)
+                    raise FleetInconsistent(
+                        f"rolled back to {self.release} where hosts could be reached; "
+                        f"{names} could not be reached and did not change",
+                        self._placement(),
+                    )
+            except BaseException as exc:
+                self._interruptible = False
+                cause = exc
+            self._finishing("putting the fleet back")
+            if cause is not None:
+                failure = self._recover(phase, cause, "rollback")
+            self._finishing("releasing the locks")
+            self._unlock_all()
+            self._close()
+            self._finishing("reporting the outcome")
+            if failure is not None:
+                self._report_failure("rollback", failure)
+                raise failure from cause
+            placement = self._placement()
+            self._emit(
+                "rollback.ok",
+                f"rolled back {self.env.name} to {self.release}",
+                data={"release": self.release, "placement": placement},
+            )
+            return Outcome(self.release, placement, {})
 
     # ------------------------------------------------------------------ phases
 
@@ -387,6 +402,17 @@ class Runner:
                 self._placement(),
             )
 
+    def _check_lost_after(self, done: str) -> None:
+        """After the release went live: a lock lost meanwhile (its host's release log could not
+        be written) ends the run with exit 3, every host where it is."""
+        lost = [t.name for t in self.targets if t.lock_lost]
+        if lost:
+            raise LockLost(
+                f"{done} {self.release}, but the deploy lock on {', '.join(lost)} was removed or "
+                "taken over meanwhile: the release log there has no line for it",
+                self._placement(),
+            )
+
     def _check_locks(self, targets: Sequence[Target]) -> None:
         """Make sure this run still holds the lock of ``targets`` before they switch."""
 
@@ -459,6 +485,7 @@ class Runner:
             artifact_bytes=self.artifact_bytes,
             lock_token=target.token or self.lock_token,
             restoring=restoring,
+            guard_token=target.token or "",
         )
 
     def _run_on(
@@ -479,6 +506,8 @@ class Runner:
                 target.switched = True
             deadline = started + self.env.step_timeout
             for index, op in enumerate(step.operations(ctx)):
+                if target.lock_lost:
+                    raise StepFailed(step.name, target.name, "the deploy lock here was lost")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StepFailed(
@@ -586,7 +615,7 @@ class Runner:
                 return exc
             return DeployFailed(f"{event} failed: {reason}; nothing was changed", self._placement())
         if phase is Phase.RECORD:
-            if isinstance(exc, FleetInconsistent):
+            if isinstance(exc, FleetInconsistent | LockLost):
                 return exc
             return DeployFailed(
                 f"{event} failed: {reason}; every target is on the new release", self._placement()
@@ -883,16 +912,39 @@ class Runner:
     ) -> dict[str, BaseException]:
         return fleet.run_parallel(work, targets, self.parallel, on_interrupt=self.cancelled.set)
 
-    def _cleaning(self, what: str) -> contextlib.AbstractContextManager[None]:
-        """While the fleet is put back or unlocked, Ctrl-C and SIGTERM say so instead of
-        interrupting: stopping half-way would leave hosts on different releases or locked."""
-        return fleet.signals_deferred(
-            lambda: self._emit(
-                "warning",
-                f"still {what}; deploylib exits when it is done "
-                "(the hosts are left on one release)",
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """While a run lasts, the first Ctrl-C or SIGTERM interrupts it (KeyboardInterrupt) and
+        every later one only says what is still being done: once a run fails or finishes, its
+        clean-up — putting the fleet back, the release log, the unlock — is never cut short;
+        stopping half-way is how fleets end up split. The handler writes to stderr directly:
+        it takes no lock a reporter may hold at that moment. (Main thread only: elsewhere
+        signals cannot be handled and the run is as it is.)"""
+        self._interruptible = True
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self._interruptible:
+                self._interruptible = False
+                raise KeyboardInterrupt
+            _say(
+                f"deploylib: still {self._doing}; it exits when that is done "
+                "(the hosts are left on one release)\n"
             )
-        )
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _finishing(self, doing: str) -> None:
+        """From here on the run finishes whatever happens: signals only get told ``doing``."""
+        self._interruptible = False
+        self._doing = doing
 
     def _placement(self) -> dict[str, str | None]:
         return fleet.placement(self.targets, self.unreachable, self.release)
@@ -912,7 +964,18 @@ class Runner:
         step: str | None = None,
         data: dict[str, object] | None = None,
     ) -> None:
-        self.reporter.emit(Event(kind, message, host, step, data or {}))
+        try:
+            self.reporter.emit(Event(kind, message, host, step, data or {}))
+        except Exception as exc:  # a reporter must never stop a put-back or an unlock
+            if not self._reporter_failed:
+                self._reporter_failed = True
+                _say(f"deploylib: could not report ({exc.__class__.__name__}: {exc}); going on\n")
+
+
+def _say(text: str) -> None:
+    """Write to stderr at once, taking no lock (safe in a signal handler)."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode(errors="replace"))
 
 
 def _bounded(op: Operation, remaining: float, default: float) -> Operation:

@@ -81,6 +81,9 @@ class Redactor:
         if len(text) < MIN_REDACTED_LENGTH:
             return
         forms = encodings(text)
+        # a value with blanks at its ends is often shown without them
+        if len(text.strip()) >= MIN_REDACTED_LENGTH:
+            forms |= encodings(text.strip())
         # multi-line secrets also leak line by line through captured output
         for line in text.splitlines():
             if len(line) >= MIN_REDACTED_LENGTH and not line.isspace():

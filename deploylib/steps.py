@@ -82,7 +82,9 @@ class Push(Step):
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
         return [
-            releases.prepare_command(layout, token, ctx.artifact_bytes),
+            releases.prepare_command(
+                layout, token, ctx.artifact_bytes, has_env=bool(ctx.env.variables)
+            ),
             releases.upload_artifact(layout, ctx.artifact, ctx.release),
             releases.unpack_command(
                 layout,

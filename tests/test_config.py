@@ -32,7 +32,7 @@ deploy_to = "/srv/${APP_DIR}"
 keep_releases = 2
 env_file = "secrets/prod.env"
 confirm = true
-public_env = ["PORT"]
+public_env = ["PORT", "APP_DIR"]
 [environments.prod.ssh]
 key_file = "~/.ssh/id_ed25519"
 alive_interval = 5
@@ -131,3 +131,38 @@ def test_multiline_secret_is_redacted_line_by_line(project: Path) -> None:
     (project / ".env").write_text('KEY="-----BEGIN KEY-----\nabcdefghij\n-----END KEY-----"\n')
     env = load_environment(project / "deploy.toml", "dev", environ={})
     assert "abcdefghij" not in env.redactor.redact("line: abcdefghij")
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'deploy_to = "/srv/${DATABASE_URL}"',
+        'hosts = ["${DATABASE_URL}"]',
+        'shared_dirs = ["${DATABASE_URL}"]',
+    ],
+)
+def test_a_secret_is_never_interpolated_where_it_reaches_command_lines(
+    project: Path, setting: str
+) -> None:
+    """Values from the env files are secrets: outside the webhook URL, interpolating one would
+    put it on command lines and into messages (exit 2, naming the variable, never its value)."""
+    lines = ['app = "shop"', 'deploy_to = "/srv/shop"', "[environments.prod]", 'hosts = ["h1"]']
+    lines.append('env_file = "secrets/prod.env"')
+    key = setting.split(" ")[0]
+    lines = [line for line in lines if not line.startswith(key)] + [setting]
+    (project / "deploy.toml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"\$\{DATABASE_URL\} is a secret") as refused:
+        load_environment(project / "deploy.toml", "prod", environ={})
+    assert "prod-secret" not in str(refused.value)
+
+
+def test_a_secret_may_be_the_webhook_url(project: Path) -> None:
+    (project / "secrets" / "prod.env").write_text(
+        "APP_DIR=shop-prod\nHOOK=https://hooks.example/T0KEN-s3cret\n"
+    )
+    (project / "deploy.toml").write_text(
+        FULL + '\n[environments.prod.notify]\nwebhook = "${HOOK}"\n'
+    )
+    env = load_environment(project / "deploy.toml", "prod", environ={})
+    assert env.notify.webhook == "https://hooks.example/T0KEN-s3cret"
+    assert "T0KEN" not in env.redactor.redact(f"POST {env.notify.webhook} failed")

@@ -95,7 +95,7 @@ def test_deploy_runs_exact_operations() -> None:
     ]
     lines = fleet["local"].lines
     assert lines[1:] == [
-        releases.prepare_command(LAYOUT, TOKEN).line,
+        releases.prepare_command(LAYOUT, TOKEN, has_env=False).line,
         f"upload {ARTIFACT} -> /srv/app/.deploylib/uploads/{R}.tar.gz (mode 600)",
         releases.unpack_command(
             LAYOUT, R, "abc1234", ["log"], [".env"], variables={}, token=TOKEN
@@ -109,10 +109,10 @@ def test_deploy_runs_exact_operations() -> None:
         ops[-2].line,
         releases.unlock_command(LAYOUT, TOKEN).line,
     ]
-    # every change to the target after the lock checks the lock's token first
+    # every command on the target after the lock runs only while the lock is this deploy's
     for op in ops[1:-1]:
-        if isinstance(op, Command) and op.description not in ("run", "migrate", "restart"):
-            assert op.script.startswith(releases.lock_guard(LAYOUT, TOKEN)), op.description
+        if isinstance(op, Command):
+            assert op.guard == releases.lock_guard(LAYOUT, TOKEN), op.description
     record = ops[-2]
     assert isinstance(record, Command) and isinstance(record.stdin, bytes)
     entry = json.loads(record.stdin)

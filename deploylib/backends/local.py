@@ -153,7 +153,7 @@ class LocalBackend(Backend):
         env = {name: reveal(value) for name, value in command.env.items()}
         try:
             result = self._context.run(
-                command.line,
+                command.full_line,
                 env=env,
                 hide=True,
                 warn=True,

@@ -32,6 +32,8 @@ class PrinterBackend(Backend):
             )
         if command.stdin is not None:
             extras.append(command.describe_stdin())
+        if command.guard:
+            extras.append("only while this deploy holds the lock")
         self._emit(self.host.name, "$ " + line + (f"    # {'; '.join(extras)}" if extras else ""))
         return Result(0)
 

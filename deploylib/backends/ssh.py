@@ -380,7 +380,7 @@ class SSHBackend(Backend):
     # ------------------------------------------------------------------ operations
 
     def run(self, command: Command) -> Result:
-        line = command.line
+        line = command.full_line
         stdin = command.stdin_bytes()
         if command.env:
             try:
