@@ -280,7 +280,7 @@ def test_sigint_mid_switch_puts_every_host_back_and_a_second_one_waits(fleet_of:
 
     assert time.monotonic() - started < 15
     assert process.returncode == 1, out + err
-    assert "still putting the fleet back" in out
+    assert "still putting the fleet back" in err
     assert fleet.currents() == before
     for index in (1, 2, 3):
         restarts = (fleet.hosts.host(index).srv / "demo/shared/restarts").read_text().split()

@@ -257,3 +257,128 @@ def test_check_says_a_host_is_unreachable_not_that_it_is_not_writable(fleet_of: 
     assert rows["h1"]["ok"] and rows["h1"]["problems"] == []
     [problem] = rows["h2"]["problems"]
     assert "could not connect" in problem and "writable" not in problem
+
+
+# ---------------------------------------------------------------------------- given-up commands
+
+TIMEOUT_2 = "keep_releases = 3\ncommand_timeout = 2"
+
+
+def test_a_command_that_timed_out_is_stopped_on_the_host(
+    fleet_of: FleetOf,
+) -> None:
+    """A command that hit its deadline is not only abandoned by the controller: its processes
+    on the host are stopped, so it cannot write there after the deploy ended and unlocked."""
+    fleet = fleet_of(1)
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE", cwd="{release_path}"),',
+        'run("sleep 4; echo late >> {deploy_to}/shared/LATE_WRITE", timeout=1),',
+    )
+    started = time.monotonic()
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 4  # the controller gave up in time...
+    assert not fleet.locked(1)  # ...and released the lock
+    time.sleep(5)
+    # ...but the command it gave up on kept running on the host, without a lock
+    assert not (demo(fleet, 1) / "shared" / "LATE_WRITE").exists()
+
+
+def test_ctrl_c_stops_the_remote_command_before_the_next_deploy(fleet_of: FleetOf) -> None:
+    """Two deploys never run at once on a host: Ctrl-C during a migrate stops it on the host
+    before the lock is released, so the next deploy's migrate runs alone."""
+    fleet = fleet_of(1)
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE", cwd="{release_path}"),',
+        'run("echo start-$$ >> {deploy_to}/shared/MIGRATIONS; sleep 6; '
+        'echo end-$$ >> {deploy_to}/shared/MIGRATIONS", name="migrate", once=True),',
+    )
+    first = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert first.returncode == 0, first.stdout + first.stderr
+    time.sleep(1.1)
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    log = demo(fleet, 1) / "shared" / "MIGRATIONS"
+    deadline = time.monotonic() + 30
+    while log.read_text().count("start") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1, out + err
+    assert not fleet.locked(1)
+    time.sleep(1.1)
+    # a second deploy starts right away: it is not refused, and its migrate runs while the
+    # interrupted one is still running
+    second = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert second.returncode == 0, second.stdout + second.stderr
+    time.sleep(6)
+    lines = log.read_text().split()
+    # the interrupted migrate was stopped on the host: it never ends, and the next deploy's
+    # migrate runs alone
+    first_run, interrupted, second_run = (
+        line[len("start-") :] for line in lines if "start" in line
+    )
+    assert lines == [
+        f"start-{first_run}",
+        f"end-{first_run}",
+        f"start-{interrupted}",
+        f"start-{second_run}",
+        f"end-{second_run}",
+    ], lines
+
+
+def test_a_restart_that_timed_out_never_lands_after_the_put_back(fleet_of: FleetOf) -> None:
+    """The new release's restart hits command_timeout and is stopped on the host before the
+    put-back restarts the old release: the app runs what current says."""
+    fleet = fleet_of(1)
+    toml = fleet.project.root / "deploy.toml"
+    toml.write_text(
+        toml.read_text().replace("keep_releases = 3", "keep_releases = 3\ncommand_timeout = 2")
+    )
+    fleet.edit_pipeline(
+        'switch(restart="echo {release} >> {shared_path}/restarts")',
+        'switch(restart="if [ -e SLOW ]; then sleep 4; fi; '
+        'echo {release} > {shared_path}/running")',
+    )
+    first = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert first.returncode == 0, first.stdout + first.stderr
+    old = fleet.current(1)
+    time.sleep(1.1)
+    (fleet.project.root / "app" / "SLOW").write_text("")
+    second = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "every target is back on the release it had" in second.stdout + second.stderr
+    assert fleet.current(1) == old
+    time.sleep(5)
+    running = (demo(fleet, 1) / "shared" / "running").read_text().split()[0]
+    assert running == old  # the app must run what current says
+
+
+def test_a_switch_that_timed_out_never_lands_after_the_put_back(fleet_of: FleetOf) -> None:
+    """The new release's switch stalls (a slow disk) past command_timeout: it is stopped on the
+    host before the put-back, so no late rename points current at the removed release."""
+    fleet = fleet_of(1)
+    toml = fleet.project.root / "deploy.toml"
+    toml.write_text(
+        toml.read_text().replace("keep_releases = 3", "keep_releases = 3\ncommand_timeout = 2")
+    )
+    first = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert first.returncode == 0, first.stdout + first.stderr
+    old = fleet.current(1)
+    # the disk stalls while the *new* release's link is renamed into place
+    fleet.hosts.fake_command(
+        1,
+        "mv",
+        'if [ "$1" = -T ] && [ -e "$(dirname "$2")/$(readlink "$2")/SLOW" ]; then sleep 4; fi; '
+        'exec /usr/bin/mv "$@"',
+    )
+    time.sleep(1.1)
+    (fleet.project.root / "app" / "SLOW").write_text("")
+    second = fleet.project.cli("deploy", "--env", "fleet", timeout=60)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "every target is back on the release it had" in second.stdout
+    assert fleet.current(1) == old
+    time.sleep(5)
+    now = fleet.current(1)
+    assert now == old, (
+        f"current -> {now}; release dir exists: {(demo(fleet, 1) / 'releases' / str(now)).exists()}"
+    )

@@ -416,6 +416,9 @@ class SSHBackend(Backend):
         return result
 
     def _exec(self, line: str, stdin: Iterator[bytes], timeout: float) -> Result:
+        """Run ``line`` on a channel of its own. A command that times out or is aborted is not
+        only abandoned: its process group on the host is stopped (TERM, then KILL), so nothing
+        of it runs on after deploylib moved on (a put-back, the unlock, the next deploy)."""
         try:
             transport = self._connect()
         except _Failed as failed:
@@ -428,18 +431,47 @@ class SSHBackend(Backend):
             return self._lost(f"opening a channel: {exc}")
         with self._lock:
             self._channels.add(channel)
+        remote = _Remote()
         try:
-            channel.exec_command(line)
-            return self._converse(channel, stdin, deadline, timeout)
+            channel.exec_command(PID_PRELUDE + line)
+            result = self._converse(channel, stdin, deadline, timeout, remote)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            if channel in self._aborted:
-                return Result(INTERRUPTED, stderr="interrupted")
-            return self._lost(str(exc))
+            result = (
+                Result(INTERRUPTED, stderr="interrupted")
+                if channel in self._aborted
+                else self._lost(str(exc))
+            )
+        except BaseException:  # Ctrl-C in this very thread (a command on one host)
+            channel.close()
+            if remote.pid is not None:
+                self._stop_group(transport, remote.pid)
+            raise
         finally:
             channel.close()
             with self._lock:
                 self._channels.discard(channel)
                 self._aborted.discard(channel)
+        if remote.pid is not None and (result.timed_out or result.exit_code == INTERRUPTED):
+            self._stop_group(transport, remote.pid)
+        return result
+
+    def _stop_group(self, transport: paramiko.Transport, pid: int) -> None:
+        """Stop the process group of a command that was given up on (it is the group of the
+        shell sshd started, ``$$``: processes that left it on purpose, daemons started with
+        ``setsid``, live on). Best effort, bounded: the host may be gone."""
+        deadline = time.monotonic() + STOP_GRACE + self.settings.channel_timeout
+        try:
+            channel = transport.open_session(timeout=self.settings.channel_timeout)
+        except (paramiko.SSHException, EOFError, OSError):
+            return
+        try:
+            channel.exec_command(stop_group_script(pid))
+            while not channel.exit_status_ready() and time.monotonic() < deadline:
+                select.select([channel], [], [], 0.05)
+        except (paramiko.SSHException, EOFError, OSError):
+            return
+        finally:
+            channel.close()
 
     def abort(self) -> None:
         """Close the channels of running commands; the connection stays, for the clean-up."""
@@ -451,12 +483,18 @@ class SSHBackend(Backend):
                 channel.close()
 
     def _converse(
-        self, channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, timeout: float
+        self,
+        channel: paramiko.Channel,
+        stdin: Iterator[bytes],
+        deadline: float,
+        timeout: float,
+        remote: _Remote,
     ) -> Result:
         """Feed stdin (in a thread: paramiko wakes it when the window opens) while reading
-        stdout and stderr here, until the command exits or a deadline passes."""
+        stdout and stderr here, until the command exits or a deadline passes. The first line
+        of stderr, the shell's pid (``PID_PRELUDE``), goes to ``remote``, not to the result."""
         out: list[bytes] = []
-        err: list[bytes] = []
+        err: list[bytes] = remote.stderr
         exited_at: float | None = None
         feeder = threading.Thread(target=_feed, args=(channel, stdin, deadline), daemon=True)
         feeder.start()
@@ -474,6 +512,7 @@ class SSHBackend(Backend):
                 while channel.recv_stderr_ready():
                     err.append(channel.recv_stderr(CHUNK))
                     busy = True
+                remote.take_pid()
                 drained = not channel.recv_ready() and not channel.recv_stderr_ready()
                 finished = channel.closed or channel.eof_received
                 if channel.exit_status_ready() and drained and finished:
@@ -505,6 +544,54 @@ class SSHBackend(Backend):
             if connection is not None:
                 with contextlib.suppress(Exception):
                     connection.close()
+
+
+#: first on every command line: the remote shell says its pid (its process group: sshd starts
+#: every session's shell in a session of its own) on stderr, before anything else
+PID_PRELUDE = "printf '@@deploylib-pid %s\\n' \"$$\" >&2; "
+PID_MARK = b"@@deploylib-pid "
+#: how long a stopped command's processes get between TERM and KILL
+STOP_GRACE = 2.0
+
+
+def stop_group_script(pid: int) -> str:
+    """Shell that stops process group ``pid``: TERM, up to ``STOP_GRACE`` s, then KILL."""
+    group = f"-{int(pid)}"
+    tries = int(STOP_GRACE * 10)
+    return (
+        f"kill -s TERM -- {group} 2>/dev/null; i=0; "
+        f"while kill -s 0 -- {group} 2>/dev/null && [ $i -lt {tries} ]; do "
+        "sleep 0.1; i=$((i + 1)); done; "
+        f"kill -s KILL -- {group} 2>/dev/null; true"
+    )
+
+
+class _Remote:
+    """What is known of a command's remote shell: its pid, once its first line arrived."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.stderr: list[bytes] = []
+        self._looking = True
+
+    def take_pid(self) -> None:
+        """Move the pid line from the head of ``stderr`` into ``pid``."""
+        if not self._looking or not self.stderr:
+            return
+        head = b"".join(self.stderr)
+        if len(head) < len(PID_MARK) and PID_MARK.startswith(head):
+            return  # more to come
+        if not head.startswith(PID_MARK):
+            self._looking = False
+            return
+        line, newline, rest = head.partition(b"\n")
+        if not newline:
+            return
+        self._looking = False
+        number = line[len(PID_MARK) :].strip()
+        if number.isdigit():
+            self.pid = int(number)
+        self.stderr[:] = [rest] if rest else []
 
 
 def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
