@@ -276,7 +276,8 @@ def test_an_ssh_deploy_whose_restart_leaves_a_background_child(fleet_of: FleetOf
 
 
 def test_the_outcome_is_notified_after_the_locks_are_released(project: Project) -> None:
-    """A slow notification of a failed deploy holds no lock and does not hold off Ctrl-C."""
+    """A slow notification of a failed deploy holds no lock, and a Ctrl-C during it waits at
+    most for its own deadline (5 s) before deploylib exits with the deploy's outcome."""
     project.deploy()
     project.write("app/BROKEN", "")
     with SlowHTTPServer("body", interval=1.0) as server:
@@ -296,6 +297,6 @@ def test_the_outcome_is_notified_after_the_locks_are_released(project: Project) 
         finally:
             if process.poll() is None:
                 process.kill()
-    assert time.monotonic() - interrupted < 3
+    assert time.monotonic() - interrupted < 8
     assert process.returncode == 1, out + err  # the deploy's own outcome
     assert "every target is back" in out

@@ -477,3 +477,24 @@ def test_a_negative_timeout_is_refused() -> None:
 
 def test_lock_lost_exit_code_is_three() -> None:
     assert LockLost("x", {}).exit_code == 3 and LOCK_LOST_EXIT != 3
+
+
+def test_a_shared_env_kept_on_the_server_is_left_alone_without_env_files(
+    project: Project,
+) -> None:
+    """With no env files in the project, deploylib does not manage the config: a shared/.env
+    kept on the server by hand (as with Capistrano's linked_files) stays the config."""
+    shared_env = project.target / "shared" / ".env"
+    shared_env.parent.mkdir(parents=True)
+    shared_env.write_text("DATABASE_URL=postgres://kept-on-the-server\n")
+    first, _ = project.deploy()
+    second, _ = project.deploy()
+    assert not shared_env.is_symlink()
+    assert shared_env.read_text() == "DATABASE_URL=postgres://kept-on-the-server\n"
+    for release in (first.release, second.release):
+        linked = project.target / "releases" / release / ".env"
+        assert os.readlink(linked) == str(shared_env)  # listed in shared_files: linked
+    project.rollback()
+    assert dotenv_values(project.target / "current" / ".env") == {
+        "DATABASE_URL": "postgres://kept-on-the-server"
+    }
