@@ -80,7 +80,8 @@ class RebasedHost(LocalBackend):
     def run(self, command: Command) -> Result:
         self._maybe_interrupt(command.description)
         cwd = self._rebase(command.cwd) if command.cwd else None
-        return super().run(replace(command, script=self._rebase(command.script), cwd=cwd))
+        script, guard = self._rebase(command.script), self._rebase(command.guard)
+        return super().run(replace(command, script=script, cwd=cwd, guard=guard))
 
     def upload(self, upload: Upload) -> Result:
         return super().upload(replace(upload, remote=self._rebase(upload.remote)))
