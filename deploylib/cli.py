@@ -14,10 +14,12 @@ program = Program(namespace=ns, name="deploylib", binary="deploylib", version=__
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM gets the same orderly stop as Ctrl-C: unfinished releases removed, locks released
+    # SIGTERM and SIGHUP (a closed terminal) get the same orderly stop as Ctrl-C: unfinished
+    # releases removed, switched hosts put back, locks released
     raise KeyboardInterrupt
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _terminate)
     program.run()

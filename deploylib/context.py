@@ -82,10 +82,15 @@ class StepContext:
         cwd: str | None = None,
         timeout: float | None = None,
         description: str = "",
+        inherit_lock: bool = True,
     ) -> Command:
-        """A user command: placeholders filled and quoted, env-file variables in its environment."""
+        """A user command: placeholders filled and quoted, env-file variables in its environment.
+
+        With ``inherit_lock`` it also gets the lock's token, so that a deploy it starts runs
+        under this one's lock. Restarts do not: what they leave running in the background
+        outlives this deploy, and must never act under its lock."""
         env: dict[str, str | Secret] = dict(self.env.variables)
-        if self.lock_token:
+        if self.lock_token and inherit_lock:
             env[INHERITED_LOCK] = self.lock_token
         return Command(
             self.shell(template),

@@ -57,7 +57,8 @@ def run_parallel(
     *,
     on_interrupt: Callable[[], None] = lambda: None,
 ) -> dict[str, BaseException]:
-    """Run ``work`` on each target, at most ``parallel`` at once; the errors by target name.
+    """Run ``work`` on each target, at most ``parallel`` at once (in that order when 1); the
+    errors by target name.
 
     Ctrl-C reaches only this (the main) thread. It halts every target's backend — what runs is
     aborted, nothing new starts — then waits until every worker has returned (each operation
@@ -65,14 +66,11 @@ def run_parallel(
     cleans up, no worker is still changing a target behind its back."""
     targets = list(targets)
     errors: dict[str, BaseException] = {}
-    if len(targets) <= 1 or parallel == 1:
-        for target in targets:
-            try:
-                work(target)
-            except Exception as exc:
-                errors[target.name] = exc
+    if not targets:
         return errors
-    pool = ThreadPoolExecutor(max_workers=min(parallel, len(targets)))
+    # even one target is worked on in a thread of its own: Ctrl-C must land in this thread's
+    # wait, never inside a backend's library code (a lock taken there and never released)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))))
     futures: dict[str, Future[None]] = {}
     try:
         try:

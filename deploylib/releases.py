@@ -5,7 +5,7 @@
       releases/<release>/REVISION        release id and revision: the release is complete
       releases/<release>/.env            the release's own env file (0600): config follows code
       shared/                            shared_dirs, shared_files
-      shared/.env -> ../current/.env     the live release's env file, wherever it is read from
+      shared/.env -> <deploy_to>/current/.env   the live release's env file
       .deploylib/lock/owner.json         the deploy lock (a directory renamed into place)
       .deploylib/releases.jsonl          one JSON line per event, replaced whole on every write
 
@@ -500,11 +500,20 @@ def check_lock_command(layout: Layout, token: str) -> Command:
 # ---------------------------------------------------------------------------- prepare
 
 
+def env_link(layout: Layout) -> str:
+    """Where ``shared/.env`` points: the live release's env file (absolute: ``shared`` may
+    itself be a link elsewhere)."""
+    return f"{layout.current}/{ENV_FILE}"
+
+
 def server_env_test(layout: Layout) -> str:
-    """Shell that passes when ``shared/.env`` is a file kept on the server by hand (not a link
-    deploylib made): with no env files in the project, deploylib leaves it as it is."""
-    shared_env = shlex.quote(f"{layout.shared}/{ENV_FILE}")
-    return f"{{ [ -f {shared_env} ] && [ ! -L {shared_env} ]; }}"
+    """Shell that passes when ``shared/.env`` is config kept on the server (a file, or a link to
+    one, that is not the link deploylib makes): with no env files in the project, deploylib
+    leaves it as it is."""
+    q = shlex.quote
+    shared_env = q(f"{layout.shared}/{ENV_FILE}")
+    link = q(env_link(layout))
+    return f'{{ [ -e {shared_env} ] && [ "$(readlink {shared_env})" != {link} ]; }}'
 
 
 def prepare_command(
@@ -530,16 +539,17 @@ def prepare_command(
         f"rm -rf {q(layout.uploads)}",
         f"mkdir -p {q(layout.uploads)} {q(layout.shared)} {q(layout.releases)}",
     ]
+    target = q(env_link(layout))
     make_link = (
         f"{{ if [ ! -L {q(shared_env)} ] || "
-        f'[ "$(readlink {q(shared_env)})" != ../current/{ENV_FILE} ]; then '
-        f"rm -rf {q(link)} && ln -s ../current/{ENV_FILE} {q(link)} && "
+        f'[ "$(readlink {q(shared_env)})" != {target} ]; then '
+        f"rm -rf {q(link)} && ln -s {target} {q(link)} && "
         f"mv -T {q(link)} {q(shared_env)}; fi; }}"
     )
     if has_env:
         lines += [
             f"if {server_env_test(layout)}; then "
-            f'for r in {q(layout.releases)}/*/; do e="$r{ENV_FILE}"; '
+            f'for r in {q(layout.releases)}/*/; do [ -d "$r" ] || continue; e="$r{ENV_FILE}"; '
             f'if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
             '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
             f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done; '
@@ -690,17 +700,20 @@ def unpack_command(
 def remove_release_command(
     layout: Layout, releases: Iterable[str], token: str | None = None
 ) -> Command:
-    """Remove release dirs and their uploads (also a partial upload)."""
+    """Remove release dirs and their uploads (also a partial upload) — never the release
+    ``current`` points at, whatever the controller believes: that one is kept, and said."""
     q = shlex.quote
-    paths = []
+    lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)"', "rc=0"]
     for release in releases:
         upload = layout.upload_path(release)
-        paths += [q(layout.release_path(release)), q(upload), q(upload + ".part")]
-    return Command(
-        f"rm -rf -- {' '.join(paths)}",
-        description="remove releases",
-        guard=guard_for(layout, token),
-    )
+        lines.append(
+            f'if [ "${{live##*/}}" = {q(release)} ]; then '
+            f"echo {q(f'kept {release}: current points at it')} >&2; rc=1; "
+            f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
+            "|| rc=1; fi"
+        )
+    lines.append("exit $rc")
+    return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))
 
 
 # ---------------------------------------------------------------------------- switch

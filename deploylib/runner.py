@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 
 from deploylib import fleet, locks, releases
-from deploylib.backends.base import Backend
+from deploylib.backends.base import INTERRUPTED, Backend
 from deploylib.checks import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.config import Environment
@@ -63,6 +63,8 @@ from deploylib.steps import Push, Rollback, Step, Switch, Verify
 from deploylib.strategies import Strategy, strategy_for
 
 BackendFactory = Callable[[Host], Backend]
+#: what stops a run (Ctrl-C, kill, a closed terminal), each as Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 Clock = Callable[[], datetime]
 
 
@@ -443,7 +445,7 @@ class Runner:
             return
         for batch in self.strategy.batches(self.targets):
             if check_locks:
-                self._check_locks(batch)
+                self._check_locks(self.targets)  # a batch before may have lost its lock
             self._run_step(switch_step, batch, release=release)
             for post_step in self.phases.post:
                 self._run_step(post_step, batch, release=release)
@@ -520,10 +522,11 @@ class Runner:
                 )
                 self._note_lock_loss(target, result)
                 if isinstance(step, Switch | Rollback) and index == 0:
-                    # the first operation moves `current`; what follows (restart) does not
+                    # the first operation moves `current`; what follows (restart) does not.
+                    # Cut off (unreachable, timed out, interrupted), it may or may not have
                     if result.ok:
                         target.current, target.uncertain = ctx.release, False
-                    elif result.unreachable:
+                    elif result.unreachable or result.timed_out or result.exit_code == INTERRUPTED:
                         target.uncertain = True
                 if not result.ok:
                     if result.unreachable:
@@ -620,6 +623,8 @@ class Runner:
             return DeployFailed(
                 f"{event} failed: {reason}; every target is on the new release", self._placement()
             )
+        if phase is Phase.SWITCH:
+            self._settle_uncertain()
         broken, unwell = self._put_back() if phase is Phase.SWITCH else ([], [])
         if event == "deploy":
             self._remove_unfinished()
@@ -666,6 +671,19 @@ class Runner:
         )
         error.reported = True
 
+    def _settle_uncertain(self) -> None:
+        """Targets whose switch was cut off (timed out, interrupted) may or may not have moved
+        `current`: read it, where the host still answers, instead of guessing."""
+
+        def settle(target: Target) -> None:
+            result = self._execute(target, releases.state_command(self.layout), "rollback")
+            state = releases.parse_state(result.stdout, self.layout)
+            if result.ok and state.read and state.current_kind in ("release", "absent"):
+                target.current, target.uncertain = state.current, False
+
+        unsure = [t for t in self.targets if t.uncertain and not t.unreachable]
+        self._parallel(settle, unsure)
+
     def _revert_step(self) -> Rollback:
         """How a target goes back: the pipeline's ``rollback`` step from ``on_failure``, with the
         switch step's restart unless it names its own."""
@@ -701,7 +719,19 @@ class Runner:
                     raise StepFailed("rollback", target.name, self._summary(result), result)
                 target.current = None
                 return
-            self._run_on(revert, target, previous, restoring=True)
+            try:
+                self._run_on(revert, target, previous, restoring=True)
+            except StepFailed as exc:
+                if target.current != previous or target.uncertain:
+                    raise
+                # back on the old release; only its restart failed: one release, unwell
+                unwell.append(target.name)
+                self._emit(
+                    "warning",
+                    f"back on {previous}, but its restart failed: {self._redact(exc.message)}",
+                    host=target.name,
+                )
+                return
             try:
                 for verify_step in verifies:
                     self._run_on(verify_step, target, previous)
@@ -721,8 +751,8 @@ class Runner:
 
     def _remove_unfinished(self) -> None:
         def remove(target: Target) -> None:
-            if target.current == self.release:
-                return
+            if target.current == self.release or target.uncertain:
+                return  # live, or maybe live: never removed
             command = releases.remove_release_command(self.layout, [self.release], target.token)
             result = self._execute(target, command, "cleanup")
             if not result.ok:
@@ -914,7 +944,7 @@ class Runner:
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        """While a run lasts, the first Ctrl-C or SIGTERM interrupts it (KeyboardInterrupt) and
+        """While a run lasts, the first Ctrl-C, SIGTERM or SIGHUP interrupts it (as Ctrl-C) and
         every later one only says what is still being done: once a run fails or finishes, its
         clean-up — putting the fleet back, the release log, the unlock — is never cut short;
         stopping half-way is how fleets end up split. The handler writes to stderr directly:
@@ -934,7 +964,7 @@ class Runner:
                 "(the hosts are left on one release)\n"
             )
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
             yield
         finally:

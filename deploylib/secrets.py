@@ -136,6 +136,9 @@ def encodings(value: str) -> set[str]:
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
         repr(value)[1:-1],
+        # inside the repr of a longer text that holds the other quote too
+        value.replace("\\", "\\\\").replace("'", "\\'"),
+        value.replace("\\", "\\\\").replace('"', '\\"'),
         envfile.printf_escaped(value),
         printf_body,
     }

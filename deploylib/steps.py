@@ -128,7 +128,11 @@ class Switch(Step):
     def restart_operations(self, ctx: StepContext) -> list[Operation]:
         if not self.restart:
             return []
-        return [ctx.command(self.restart, cwd=ctx.layout.current, description="restart")]
+        return [
+            ctx.command(
+                self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+            )
+        ]
 
     def templates(self) -> Iterable[str]:
         return [t for t in (self.restart, self.start, self.stop) if t]
@@ -168,7 +172,11 @@ class Rollback(Step):
             )
         ]
         if self.restart:
-            ops.append(ctx.command(self.restart, cwd=ctx.layout.current, description="restart"))
+            ops.append(
+                ctx.command(
+                    self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+                )
+            )
         return ops
 
     def templates(self) -> Iterable[str]:
@@ -195,6 +203,10 @@ class CustomStep(Step):
         for item in produced:
             if isinstance(item, str):
                 ops.append(ctx.command(item, description=self.name))
+            elif isinstance(item, Command) and not item.guard:
+                # a command of its own runs, like every other, only under the deploy's lock
+                guard = releases.guard_for(ctx.layout, ctx.guard_token or None)
+                ops.append(replace(item, guard=guard))
             elif isinstance(item, Command | Upload | Probe):
                 ops.append(item)
             else:

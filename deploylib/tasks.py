@@ -83,11 +83,12 @@ def _reporter(env: Environment, events: str | None, verbose: bool) -> Reporter:
 
         import getpass
 
+        redact = env.redactor.redact  # the body's own fields pass the redactor too
         context = {
-            "app": env.app,
-            "env": env.name,
-            "user": getpass.getuser(),
-            "hosts": [h.name for h in env.hosts],
+            "app": redact(env.app),
+            "env": redact(env.name),
+            "user": redact(getpass.getuser()),
+            "hosts": [redact(h.name) for h in env.hosts],
         }
         reporters.append(WebhookReporter(env.notify.webhook, context, warn))
     return Redacting(env.redactor, reporters)

@@ -30,7 +30,7 @@ def test_deploy_creates_the_layout(project: Project) -> None:
     # config follows the release: its own env file, and shared/.env follows current
     env_file = target / "releases" / release / ".env"
     assert not env_file.is_symlink() and stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert os.readlink(target / "shared" / ".env") == "../current/.env"
+    assert os.readlink(target / "shared" / ".env") == str(target / "current" / ".env")
     assert (target / "shared" / ".env").read_text() == env_file.read_text()
     assert (target / "shared" / "restarts").read_text() == f"{release}\n"
     assert not (target / ".deploylib" / "lock").exists()

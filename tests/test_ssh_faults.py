@@ -61,6 +61,23 @@ def _logged(root: Path) -> list[str]:
     return [e["release"] for e in entries if e["outcome"] == "success"]
 
 
+def sleeping_on_hosts(fleet: Fleet) -> list[str]:
+    """The ``sleep 30`` processes still running on the hosts (in their network namespaces)."""
+    found = []
+    for host in fleet.hosts.hosts:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", host.namespace], capture_output=True, text=True
+        ).stdout.split()
+        for pid in pids:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"sleep", b"30"]:
+                found.append(f"{host.name}: pid {pid}")
+    return found
+
+
 def fill(path: Path) -> Path:
     filler = path / "FILLER"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
@@ -228,6 +245,7 @@ def test_a_signal_at_each_phase_leaves_every_host_where_it_was(
     assert process.returncode == 1, out + err
     assert "interrupted" in out
     assert_clean(fleet, before)
+    assert not sleeping_on_hosts(fleet), "a command given up on still runs on a host"
 
 
 def test_ctrl_c_while_the_locks_are_taken_leaves_no_lock(fleet_of: FleetOf) -> None:
@@ -382,3 +400,50 @@ def test_a_switch_that_timed_out_never_lands_after_the_put_back(fleet_of: FleetO
     assert now == old, (
         f"current -> {now}; release dir exists: {(demo(fleet, 1) / 'releases' / str(now)).exists()}"
     )
+
+
+def test_a_command_given_up_on_is_stopped_on_a_host_whose_shell_warns_at_start(
+    fleet_of: FleetOf,
+) -> None:
+    """A host whose shell writes to stderr before the command starts (here `bash: warning:
+    setlocale`, from an LC_ALL the host lacks): a command that timed out is still found and
+    stopped, and the pid line never reaches the message."""
+    fleet = fleet_of(1)
+    config = fleet.hosts.host(1).root / "sshd_config"
+    config.write_text(config.read_text() + "SetEnv LC_ALL=en_ZZ.UTF-8\n")
+    fleet.hosts.kill_sshd(1)
+    fleet.hosts.start_sshd(1)
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE", cwd="{release_path}"),',
+        'run("sleep 4; echo late >> {deploy_to}/shared/LATE_WRITE", timeout=1),',
+    )
+    result = fleet.project.cli("deploy", "--env", "fleet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not fleet.locked(1)
+    time.sleep(5)
+    assert not (demo(fleet, 1) / "shared" / "LATE_WRITE").exists()
+    assert "@@deploylib-pid" not in result.stdout
+
+
+def test_a_hangup_mid_rollout_puts_every_host_back(fleet_of: FleetOf) -> None:
+    """A rolling deploy (batch = 1) is in h1's verify when the terminal goes away (SIGHUP): h1 is
+    put back, every lock released, exit 1."""
+    fleet = fleet_of(2)
+    fleet.configure(extra_ssh='[environments.fleet.strategy]\nkind = "rolling"\nbatch = 1\n')
+    first = fleet.project.cli("deploy", "--env", "fleet")
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = fleet.currents()
+    (fleet.hosts.host(1).srv / "first").write_text(f"{before['h1']}\n")
+    time.sleep(1.1)
+    fleet.edit_pipeline(
+        "test ! -e {current_path}/BROKEN",
+        "[ {host} != h1 ] || [ {release} = $(cat /srv/first) ] || "
+        "{ touch /srv/in-verify; sleep 30; }",
+    )
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    wait_for(fleet.hosts.host(1).srv / "in-verify", process)
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (process.returncode, out, err)
+    assert fleet.currents() == before
+    assert not fleet.locked(1) and not fleet.locked(2)

@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import logging
 import re
+import secrets
 import select
 import shlex
 import socket
@@ -433,7 +434,7 @@ class SSHBackend(Backend):
             self._channels.add(channel)
         remote = _Remote()
         try:
-            channel.exec_command(PID_PRELUDE + line)
+            channel.exec_command(remote.prelude + line)
             result = self._converse(channel, stdin, deadline, timeout, remote)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             result = (
@@ -500,6 +501,9 @@ class SSHBackend(Backend):
         feeder.start()
         try:
             while True:
+                if channel in self._aborted:
+                    # closed by ``abort``: paramiko then reports exit status -1, not ours
+                    return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
                 if self._monitor is not None and self._monitor.dead:
                     return Result(UNREACHABLE, _text(out), self._dead_message(), unreachable=True)
                 if time.monotonic() > deadline:
@@ -546,12 +550,10 @@ class SSHBackend(Backend):
                     connection.close()
 
 
-#: first on every command line: the remote shell says its pid (its process group: sshd starts
-#: every session's shell in a session of its own) on stderr, before anything else
-PID_PRELUDE = "printf '@@deploylib-pid %s\\n' \"$$\" >&2; "
-PID_MARK = b"@@deploylib-pid "
 #: how long a stopped command's processes get between TERM and KILL
 STOP_GRACE = 2.0
+#: how far into stderr the pid line is looked for (a shell's start-up may print before it)
+PID_SEARCH = 1 << 16
 
 
 def stop_group_script(pid: int) -> str:
@@ -567,30 +569,38 @@ def stop_group_script(pid: int) -> str:
 
 
 class _Remote:
-    """What is known of a command's remote shell: its pid, once its first line arrived."""
+    """What is known of a command's remote shell: its pid (its process group: sshd starts every
+    session's shell in a session of its own), once the line ``prelude`` prints arrived on
+    stderr. The line carries a random mark, is looked for wherever it lands among what the
+    shell's start-up printed, and is taken out of the command's stderr."""
 
     def __init__(self) -> None:
+        self.mark = f"@@deploylib-pid-{secrets.token_hex(6)} ".encode()
         self.pid: int | None = None
         self.stderr: list[bytes] = []
         self._looking = True
 
+    @property
+    def prelude(self) -> str:
+        return f"printf '{self.mark.decode()}%s\\n' \"$$\" >&2; "
+
     def take_pid(self) -> None:
-        """Move the pid line from the head of ``stderr`` into ``pid``."""
+        """Move the pid line out of ``stderr`` into ``pid``."""
         if not self._looking or not self.stderr:
             return
-        head = b"".join(self.stderr)
-        if len(head) < len(PID_MARK) and PID_MARK.startswith(head):
-            return  # more to come
-        if not head.startswith(PID_MARK):
-            self._looking = False
+        text = b"".join(self.stderr)
+        start = text.find(self.mark)
+        if start < 0:
+            self._looking = len(text) < PID_SEARCH
             return
-        line, newline, rest = head.partition(b"\n")
-        if not newline:
-            return
+        end = text.find(b"\n", start)
+        if end < 0:
+            return  # the rest of the line is on its way
         self._looking = False
-        number = line[len(PID_MARK) :].strip()
+        number = text[start + len(self.mark) : end].strip()
         if number.isdigit():
             self.pid = int(number)
+        rest = text[:start] + text[end + 1 :]
         self.stderr[:] = [rest] if rest else []
 
 
