@@ -7,8 +7,9 @@ run knows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from deploylib.backends.base import Backend
@@ -61,13 +62,24 @@ def run_parallel(
     errors by target name.
 
     Ctrl-C reaches only this (the main) thread. It halts every target's backend — what runs is
-    aborted, nothing new starts — then waits until every worker has returned (each operation
-    has a deadline), resumes the backends for the clean-up, and re-raises: when the caller
-    cleans up, no worker is still changing a target behind its back."""
+    aborted, nothing new starts — then waits until every piece of work that started has
+    returned (each operation has a deadline), resumes the backends for the clean-up, and
+    re-raises: when the caller cleans up, no worker is still changing a target behind its
+    back. What had not started by then never does."""
     targets = list(targets)
     errors: dict[str, BaseException] = {}
     if not targets:
         return errors
+    gate = _Gate()
+
+    def gated(target: Target) -> None:
+        if not gate.enter():
+            return  # interrupted before it started
+        try:
+            work(target)
+        finally:
+            gate.leave()
+
     # even one target is worked on in a thread of its own: Ctrl-C must land in this thread's
     # wait, never inside a backend's library code (a lock taken there and never released)
     pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))))
@@ -75,7 +87,7 @@ def run_parallel(
     try:
         try:
             for target in targets:
-                futures[target.name] = pool.submit(work, target)
+                futures[target.name] = pool.submit(gated, target)
             for name, future in futures.items():
                 error = future.exception()
                 if error is not None:
@@ -84,7 +96,7 @@ def run_parallel(
             on_interrupt()
             for target in targets:
                 target.backend.halt()
-            _wait_all(list(futures.values()))
+            gate.close_and_wait()
             for target in targets:
                 target.backend.resume()
             raise
@@ -93,14 +105,41 @@ def run_parallel(
     return errors
 
 
-def _wait_all(futures: list[Future[None]]) -> None:
-    """Wait for every future, whatever further Ctrl-Cs arrive meanwhile."""
-    while True:
-        try:
-            wait(futures)
-            return
-        except KeyboardInterrupt:
-            continue
+class _Gate:
+    """Counts the pieces of work running; once closed, none more starts.
+
+    The count is kept by the workers themselves, so it holds also for work whose thread or
+    future the interrupt kept the main thread from ever seeing (an interrupt inside
+    ``ThreadPoolExecutor.submit`` starts a thread the pool does not know yet)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+        self._running = 0
+
+    def enter(self) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            self._running += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def close_and_wait(self) -> None:
+        """Close, then wait until no work runs, whatever further Ctrl-Cs arrive meanwhile."""
+        while True:
+            try:
+                with self._cond:
+                    self._closed = True
+                    while self._running:
+                        self._cond.wait(0.1)
+                return
+            except KeyboardInterrupt:
+                continue
 
 
 def placement(

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -371,11 +372,19 @@ class Runner:
         self._heartbeat.start()
 
     def _beat(self) -> None:
+        """Touch every held lock's heartbeat each interval, all hosts at once: one slow host
+        must not make the others' locks look stale."""
         beat = releases.heartbeat_command(self.layout, self.lock_token)
-        while not self._unlocking.wait(self.heartbeat):
-            for target in self.targets:
-                if target.owns_lock and target.locked and not self._unlocking.is_set():
-                    self._note_lock_loss(target, target.backend.execute(beat))
+
+        def touch(target: Target) -> None:
+            if target.owns_lock and target.locked and not self._unlocking.is_set():
+                self._note_lock_loss(target, target.backend.execute(beat))
+
+        with ThreadPoolExecutor(
+            max_workers=min(self.parallel, 32), thread_name_prefix="beat"
+        ) as pool:
+            while not self._unlocking.wait(self.heartbeat):
+                list(pool.map(touch, list(self.targets)))
 
     def _check_targets(self, *, new_release: bool = True) -> None:
         """Refuse, before anything changes, targets whose layout deploylib did not make, and a

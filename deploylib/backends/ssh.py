@@ -432,7 +432,13 @@ class SSHBackend(Backend):
             return self._lost(f"opening a channel: {exc}")
         with self._lock:
             self._channels.add(channel)
+            stopping = self._halted  # halted before this command even started: run nothing
         remote = _Remote()
+        if stopping:
+            channel.close()
+            with self._lock:
+                self._channels.discard(channel)
+            return Result(INTERRUPTED, stderr="interrupted")
         try:
             channel.exec_command(remote.prelude + line)
             result = self._converse(channel, stdin, deadline, timeout, remote)
@@ -442,9 +448,11 @@ class SSHBackend(Backend):
                 if channel in self._aborted
                 else self._lost(str(exc))
             )
-        except BaseException:  # Ctrl-C in this very thread (a command on one host)
+        except (
+            BaseException
+        ):  # Ctrl-C in this very thread (deploylib uses workers; callers may not)
             channel.close()
-            if remote.pid is not None:
+            if remote.pid is not None and not remote.stopped:
                 self._stop_group(transport, remote.pid)
             raise
         finally:
@@ -452,7 +460,7 @@ class SSHBackend(Backend):
             with self._lock:
                 self._channels.discard(channel)
                 self._aborted.discard(channel)
-        if remote.pid is not None and (result.timed_out or result.exit_code == INTERRUPTED):
+        if remote.pid is not None and not remote.stopped and result.timed_out:
             self._stop_group(transport, remote.pid)
         return result
 
@@ -475,13 +483,10 @@ class SSHBackend(Backend):
             channel.close()
 
     def abort(self) -> None:
-        """Close the channels of running commands; the connection stays, for the clean-up."""
+        """Ctrl-C: every running command stops its process group on the host, then returns as
+        interrupted (see ``_converse``); the connection stays, for the clean-up."""
         with self._lock:
             self._aborted.update(self._channels)
-            channels = list(self._channels)
-        for channel in channels:
-            with contextlib.suppress(Exception):
-                channel.close()
 
     def _converse(
         self,
@@ -497,13 +502,30 @@ class SSHBackend(Backend):
         out: list[bytes] = []
         err: list[bytes] = remote.stderr
         exited_at: float | None = None
-        feeder = threading.Thread(target=_feed, args=(channel, stdin, deadline), daemon=True)
+        aborted_at: float | None = None
+        stop_feeding = threading.Event()
+        feeder = threading.Thread(
+            target=_feed, args=(channel, stdin, deadline, stop_feeding), daemon=True
+        )
         feeder.start()
         try:
             while True:
-                if channel in self._aborted:
-                    # closed by ``abort``: paramiko then reports exit status -1, not ours
-                    return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
+                if channel in self._aborted and not channel.exit_status_ready():
+                    # Ctrl-C: stop the command on the host first (its pid line may still be on
+                    # its way), so nothing of it runs on after the clean-up
+                    aborted_at = aborted_at or time.monotonic()
+                    stop_feeding.set()
+                    while channel.recv_stderr_ready():
+                        err.append(channel.recv_stderr(CHUNK))
+                    remote.take_pid()
+                    waited = time.monotonic() - aborted_at
+                    if remote.pid is not None or waited > PID_WAIT or channel.closed:
+                        if remote.pid is not None:
+                            transport = channel.get_transport()
+                            if transport is not None:
+                                self._stop_group(transport, remote.pid)
+                            remote.stopped = True
+                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
                 if self._monitor is not None and self._monitor.dead:
                     return Result(UNREACHABLE, _text(out), self._dead_message(), unreachable=True)
                 if time.monotonic() > deadline:
@@ -552,6 +574,8 @@ class SSHBackend(Backend):
 
 #: how long a stopped command's processes get between TERM and KILL
 STOP_GRACE = 2.0
+#: how long an aborted command's pid line is waited for (it is the first thing its shell prints)
+PID_WAIT = 3.0
 #: how far into stderr the pid line is looked for (a shell's start-up may print before it)
 PID_SEARCH = 1 << 16
 
@@ -577,6 +601,8 @@ class _Remote:
     def __init__(self) -> None:
         self.mark = f"@@deploylib-pid-{secrets.token_hex(6)} ".encode()
         self.pid: int | None = None
+        #: its process group was stopped already
+        self.stopped = False
         self.stderr: list[bytes] = []
         self._looking = True
 
@@ -614,14 +640,17 @@ def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
     return Result(status, _text(out), _text(err), note=note)
 
 
-def _feed(channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float) -> None:
-    """Send every chunk of stdin, then EOF; give up at the deadline or when the channel closes."""
+def _feed(
+    channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, stop: threading.Event
+) -> None:
+    """Send every chunk of stdin, then EOF; give up at the deadline, when the channel closes or
+    when ``stop`` is set (an abort: what is still to send must not hold up the clean-up)."""
     channel.settimeout(0.5)
     try:
         for chunk in stdin:
             view = memoryview(chunk)
             while view:
-                if channel.closed or time.monotonic() > deadline:
+                if channel.closed or time.monotonic() > deadline or stop.is_set():
                     return
                 try:
                     sent = channel.send(view[:CHUNK])
