@@ -221,6 +221,8 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                     else None
                 ),
                 "releases": sorted(state.releases),
+                # a damaged release log, or one that does not explain current: say so
+                "history_problem": state.log_problem(),
             }
         )
     return rows

@@ -429,8 +429,10 @@ def lock_guard(layout: Layout, token: str) -> str:
     """Shell that fails with ``LOCK_LOST_EXIT`` unless this deploy still holds the lock."""
     q = shlex.quote
     message = "the deploy lock here is no longer this deploy's (removed or taken over)"
+    # `command -p`: the standard PATH, whatever PATH the project's env files set
+    owner = q(layout.lock + "/owner.json")
     return (
-        f"{{ grep -qF {q(_token(token))} {q(layout.lock + '/owner.json')} 2>/dev/null || "
+        f"{{ command -p grep -qF {q(_token(token))} {owner} 2>/dev/null || "
         f"{{ echo {q(message)} >&2; exit {LOCK_LOST_EXIT}; }}; }}"
     )
 
@@ -485,7 +487,8 @@ def unlock_command(layout: Layout, token: str | None = None) -> Command:
     owner_file = q(layout.lock + "/owner.json")
     script = (
         f"rm -rf {q(layout.lock_stage(token))}; "
-        f"if grep -qF {q(_token(token))} {owner_file} 2>/dev/null; then rm -rf {q(layout.lock)}; "
+        f"if command -p grep -qF {q(_token(token))} {owner_file} 2>/dev/null; then "
+        f"rm -rf {q(layout.lock)}; "
         f"elif [ -e {q(layout.lock)} ]; then echo 'the lock is held by another deploy now' >&2; "
         "exit 1; fi"
     )

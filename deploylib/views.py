@@ -49,9 +49,9 @@ def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:
 
 def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
     table = Table(title=f"status of {_plain(env)}", title_justify="left")
-    errors = any(row.get("error") for row in rows)
+    errors = any(row.get("error") or row.get("history_problem") for row in rows)
     columns = ["host", "current", "revision", "deployed at", "by", "lock"]
-    for column in [*columns, "error"] if errors else columns:
+    for column in [*columns, "note"] if errors else columns:
         table.add_column(column)
     for row in rows:
         if row.get("error"):
@@ -73,7 +73,8 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             _plain(row["deployed_by"]),
             lock,
         ]
-        table.add_row(*cells, *([""] if errors else []))
+        note = f"[yellow]{_plain(row['history_problem'])}[/]" if row.get("history_problem") else ""
+        table.add_row(*cells, *([note] if errors else []))
     return table
 
 

@@ -138,6 +138,9 @@ def test_a_torn_log_line_is_reported_never_glued_and_nothing_is_guessed(project:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "cannot be read" in result.stdout + result.stderr and "--to" in result.stdout
     assert project.current() == c.release
+    status = project.cli("status", "--env", "dev", "--json")
+    assert status.returncode == 0
+    assert "cannot be read" in json.loads(status.stdout)[0]["history_problem"]
     assert project.rollback(to=b.release).release == b.release
 
 
