@@ -341,8 +341,12 @@ class Runner:
                 target.lock_pending = False
                 target.token, target.owns_lock = self.lock_token, True
                 return
-            if state.read:
+            definite = not (
+                result.unreachable or result.timed_out or result.exit_code == INTERRUPTED
+            )
+            if state.read and definite:
                 target.lock_pending = False  # the script ran to its end and took nothing
+            # else: cut off — it may have taken the lock; the unlock (by token) will see
             raise StepFailed("lock", target.name, self._summary(result), result)
 
         errors = self._parallel(lock, self.targets)
