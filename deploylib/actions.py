@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploylib import locks, releases
+from deploylib import locks
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
 from deploylib.backends.printer import PrinterBackend
@@ -26,7 +26,10 @@ from deploylib.config import Environment, load_environment
 from deploylib.errors import ConfigError, LockHeld, LockOwner, StepFailed
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline, load_pipeline
-from deploylib.releases import Layout, TargetState
+from deploylib.remote import lock as remote_lock
+from deploylib.remote import state as target_state
+from deploylib.remote.layout import Layout
+from deploylib.remote.state import TargetState
 from deploylib.reporting import Event, Reporter
 from deploylib.runner import Clock, Outcome, Runner, utc_now
 
@@ -163,8 +166,8 @@ def read_states(
 ) -> tuple[dict[str, TargetState], dict[str, str]]:
     """Read every target's state, changing nothing: the states, and why others could not be read."""
     layout = Layout(env.deploy_to)
-    results = run_everywhere(env, hosts, releases.state_command(layout))
-    states = {n: releases.parse_state(r.stdout, layout) for n, r in results.items() if r.ok}
+    results = run_everywhere(env, hosts, target_state.state_command(layout))
+    states = {n: target_state.parse_state(r.stdout, layout) for n, r in results.items() if r.ok}
     errors = {
         n: r.summary(redact=env.redactor.redact)
         for n, r in results.items()
@@ -325,7 +328,7 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
     removed = []
     for host in locked:
         token = (states[host.name].lock_owner or {}).get("token")
-        command = releases.unlock_command(
+        command = remote_lock.unlock_command(
             layout, token if isinstance(token, str) and _is_token(token) else None
         )
         result = run_once(env, host, command)

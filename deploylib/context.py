@@ -10,7 +10,8 @@ from deploylib import placeholders
 from deploylib.commands import Command
 from deploylib.hosts import Host
 from deploylib.locks import INHERITED_LOCK
-from deploylib.releases import Layout, guard_for
+from deploylib.remote.layout import Layout
+from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret, reveal
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from deploylib.backends.base import Backend
 from deploylib.hosts import Host
-from deploylib.releases import TargetState
+from deploylib.remote.state import TargetState
 
 
 @dataclass

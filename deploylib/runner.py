@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from deploylib import fleet, locks, releases
+from deploylib import fleet, locks
 from deploylib.backends.base import INTERRUPTED, Backend
 from deploylib.checks import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result, Upload
@@ -58,7 +58,13 @@ from deploylib.errors import (
 from deploylib.fleet import Target
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline, rehearse
-from deploylib.releases import Layout, LogEntry
+from deploylib.remote import layout as remote_layout
+from deploylib.remote import lock as remote_lock
+from deploylib.remote import log as release_log
+from deploylib.remote import release as remote_release
+from deploylib.remote import state as target_state
+from deploylib.remote.layout import Layout
+from deploylib.remote.log import LogEntry
 from deploylib.reporting import Event, Reporter
 from deploylib.steps import Push, Rollback, Step, Switch, Verify
 from deploylib.strategies import Strategy, strategy_for
@@ -152,7 +158,7 @@ class Runner:
     # ------------------------------------------------------------------ public
 
     def deploy(self, hosts: Sequence[Host]) -> Outcome:
-        self.release = releases.make_release_id(self.clock(), self.revision)
+        self.release = remote_layout.make_release_id(self.clock(), self.revision)
         self._emit(
             "deploy.start",
             f"deploy {self.env.app} {self.release} (revision {self.revision}) to "
@@ -228,7 +234,7 @@ class Runner:
 
     def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
         """Switch every target back: to ``to``, or to the release before current in the log."""
-        if to is not None and not releases.is_release_id(to):
+        if to is not None and not remote_layout.is_release_id(to):
             raise ConfigError(
                 f"not a release id: {to!r} (expected YYYYmmddTHHMMSSZ[-rev])", key="--to"
             )
@@ -288,8 +294,10 @@ class Runner:
         for local_step in self.phases.local:
             self._run_on(local_step, controller)
         if self._pushes():
-            result = self._execute(controller, releases.artifact_check(self.artifact), "build")
-            self.artifact_bytes = releases.artifact_footprint(self.artifact)
+            result = self._execute(
+                controller, remote_release.artifact_check(self.artifact), "build"
+            )
+            self.artifact_bytes = remote_release.artifact_footprint(self.artifact)
             if not result.ok:
                 raise StepFailed(
                     "build",
@@ -318,18 +326,18 @@ class Runner:
         )
         self.lock_token = str(owner["token"])
         inherited = locks.inherited_token()
-        command = releases.lock_command(self.layout, owner)
+        command = remote_lock.lock_command(self.layout, owner)
 
         def lock(target: Target) -> None:
             target.lock_pending = True
             result = self._execute(target, command, "lock")
-            state = releases.parse_state(result.stdout, self.layout)
+            state = target_state.parse_state(result.stdout, self.layout)
             if state.read:
                 target.state = state
                 target.current = state.current
             target.unreachable = result.unreachable
             holder = state.lock_owner or {}
-            if result.exit_code == releases.LOCK_HELD_EXIT:
+            if result.exit_code == remote_lock.LOCK_HELD_EXIT:
                 target.lock_pending = False
                 if inherited and holder.get("token") == inherited:
                     target.token = inherited  # the deploy this one runs inside holds it
@@ -378,7 +386,7 @@ class Runner:
     def _beat(self) -> None:
         """Touch every held lock's heartbeat each interval, all hosts at once: one slow host
         must not make the others' locks look stale."""
-        beat = releases.heartbeat_command(self.layout, self.lock_token)
+        beat = remote_lock.heartbeat_command(self.layout, self.lock_token)
 
         def touch(target: Target) -> None:
             if target.owns_lock and target.locked and not self._unlocking.is_set():
@@ -434,7 +442,7 @@ class Runner:
         def check(target: Target) -> None:
             if target.token is None or target.lock_lost:
                 return
-            command = releases.check_lock_command(self.layout, target.token)
+            command = remote_lock.check_lock_command(self.layout, target.token)
             result = self._execute(target, command, "lock")
             self._note_lock_loss(target, result)
             if not result.ok and not target.lock_lost:
@@ -603,7 +611,7 @@ class Runner:
 
     def _note_lock_loss(self, target: Target, result: Result) -> None:
         if (
-            result.exit_code == releases.LOCK_LOST_EXIT
+            result.exit_code == remote_lock.LOCK_LOST_EXIT
             and "no longer this deploy's" in result.stderr
         ):
             target.lock_lost = True
@@ -689,8 +697,8 @@ class Runner:
         `current`: read it, where the host still answers, instead of guessing."""
 
         def settle(target: Target) -> None:
-            result = self._execute(target, releases.state_command(self.layout), "rollback")
-            state = releases.parse_state(result.stdout, self.layout)
+            result = self._execute(target, target_state.state_command(self.layout), "rollback")
+            state = target_state.parse_state(result.stdout, self.layout)
             if result.ok and state.read and state.current_kind in ("release", "absent"):
                 target.current, target.uncertain = state.current, False
 
@@ -725,7 +733,7 @@ class Runner:
                 raise StepFailed("rollback", target.name, "the deploy lock here was lost")
             self._emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
             if previous is None:
-                unset = releases.switch_command(self.layout, None, target.token)
+                unset = remote_release.switch_command(self.layout, None, target.token)
                 result = self._execute(target, unset, "rollback")
                 self._note_lock_loss(target, result)
                 if not result.ok:
@@ -766,7 +774,9 @@ class Runner:
         def remove(target: Target) -> None:
             if target.current == self.release or target.uncertain:
                 return  # live, or maybe live: never removed
-            command = releases.remove_release_command(self.layout, [self.release], target.token)
+            command = remote_release.remove_release_command(
+                self.layout, [self.release], target.token
+            )
             result = self._execute(target, command, "cleanup")
             if not result.ok:
                 raise StepFailed("cleanup", target.name, self._summary(result), result)
@@ -814,7 +824,7 @@ class Runner:
                 time=now,
                 error=self._redact(error) if error else None,
             )
-            command = releases.record_command(self.layout, entry, target.token)
+            command = release_log.record_command(self.layout, entry, target.token)
             result = self._execute(target, command, "record")
             self._note_lock_loss(target, result)
             if not result.ok:
@@ -858,7 +868,7 @@ class Runner:
             doomed = state.removable(self.env.keep_releases)
             removed[target.name] = doomed
             if doomed:
-                command = releases.remove_release_command(self.layout, doomed, target.token)
+                command = remote_release.remove_release_command(self.layout, doomed, target.token)
                 result = self._execute(target, command, "cleanup")
                 if not result.ok:
                     raise StepFailed("cleanup", target.name, self._summary(result), result)
@@ -926,7 +936,7 @@ class Runner:
             self._heartbeat.join(timeout=15)
 
         def unlock(target: Target) -> None:
-            command = releases.unlock_command(self.layout, self.lock_token)
+            command = remote_lock.unlock_command(self.layout, self.lock_token)
             result = target.backend.execute(command)
             if not result.ok:
                 raise StepFailed("unlock", target.name, self._summary(result), result)

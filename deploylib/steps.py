@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, overload
 
-from deploylib import releases
 from deploylib.checks import Check
 from deploylib.commands import Command, Operation, Probe, Upload
 from deploylib.context import StepContext
 from deploylib.errors import ConfigError
+from deploylib.remote import lock as remote_lock
+from deploylib.remote import release as remote_release
 
 Placement = Literal["local", "each", "once"]
 
@@ -82,11 +83,11 @@ class Push(Step):
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
         return [
-            releases.prepare_command(
+            remote_release.prepare_command(
                 layout, token, ctx.artifact_bytes, has_env=bool(ctx.env.variables)
             ),
-            releases.upload_artifact(layout, ctx.artifact, ctx.release),
-            releases.unpack_command(
+            remote_release.upload_artifact(layout, ctx.artifact, ctx.release),
+            remote_release.unpack_command(
                 layout,
                 ctx.release,
                 ctx.revision,
@@ -122,7 +123,7 @@ class Switch(Step):
     stop: str | None = None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        switch = releases.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
+        switch = remote_release.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
         return [switch, *self.restart_operations(ctx)]
 
     def restart_operations(self, ctx: StepContext) -> list[Operation]:
@@ -167,7 +168,7 @@ class Rollback(Step):
         # putting back the release that was live needs only its directory; a rollback target
         # must be complete
         ops: list[Operation] = [
-            releases.switch_command(
+            remote_release.switch_command(
                 ctx.layout, ctx.release, ctx.lock_token or None, complete=not ctx.restoring
             )
         ]
@@ -205,7 +206,7 @@ class CustomStep(Step):
                 ops.append(ctx.command(item, description=self.name))
             elif isinstance(item, Command) and not item.guard:
                 # a command of its own runs, like every other, only under the deploy's lock
-                guard = releases.guard_for(ctx.layout, ctx.guard_token or None)
+                guard = remote_lock.guard_for(ctx.layout, ctx.guard_token or None)
                 ops.append(replace(item, guard=guard))
             elif isinstance(item, Command | Upload | Probe):
                 ops.append(item)

@@ -34,7 +34,9 @@ from deploylib.commands import Command, Operation, Result
 from deploylib.config import StrategySettings
 from deploylib.errors import ConfigError
 from deploylib.hosts import Host
-from deploylib.releases import LOCK_LOST_EXIT, Layout, link_shared, unlock_command
+from deploylib.remote.layout import Layout
+from deploylib.remote.lock import LOCK_LOST_EXIT, unlock_command
+from deploylib.remote.release import link_shared
 from deploylib.testing import FakeFleet, deploy_with_fakes, environment
 from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project
 

@@ -284,7 +284,7 @@ def test_a_rollout_stops_when_an_earlier_batchs_lock_was_lost() -> None:
     from deploylib.commands import Command, Operation, Probe, Result
     from deploylib.config import StrategySettings
     from deploylib.hosts import Host
-    from deploylib.releases import LOCK_LOST_EXIT
+    from deploylib.remote.lock import LOCK_LOST_EXIT
     from deploylib.testing import FakeFleet, deploy_with_fakes, environment
 
     fleet = FakeFleet()

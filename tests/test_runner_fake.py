@@ -19,7 +19,6 @@ from deploylib import (
     http,
     migrate,
     push,
-    releases,
     rollback,
     run,
     step,
@@ -28,7 +27,11 @@ from deploylib import (
 )
 from deploylib.commands import Operation, Probe, Result
 from deploylib.hosts import Host
-from deploylib.releases import LOCK_HELD_EXIT, Layout, render_state
+from deploylib.remote import lock as remote_lock
+from deploylib.remote import release as remote_release
+from deploylib.remote.layout import Layout
+from deploylib.remote.lock import LOCK_HELD_EXIT
+from deploylib.remote.state import render_state
 from deploylib.testing import TOKEN, WORKDIR, FakeFleet, deploy_with_fakes, environment
 
 R = "20260102T030405Z-abc1234"
@@ -95,24 +98,24 @@ def test_deploy_runs_exact_operations() -> None:
     ]
     lines = fleet["local"].lines
     assert lines[1:] == [
-        releases.prepare_command(LAYOUT, TOKEN, has_env=False).line,
+        remote_release.prepare_command(LAYOUT, TOKEN, has_env=False).line,
         f"upload {ARTIFACT} -> /srv/app/.deploylib/uploads/{R}.tar.gz (mode 600)",
-        releases.unpack_command(
+        remote_release.unpack_command(
             LAYOUT, R, "abc1234", ["log"], [".env"], variables={}, token=TOKEN
         ).line,
         f"cd {rel} && pip install -r requirements.txt",
         f"cd {rel} && ./manage.py migrate",
-        releases.check_lock_command(LAYOUT, TOKEN).line,
-        releases.switch_command(LAYOUT, R, TOKEN).line,
+        remote_lock.check_lock_command(LAYOUT, TOKEN).line,
+        remote_release.switch_command(LAYOUT, R, TOKEN).line,
         "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)",
         f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'",
         ops[-2].line,
-        releases.unlock_command(LAYOUT, TOKEN).line,
+        remote_lock.unlock_command(LAYOUT, TOKEN).line,
     ]
     # every command on the target after the lock runs only while the lock is this deploy's
     for op in ops[1:-1]:
         if isinstance(op, Command):
-            assert op.guard == releases.lock_guard(LAYOUT, TOKEN), op.description
+            assert op.guard == remote_lock.lock_guard(LAYOUT, TOKEN), op.description
     record = ops[-2]
     assert isinstance(record, Command) and isinstance(record.stdin, bytes)
     entry = json.loads(record.stdin)
@@ -144,9 +147,9 @@ def test_prepare_failure_switches_nobody_and_removes_the_release() -> None:
     assert not any(op.description.startswith("switch") for op in fleet["local"].operations)
     assert not any("migrate" in line for line in lines)
     assert lines[-3:] == [
-        releases.remove_release_command(LAYOUT, [R], TOKEN).line,
+        remote_release.remove_release_command(LAYOUT, [R], TOKEN).line,
         fleet["local"].operations[-2].line,
-        releases.unlock_command(LAYOUT, TOKEN).line,
+        remote_lock.unlock_command(LAYOUT, TOKEN).line,
     ]
     assert fleet["local"].operations[-2].description == "record"
     entry = json.loads(fleet["local"].operations[-2].stdin)  # type: ignore[union-attr,arg-type]
@@ -171,7 +174,9 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
     assert isinstance(error, DeployFailed) and error.placement == {"local": OLD}
     lines = target.lines
     # putting back needs the old release's directory, not more
-    switch_back = lines.index(releases.switch_command(LAYOUT, OLD, TOKEN, complete=False).line)
+    switch_back = lines.index(
+        remote_release.switch_command(LAYOUT, OLD, TOKEN, complete=False).line
+    )
     assert (
         lines[switch_back + 1] == "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)"
     )
@@ -179,7 +184,7 @@ def test_verify_failure_switches_back_restarts_and_reverifies_the_old_release() 
         lines[switch_back + 2] == f"GET http://127.0.0.1:8000/health expect 200 containing '{OLD}'"
     )
     assert lines.count(f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'") == 2
-    assert releases.remove_release_command(LAYOUT, [R], TOKEN).line in lines
+    assert remote_release.remove_release_command(LAYOUT, [R], TOKEN).line in lines
     entry = json.loads(target.operations[-2].stdin)  # type: ignore[union-attr,arg-type]
     assert (entry["outcome"], entry["current"], entry["previous"]) == ("rolled_back", OLD, OLD)
 
@@ -216,7 +221,7 @@ def test_first_deploy_that_fails_verify_leaves_no_current() -> None:
     fleet["local"].respond(lambda op: Result(1) if isinstance(op, Probe) else None)
     error, _ = deploy_with_fakes(env, web_pipeline(), fleet)
     assert isinstance(error, DeployFailed) and error.placement == {"local": None}
-    assert releases.switch_command(LAYOUT, None, TOKEN).line in fleet["local"].lines
+    assert remote_release.switch_command(LAYOUT, None, TOKEN).line in fleet["local"].lines
 
 
 def test_lock_held_touches_nothing_and_names_the_owner() -> None:

@@ -13,16 +13,9 @@ import pytest
 from deploylib import Command, Secret
 from deploylib.errors import ConfigError
 from deploylib.placeholders import render_shell, render_text, validate
-from deploylib.releases import (
-    STATE_MARK,
-    Layout,
-    TargetState,
-    make_release_id,
-    parse_state,
-    render_state,
-    switch_command,
-    validate_release_id,
-)
+from deploylib.remote.layout import Layout, make_release_id, validate_release_id
+from deploylib.remote.release import switch_command
+from deploylib.remote.state import STATE_MARK, TargetState, parse_state, render_state
 from deploylib.secrets import Redactor
 
 VALUES = {"release": "20260101T000000Z-abc", "deploy_to": "/srv/my app", "host": "web1"}

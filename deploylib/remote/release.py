@@ -1,0 +1,267 @@
+"""Making a release on a target and switching to it: free space and uploads, the env file,
+unpacking, shared links, REVISION, removing releases, and the atomic switch of ``current``."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+from deploylib import envfile
+from deploylib.commands import Command, Upload
+from deploylib.remote.layout import ENV_FILE, Layout
+from deploylib.remote.lock import guard_for
+from deploylib.secrets import Secret
+
+
+def env_link(layout: Layout) -> str:
+    """Where ``shared/.env`` points: the live release's env file (absolute: ``shared`` may
+    itself be a link elsewhere)."""
+    return f"{layout.current}/{ENV_FILE}"
+
+
+def server_env_test(layout: Layout) -> str:
+    """Shell that passes when ``shared/.env`` is config kept on the server (a file, or a link to
+    one, that is not the link deploylib makes): with no env files in the project, deploylib
+    leaves it as it is."""
+    q = shlex.quote
+    shared_env = q(f"{layout.shared}/{ENV_FILE}")
+    link = q(env_link(layout))
+    return f'{{ [ -e {shared_env} ] && [ "$(readlink {shared_env})" != {link} ]; }}'
+
+
+def prepare_command(
+    layout: Layout, token: str | None, need_bytes: int = 0, *, has_env: bool = True
+) -> Command:
+    """The first operation of ``push``: check free space, clear uploads that interrupted
+    deploys left, and make ``shared/.env`` the link to the live release's env file.
+
+    ``has_env``: the project has env-file variables, so deploylib manages the env file. A
+    ``shared/.env`` that is a file (written by deploylib before releases had their own) is then
+    first copied into every release that links to it or has no env file (so the live release
+    keeps reading the same values), then replaced by the link; a copy of it stays as
+    ``shared/.env.before-release-env``. Without env-file variables, a ``shared/.env`` kept on the
+    server by hand is left alone (see ``server_env_test``)."""
+    q = shlex.quote
+    shared_env = f"{layout.shared}/{ENV_FILE}"
+    keep = f"{shared_env}.before-release-env"
+    link = f"{shared_env}.link"
+    lines = []
+    if need_bytes > 0:
+        lines.append(space_check(layout.deploy_to, need_bytes))
+    lines += [
+        f"rm -rf {q(layout.uploads)}",
+        f"mkdir -p {q(layout.uploads)} {q(layout.shared)} {q(layout.releases)}",
+    ]
+    target = q(env_link(layout))
+    make_link = (
+        f"{{ if [ ! -L {q(shared_env)} ] || "
+        f'[ "$(readlink {q(shared_env)})" != {target} ]; then '
+        f"rm -rf {q(link)} && ln -s {target} {q(link)} && "
+        f"mv -T {q(link)} {q(shared_env)}; fi; }}"
+    )
+    if has_env:
+        lines += [
+            f"if {server_env_test(layout)}; then "
+            f'for r in {q(layout.releases)}/*/; do [ -d "$r" ] || continue; e="$r{ENV_FILE}"; '
+            f'if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
+            '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
+            f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done; '
+            f"cp -p {q(shared_env)} {q(keep)} || exit 1; fi",
+            make_link,
+        ]
+    else:
+        lines.append(f"{{ {server_env_test(layout)} || {make_link}; }}")
+    return Command(" && ".join(lines), description="prepare target", guard=guard_for(layout, token))
+
+
+def space_check(directory: str, need_bytes: int) -> str:
+    """Shell that fails, saying how much is free, unless ``directory`` has ``need_bytes`` free."""
+    need_kb = need_bytes // 1024 + 1
+    message = (
+        f"not enough free space in {directory}: this release needs {need_kb // 1024 + 1} MiB, "
+    )
+    return (
+        f"avail=$(df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}') && "
+        f'{{ [ "$avail" -ge {need_kb} ] || '
+        f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
+    )
+
+
+def artifact_footprint(artifact: str) -> int:
+    """Bytes a release of this artifact takes on a target: the upload plus what it unpacks to,
+    with a tenth more for the file system's overhead; 0 when there is no artifact (dry run)."""
+    import tarfile
+
+    path = Path(artifact)
+    if not path.is_file():
+        return 0
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            unpacked = sum(member.size for member in tar)
+    except (tarfile.TarError, OSError):
+        unpacked = 0
+    return int((path.stat().st_size + unpacked) * 1.1)
+
+
+def env_file_text(variables: Mapping[str, str | Secret]) -> str:
+    """The release's env file: one ``NAME="value"`` line per variable, read back exactly by
+    python-dotenv."""
+    return envfile.render(variables)
+
+
+def artifact_check(artifact: str) -> Command:
+    """Pass when the build wrote a non-empty artifact (runs on the controller)."""
+    return Command(f"test -s {shlex.quote(artifact)}", description="check artifact")
+
+
+def upload_artifact(layout: Layout, artifact: str, release: str) -> Upload:
+    return Upload(Path(artifact), layout.upload_path(release), 0o600, description="upload artifact")
+
+
+def link_shared(release_path: str, shared: str, relative: str, *, is_file: bool) -> list[str]:
+    """Shell lines that make ``release_path/relative`` a link to ``shared/relative``.
+
+    Nothing is ever made or removed through a symlink: each directory between the release and
+    the link is checked not to be a link (from the artifact, or an earlier shared path) before
+    it is used, and the link's own place is removed only as what it is: a link or a file with
+    ``rm -f``, a real directory of the release with ``rm -rf``."""
+    q = shlex.quote
+    target, link = f"{shared}/{relative}", f"{release_path}/{relative}"
+    lines = []
+    if is_file:
+        lines.append(
+            f"{{ test -e {q(target)} || "
+            f"{{ echo {q('shared file missing: ' + target)} >&2; exit 1; }}; }}"
+        )
+    else:
+        lines.append(f"mkdir -p {q(target)}")
+    for parent in reversed(PurePosixPath(relative).parents[:-1]):
+        place = f"{release_path}/{parent}"
+        escape = f"{place} is a symlink: not linking {relative} through it"
+        lines += [
+            f"{{ [ ! -L {q(place)} ] || {{ echo {q(escape)} >&2; exit 1; }}; }}",
+            f"mkdir -p {q(place)}",
+        ]
+    lines += [
+        f"{{ if [ -L {q(link)} ] || [ ! -d {q(link)} ]; then rm -f {q(link)}; "
+        f"else rm -rf {q(link)}; fi; }}",
+        f"ln -s {q(target)} {q(link)}",
+    ]
+    return lines
+
+
+def unpack_command(
+    layout: Layout,
+    release: str,
+    revision: str,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+    *,
+    variables: Mapping[str, str | Secret] | None = None,
+    token: str | None = None,
+) -> Command:
+    """Unpack the uploaded artifact into ``releases/<release>``, link shared paths, write the
+    release's env file (from stdin, mode 0600) and, last, REVISION: a release with REVISION is
+    complete. With no ``variables`` and a ``shared/.env`` kept on the server by hand, that file
+    stays the config: linked as ``.env`` when listed in ``shared_files``, else left to the app."""
+    q = shlex.quote
+    release_path = layout.release_path(release)
+    upload = layout.upload_path(release)
+    env_path = f"{release_path}/{ENV_FILE}"
+    revision_path = f"{release_path}/REVISION"
+    lines = [
+        f"mkdir -p {q(release_path)}",
+        f"tar -xzf {q(upload)} -C {q(release_path)}",
+        f"rm -f {q(upload)}",
+    ]
+    for shared_dir in shared_dirs:
+        lines += link_shared(release_path, layout.shared, shared_dir, is_file=False)
+    for shared_file in shared_files:
+        if shared_file == ENV_FILE:
+            continue  # the release's own env file, written below
+        lines += link_shared(release_path, layout.shared, shared_file, is_file=True)
+    write_env = (
+        f"rm -f {q(env_path + '.tmp')} && "
+        f"(umask 077 && cat > {q(env_path + '.tmp')}) && "
+        f"mv -fT {q(env_path + '.tmp')} {q(env_path)}"
+    )
+    if variables:
+        lines.append(write_env)
+    else:
+        # no env files in the project: a shared/.env kept on the server stays the config
+        server_env = "cat > /dev/null"
+        if ENV_FILE in shared_files:
+            server_env += " && " + " && ".join(
+                link_shared(release_path, layout.shared, ENV_FILE, is_file=True)
+            )
+        lines.append(f"if {server_env_test(layout)}; then {server_env}; else {write_env}; fi")
+    lines += [
+        f"rm -f {q(revision_path + '.tmp')}",
+        f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(revision_path + '.tmp')}",
+        f"mv -fT {q(revision_path + '.tmp')} {q(revision_path)}",
+    ]
+    content = env_file_text(variables or {})
+    has_secret = any(isinstance(v, Secret) for v in (variables or {}).values())
+    return Command(
+        " && ".join(lines),
+        stdin=Secret(content) if has_secret else content.encode(),
+        description="unpack",
+        guard=guard_for(layout, token),
+    )
+
+
+def remove_release_command(
+    layout: Layout, releases: Iterable[str], token: str | None = None
+) -> Command:
+    """Remove release dirs and their uploads (also a partial upload) — never the release
+    ``current`` points at, whatever the controller believes: that one is kept, and said."""
+    q = shlex.quote
+    lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)"', "rc=0"]
+    for release in releases:
+        upload = layout.upload_path(release)
+        lines.append(
+            f'if [ "${{live##*/}}" = {q(release)} ]; then '
+            f"echo {q(f'kept {release}: current points at it')} >&2; rc=1; "
+            f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
+            "|| rc=1; fi"
+        )
+    lines.append("exit $rc")
+    return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))
+
+
+def switch_command(
+    layout: Layout, release: str | None, token: str | None = None, *, complete: bool = True
+) -> Command:
+    """Point ``current`` at ``release`` atomically (symlink to a temp name, then rename(2)).
+
+    With ``complete`` the release must have its REVISION (a new release, or a rollback target);
+    without, its directory must exist (putting back the release that was live). ``None`` removes
+    ``current``: the state of a target that never had a release. On failure ``current`` is left
+    as it was, no temporary link remains, and the message says what is missing and what
+    ``current`` points at."""
+    q = shlex.quote
+    if release is None:
+        return Command(
+            f"rm -f {q(layout.current)}",
+            description="unset current",
+            guard=guard_for(layout, token),
+        )
+    path = layout.release_path(release)
+    temporary = f"{layout.deploy_to}/.current-{release}"
+
+    def fail(text: str) -> str:
+        now = f'"$(readlink {q(layout.current)} 2>/dev/null || echo "(none)")"'
+        return f"{{ echo {q(text + '; current points at ')}{now} >&2; exit 1; }}"
+
+    checks = [f"{{ [ -d {q(path)} ] || {fail(path + ' is missing')}; }}"]
+    if complete:
+        missing = f"{path}/REVISION is missing (not a complete release)"
+        checks.append(f"{{ [ -f {q(path + '/REVISION')} ] || {fail(missing)}; }}")
+    move = (
+        f"{{ ln -sfn {q('releases/' + release)} {q(temporary)} && "
+        f"mv -T {q(temporary)} {q(layout.current)}; }} || "
+        f"{{ rm -f {q(temporary)}; {fail('could not switch ' + layout.current)}; }}"
+    )
+    script = " && ".join([*checks, move])
+    return Command(script, description=f"switch to {release}", guard=guard_for(layout, token))
