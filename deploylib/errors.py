@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deploylib.backends.base import Result
+    from deploylib.commands import Result
 
 EXIT_OK = 0
 EXIT_FAILED = 1

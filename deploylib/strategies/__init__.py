@@ -1,0 +1,33 @@
+"""Which targets switch when, one module per strategy; adding one touches this package only.
+
+A strategy only orders targets into batches; the runner switches each batch and runs the steps
+after ``switch`` (``verify``) on it before the next batch. A failure in any batch puts back every
+target switched so far, in this batch and the ones before.
+
+    all       every target at once (default)
+    rolling   ``batch`` targets at a time (a number, or "25%" of the fleet; default 25%)
+    canary    ``canary`` targets first (default 1), then the rest, ``batch`` at a time if given
+"""
+
+from __future__ import annotations
+
+from deploylib.config import StrategySettings
+from deploylib.errors import ConfigError
+from deploylib.strategies.all import AllAtOnce
+from deploylib.strategies.base import Strategy, count_of
+from deploylib.strategies.canary import Canary
+from deploylib.strategies.rolling import Rolling
+
+__all__ = ["AllAtOnce", "Canary", "Rolling", "Strategy", "count_of", "strategy_for"]
+
+
+def strategy_for(settings: StrategySettings) -> Strategy:
+    if settings.kind == "all":
+        return AllAtOnce()
+    if settings.kind == "rolling":
+        return Rolling(settings.batch if settings.batch is not None else "25%")
+    if settings.kind == "canary":
+        return Canary(settings.canary if settings.canary is not None else 1, settings.batch)
+    raise ConfigError(
+        f"strategy {settings.kind!r} is not available in this version", key="strategy.kind"
+    )

@@ -1,0 +1,16 @@
+"""``all``: every target at once (the default)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deploylib.strategies.base import T
+
+
+class AllAtOnce:
+    """Every target in one batch: the shortest window with two releases live."""
+
+    name = "all"
+
+    def batches(self, targets: Sequence[T]) -> list[list[T]]:
+        return [list(targets)] if targets else []
