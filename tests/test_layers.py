@@ -58,9 +58,9 @@ LAYERS: list[set[str]] = [
         "",
     },
     # the run's plumbing and how it is shown
-    {"fleet", "reporting", "views"},
-    # a deploy or rollback of a fleet
-    {"runner"},
+    {"fleet", "reporting", "views", "run_state"},
+    # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
+    {"fleet_lock", "step_execution", "records", "recovery", "runner"},
     # the tasks as functions, and the test kit
     {"actions", "testing"},
     # the command line

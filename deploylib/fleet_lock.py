@@ -1,0 +1,182 @@
+"""The deploy locks of a fleet: taken all or nothing (reading every target's state on the way),
+kept alive by a heartbeat, checked before each batch goes live, released at the end — only
+where the lock is this run's, also after a lock command that was cut off."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from deploylib import locks
+from deploylib.backends.base import INTERRUPTED
+from deploylib.errors import DeployFailed, LockHeld, LockLost, LockOwner, StepFailed
+from deploylib.fleet import Target
+from deploylib.remote import lock as remote_lock
+from deploylib.remote import state as target_state
+from deploylib.run_state import Run
+
+
+class FleetLock:
+    """The locks of one run's targets."""
+
+    def __init__(self, run: Run, *, heartbeat: float, token: str | None = None) -> None:
+        self.run = run
+        #: seconds between two touches of every held lock's heartbeat
+        self.heartbeat = heartbeat
+        #: a fixed token (tests); random otherwise
+        self._fixed_token = token
+        self._releasing = threading.Event()
+        self._beating: threading.Thread | None = None
+
+    def take(self, *, skip_unreachable: bool = False) -> None:
+        """Lock every target, all or nothing, reading its state; then keep the locks' heartbeat
+        going.
+
+        With ``skip_unreachable`` (a rollback: an emergency), targets that cannot be reached
+        are set aside in ``run.unreachable`` and the others go on."""
+        run = self.run
+        owner = locks.new_owner(
+            run.release or None,
+            run.clock().isoformat(timespec="seconds"),
+            self.heartbeat,
+            self._fixed_token,
+        )
+        run.lock_token = str(owner["token"])
+        inherited = locks.inherited_token()
+        command = remote_lock.lock_command(run.layout, owner)
+
+        def lock(target: Target) -> None:
+            target.lock_pending = True
+            result = run.execute(target, command, "lock")
+            state = target_state.parse_state(result.stdout, run.layout)
+            if state.read:
+                target.state = state
+                target.current = state.current
+            target.unreachable = result.unreachable
+            holder = state.lock_owner or {}
+            if result.exit_code == remote_lock.LOCK_HELD_EXIT:
+                target.lock_pending = False
+                if inherited and holder.get("token") == inherited:
+                    target.token = inherited  # the deploy this one runs inside holds it
+                    return
+                age = state.lock_age
+                reason = locks.stale_reason(holder, age)
+                raise LockHeld([LockOwner(target.name, holder, age, reason)])
+            if result.ok:
+                target.lock_pending = False
+                target.token, target.owns_lock = run.lock_token, True
+                return
+            cut_off = result.unreachable or result.timed_out or result.exit_code == INTERRUPTED
+            if state.read and not cut_off:
+                target.lock_pending = False  # the script ran to its end and took nothing
+            # else: cut off — it may have taken the lock; the release (by token) will see
+            raise StepFailed("lock", target.name, run.summary(result), result)
+
+        errors = run.each(lock, run.targets)
+        if skip_unreachable:
+            self._set_aside_unreachable(errors)
+        held = [owner for e in errors.values() if isinstance(e, LockHeld) for owner in e.owners]
+        if held:
+            raise LockHeld(held, run.env.name)
+        if errors:
+            raise next(iter(errors.values()))
+        self._beating = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+        self._beating.start()
+
+    def _set_aside_unreachable(self, errors: dict[str, BaseException]) -> None:
+        run = self.run
+        lost = {
+            name
+            for name, e in errors.items()
+            if isinstance(e, StepFailed) and e.result is not None and e.result.unreachable
+        }
+        for target in [t for t in run.targets if t.name in lost]:
+            run.emit(
+                "warning",
+                f"unreachable, left as it is: {errors.pop(target.name)}",
+                host=target.name,
+            )
+            target.backend.close()
+            run.unreachable.append(target)
+            run.targets.remove(target)
+        if lost and not run.targets:
+            raise DeployFailed("no host could be reached; nothing changed", run.placement())
+
+    def _beat(self) -> None:
+        """Touch every held lock's heartbeat each interval, all hosts at once: one slow host
+        must not make the others' locks look stale."""
+        run = self.run
+        beat = remote_lock.heartbeat_command(run.layout, run.lock_token)
+
+        def touch(target: Target) -> None:
+            if target.owns_lock and target.locked and not self._releasing.is_set():
+                run.note_lock_loss(target, target.backend.execute(beat))
+
+        workers = min(run.parallel, 32)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="beat") as pool:
+            while not self._releasing.wait(self.heartbeat):
+                list(pool.map(touch, list(run.targets)))
+
+    def check(self, targets: Sequence[Target]) -> None:
+        """Make sure this run still holds the lock of ``targets`` (before they switch)."""
+        run = self.run
+
+        def check(target: Target) -> None:
+            if target.token is None or target.lock_lost:
+                return
+            command = remote_lock.check_lock_command(run.layout, target.token)
+            result = run.execute(target, command, "lock")
+            if not result.ok and not target.lock_lost:
+                raise StepFailed("lock", target.name, run.summary(result), result)
+
+        errors = run.each(check, targets)
+        lost = [t.name for t in targets if t.lock_lost]
+        if lost:
+            raise LockLost(
+                f"the deploy lock on {', '.join(lost)} was removed or taken over by another deploy",
+                run.placement(),
+            )
+        if errors:
+            raise next(iter(errors.values()))
+
+    def check_lost_after(self, done: str) -> None:
+        """After the release went live: a lock lost meanwhile (its host's release log could not
+        be written) ends the run with exit 3, every host where it is."""
+        run = self.run
+        lost = [t.name for t in run.targets if t.lock_lost]
+        if lost:
+            raise LockLost(
+                f"{done} {run.release}, but the deploy lock on {', '.join(lost)} was removed or "
+                "taken over meanwhile: the release log there has no line for it",
+                run.placement(),
+            )
+
+    def release(self) -> None:
+        """Release every lock this run holds or may hold (a lock command that was cut off may
+        have taken it): each removal checks the token, so another deploy's lock stays."""
+        run = self.run
+        self._releasing.set()
+        if self._beating is not None:
+            self._beating.join(timeout=15)
+
+        def unlock(target: Target) -> None:
+            command = remote_lock.unlock_command(run.layout, run.lock_token)
+            result = target.backend.execute(command)
+            if not result.ok:
+                raise StepFailed("unlock", target.name, run.summary(result), result)
+            target.owns_lock = target.lock_pending = False
+            target.token = None
+
+        mine = [
+            t
+            for t in run.targets
+            if (t.owns_lock or t.lock_pending) and not t.lock_lost and run.lock_token
+        ]
+        for name, error in run.each(unlock, mine).items():
+            run.emit(
+                "warning",
+                f"could not release the lock: {error}; remove it with "
+                f"deploylib unlock --env {run.env.name} once that host answers",
+                host=name,
+            )

@@ -1,0 +1,135 @@
+"""What one deploy or rollback shares between its parts: the environment, the targets, the
+release, the lock token, and the few things every part does the same way — report an event,
+run an operation on a target, work on targets in parallel, word a result without secrets.
+
+The parts that use it: ``fleet_lock`` (the locks), ``step_execution`` (steps on targets),
+``records`` (the release log and cleanup), ``recovery`` (what a failure undoes) and ``runner``
+(the order of it all)."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import getpass
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from deploylib import fleet
+from deploylib.commands import Operation, Result
+from deploylib.config import Environment
+from deploylib.fleet import Target
+from deploylib.remote import lock as remote_lock
+from deploylib.remote.layout import Layout
+from deploylib.reporting import Event, Reporter
+
+Clock = Callable[[], datetime]
+
+
+class Phase(enum.Enum):
+    """How far a run got: what a failure has to undo."""
+
+    VALIDATE = "validate"  # nothing has run
+    BUILD = "build"  # local steps ran; no target was contacted
+    LOCK = "lock"  # targets contacted, locked and read; nothing changed on them
+    PREPARE = "prepare"  # the new release is being made; nothing live changed
+    SWITCH = "switch"  # targets go live batch by batch
+    RECORD = "record"  # every target is live and verified
+
+
+@dataclass
+class Run:
+    """The state of one run, and the ways its parts act on targets and report."""
+
+    env: Environment
+    reporter: Reporter
+    clock: Clock
+    #: how many targets are worked on at once
+    parallel: int
+    revision: str
+    release: str = ""
+    artifact: str = ""
+    #: bytes a release of the artifact needs on a target (0: unknown)
+    artifact_bytes: int = 0
+    #: the token of this run's locks
+    lock_token: str = ""
+    targets: list[Target] = field(default_factory=list)
+    #: targets left out of a rollback because they could not be reached
+    unreachable: list[Target] = field(default_factory=list)
+    #: the checks that passed on the new release, for the final message
+    verified: list[str] = field(default_factory=list)
+    #: set on Ctrl-C: health checks stop retrying
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    user: str = field(default_factory=getpass.getuser)
+    controller_name: str = field(default_factory=socket.gethostname)
+    _reporter_failed: bool = False
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.env.deploy_to)
+
+    def emit(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        host: str | None = None,
+        step: str | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
+        try:
+            self.reporter.emit(Event(kind, message, host, step, data or {}))
+        except Exception as exc:  # a reporter must never stop a put-back or an unlock
+            if not self._reporter_failed:
+                self._reporter_failed = True
+                say(f"deploylib: could not report ({exc.__class__.__name__}: {exc}); going on\n")
+
+    def execute(self, target: Target, op: Operation, step: str) -> Result:
+        """Run ``op`` on ``target``, reported as part of ``step``; a backend's note becomes a
+        warning, and a guard's refusal marks the target's lock lost."""
+        self.emit("operation", op.line, host=target.name, step=step)
+        result = target.backend.execute(op)
+        self.warn_of(result, target, step)
+        self.note_lock_loss(target, result)
+        return result
+
+    def warn_of(self, result: Result, target: Target, step: str) -> None:
+        """A backend's note about an operation (a background process holding its output)."""
+        if result.note:
+            self.emit("warning", self.redact(result.note), host=target.name, step=step)
+
+    @staticmethod
+    def note_lock_loss(target: Target, result: Result) -> None:
+        if (
+            result.exit_code == remote_lock.LOCK_LOST_EXIT
+            and "no longer this deploy's" in result.stderr
+        ):
+            target.lock_lost = True
+
+    def each(
+        self, work: Callable[[Target], None], targets: Iterable[Target]
+    ) -> dict[str, BaseException]:
+        """``work`` on every target, ``parallel`` at once; the errors by target name."""
+        return fleet.run_parallel(work, targets, self.parallel, on_interrupt=self.cancelled.set)
+
+    def placement(self) -> dict[str, str | None]:
+        return fleet.placement(self.targets, self.unreachable, self.release)
+
+    def redact(self, text: str) -> str:
+        return self.env.redactor.redact(text)
+
+    def summary(self, result: Result, limit: int = 2000) -> str:
+        return result.summary(limit, redact=self.redact)
+
+    def locked(self) -> list[Target]:
+        """The targets this run may still change (it holds their lock)."""
+        return [t for t in self.targets if t.locked]
+
+
+def say(text: str) -> None:
+    """Write to stderr at once, taking no lock (safe in a signal handler)."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode(errors="replace"))

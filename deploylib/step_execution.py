@@ -1,0 +1,190 @@
+"""Running steps on targets: which targets a step runs on, the context each one sees, the step's
+deadline over all its operations, and the retried checks of ``verify``.
+
+A switch's first operation moves ``current``: on success the target is on the new release; cut
+off (unreachable, timed out, interrupted), it may or may not be (``uncertain``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from deploylib.backends.base import INTERRUPTED
+from deploylib.checks import retry_checks
+from deploylib.commands import Command, Operation, Probe, Result, Upload
+from deploylib.context import StepContext
+from deploylib.errors import StepFailed, VerifyFailed
+from deploylib.fleet import Target
+from deploylib.pipeline import Phases
+from deploylib.remote import release as remote_release
+from deploylib.run_state import Run
+from deploylib.steps import Push, Rollback, Step, Switch, Verify
+
+
+class StepExecution:
+    """Steps of one run on its targets, and local steps on ``controller``."""
+
+    def __init__(self, run: Run, phases: Phases, controller: Target) -> None:
+        self.run = run
+        self.phases = phases
+        #: this machine, where local steps (build) run
+        self.controller = controller
+
+    def run_local_steps(self) -> None:
+        """The local steps (build), then a check that the artifact was written."""
+        run = self.run
+        for local_step in self.phases.local:
+            self.run_on(local_step, self.controller)
+        if any(isinstance(s, Push) for s in self.phases.prepare):
+            check = remote_release.artifact_check(run.artifact)
+            result = run.execute(self.controller, check, "build")
+            run.artifact_bytes = remote_release.artifact_footprint(run.artifact)
+            if not result.ok:
+                raise StepFailed(
+                    "build",
+                    "local",
+                    f"the build did not write {{artifact}} ({run.artifact})",
+                    result,
+                )
+
+    def run_step(
+        self, step: Step, targets: Sequence[Target], *, release: str | None = None
+    ) -> None:
+        """``step`` on those of ``targets`` it is for, in parallel; raises the first error."""
+        if step.placement == "local":
+            self.run_on(step, self.controller, release)
+            return
+        chosen = self.targets_for(step, targets)
+        errors = self.run.each(lambda t: self.run_on(step, t, release), chosen)
+        if errors:
+            raise next(iter(errors.values()))
+
+    def targets_for(self, step: Step, targets: Sequence[Target]) -> list[Target]:
+        every = self.run.targets
+        if step.placement == "once":
+            wanted = step.roles or (("db",) if step.name == "migrate" else ())
+            for target in every:
+                if set(wanted) & set(target.host.roles):
+                    return [target] if target in targets else []
+            return [every[0]] if every and every[0] in targets else []
+        if step.roles:
+            return [t for t in targets if set(step.roles) & set(t.host.roles)]
+        return list(targets)
+
+    def context(
+        self, target: Target, release: str | None = None, *, restoring: bool = False
+    ) -> StepContext:
+        run = self.run
+        return StepContext(
+            env=run.env,
+            host=target.host,
+            release=release or run.release,
+            revision=run.revision,
+            artifact=run.artifact,
+            previous=target.state.current,
+            artifact_bytes=run.artifact_bytes,
+            lock_token=target.token or run.lock_token,
+            restoring=restoring,
+            guard_token=target.token or "",
+        )
+
+    def run_on(
+        self,
+        step: Step,
+        target: Target,
+        release: str | None = None,
+        *,
+        restoring: bool = False,
+    ) -> None:
+        """``step`` on one target, every operation within what is left of the step's deadline."""
+        run = self.run
+        ctx = self.context(target, release, restoring=restoring)
+        started = time.monotonic()
+        run.emit("step.start", host=target.name, step=step.name)
+        if isinstance(step, Verify):
+            self.verify(step, target, ctx)
+        else:
+            if isinstance(step, Switch | Rollback):
+                target.switched = True
+            deadline = started + run.env.step_timeout
+            for index, op in enumerate(step.operations(ctx)):
+                if target.lock_lost:
+                    raise StepFailed(step.name, target.name, "the deploy lock here was lost")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StepFailed(
+                        step.name,
+                        target.name,
+                        f"the step took longer than {run.env.step_timeout:g} s",
+                    )
+                bounded = _bounded(op, remaining, run.env.command_timeout)
+                result = run.execute(target, bounded, step.name)
+                if isinstance(step, Switch | Rollback) and index == 0:
+                    _moved(target, ctx.release, result)
+                if not result.ok:
+                    if result.unreachable:
+                        target.unreachable = True
+                    raise StepFailed(step.name, target.name, run.summary(result), result)
+        run.emit(
+            "step.ok",
+            host=target.name,
+            step=step.name,
+            data={"seconds": round(time.monotonic() - started, 3)},
+        )
+
+    def verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
+        """The step's checks, retried until they pass, its attempts run out or its deadline."""
+        run = self.run
+
+        def on_attempt(attempt: int, result: Result) -> None:
+            run.warn_of(result, target, step.name)
+            message = "ok" if result.ok else run.summary(result, 300)
+            run.emit(
+                "check.attempt",
+                message,
+                host=target.name,
+                step=step.name,
+                data={"attempt": attempt, "ok": result.ok},
+            )
+
+        operations = step.operations(ctx)
+        for op in operations:
+            run.emit("operation", op.line, host=target.name, step=step.name)
+        result = retry_checks(
+            target.backend,
+            operations,
+            attempts=step.attempts,
+            wait=step.wait,
+            deadline=min(step.deadline or run.env.step_timeout, run.env.step_timeout),
+            cancelled=run.cancelled,
+            on_attempt=on_attempt,
+        )
+        if result.ok and ctx.release == run.release:
+            for op in operations:
+                if isinstance(op, Probe) and op.line not in run.verified:
+                    run.verified.append(op.line)
+        if not result.ok:
+            if result.unreachable:
+                target.unreachable = True
+            raise VerifyFailed(
+                step.name,
+                target.name,
+                f"gave up after {step.attempts} attempts: {run.summary(result, 300)}",
+                result,
+            )
+
+
+def _moved(target: Target, release: str, result: Result) -> None:
+    """What the first operation of a switch says of where ``current`` is now."""
+    if result.ok:
+        target.current, target.uncertain = release, False
+    elif result.unreachable or result.timed_out or result.exit_code == INTERRUPTED:
+        target.uncertain = True  # cut off: it may or may not have moved
+
+
+def _bounded(op: Operation, remaining: float, default: float) -> Operation:
+    """``op`` with its timeout (else ``default``) cut to what is left of the step's deadline."""
+    if isinstance(op, Command | Upload):
+        return replace(op, timeout=min(op.timeout or default, remaining))
+    return replace(op, timeout=min(op.timeout, remaining))
