@@ -250,3 +250,24 @@ def test_ssh_env_lines_round_trip_through_sh(value: str, tmp_path: object) -> No
     assert not (tmp_path / "x").exists()  # type: ignore[operator]
     with pytest.raises(ValueError):
         env_line("X; touch x", "v")
+
+
+def test_the_rollback_release_is_one_for_every_target_or_says_why_not() -> None:
+    from deploylib.runner import rollback_release
+
+    def state(current: str, *live: str) -> TargetState:
+        log = tuple(entry("deploy", r) for r in live)
+        on_disk = frozenset(live)
+        return TargetState(current=current, releases=on_disk, complete=on_disk, log=log)
+
+    assert rollback_release({"a": state("B", "A", "B"), "b": state("B", "A", "B")}, None) == (
+        "A",
+        [],
+    )
+    release, why = rollback_release({"a": state("B", "A", "B"), "b": state("C", "X", "C")}, None)
+    assert release is None and "disagree" in why[0] and "--to" in why[0]
+    release, why = rollback_release({"a": state("A", "A")}, None)
+    assert release is None and why == ["a: there is no earlier release"]
+    assert rollback_release({"a": state("B", "A", "B")}, "A") == ("A", [])
+    release, why = rollback_release({"a": state("B", "A", "B")}, "Z")
+    assert release is None and "not there" in why[0]
