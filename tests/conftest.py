@@ -49,10 +49,22 @@ pipeline = Pipeline(
 """
 
 
+_REVISIONS = itertools.count(1)
+
+
+def program(*args: str) -> list[str]:
+    """The argv of the deploylib program. A ``deploy`` that names no revision gets one of its
+    own, as each commit would: two deploys within one second then get release ids of their own
+    (an id is the second plus the short revision), and no test has to wait for the clock."""
+    if args[:1] == ("deploy",) and "--revision" not in args and "--dry-run" not in args:
+        args = (*args, "--revision", f"t{next(_REVISIONS):06d}")
+    return [sys.executable, "-m", "deploylib", *args]
+
+
 def start_cli(cwd: Path, *args: str, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
     """Start the deploylib program in ``cwd`` in the background, its output captured."""
     return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "deploylib", *args],
+        [*prefix, *program(*args)],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -149,7 +161,7 @@ class Project:
     ) -> subprocess.CompletedProcess[str]:
         """Run the deploylib program in this project, as a user would."""
         return subprocess.run(
-            [sys.executable, "-m", "deploylib", *args],
+            program(*args),
             cwd=self.root,
             env={**os.environ, "CI": "true", **(env or {})},
             input=input,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, program
 
 pytestmark = [
     pytest.mark.slow,
@@ -110,6 +110,14 @@ class Load:
             except (OSError, AssertionError, http.client.HTTPException) as exc:
                 self.failures.append(repr(exc))
 
+    def wait_for_answers(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` more requests were answered (or failed) than now."""
+        target = sum(self.bodies.values()) + len(self.failures) + count
+        deadline = time.monotonic() + timeout
+        while sum(self.bodies.values()) + len(self.failures) < target:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the load stalled"
+            time.sleep(0.01)
+
     def __enter__(self) -> Load:
         self.thread.start()
         return self
@@ -126,11 +134,10 @@ def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example:
     assert f"http://127.0.0.1:{example.port}/health" in first.stdout  # where it runs
     pid = int(example.pidfile.read_text())
 
-    time.sleep(1.1)  # a new second: a new release id for the same revision
     with Load(example.port) as load:
-        time.sleep(0.3)
-        second = example.run(sys.executable, "-m", "deploylib", "deploy", "--env", "dev")
-        time.sleep(0.5)
+        load.wait_for_answers(10)  # requests are flowing before the deploy
+        second = example.run(*program("deploy", "--env", "dev"))
+        load.wait_for_answers(10)  # and go on after it
     assert second.returncode == 0, second.stdout + second.stderr
     release_2 = get(example.port, "/health").split()[1]
     assert release_2 != release_1

@@ -6,7 +6,6 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from deploylib import DeployError, actions
 from deploylib.reporting import RecordingReporter
-from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project
+from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project, program
 
 
 def hostile(marker: Path) -> list[str]:
@@ -99,7 +98,7 @@ def run_in_terminal(project: Project, argv: list[str], answer: str | None) -> tu
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", *argv],
+        program(*argv),
         cwd=project.root,
         stdin=follower,
         stdout=follower,
@@ -145,5 +144,4 @@ def test_production_guard_asks_for_the_environment_name(project: Project) -> Non
 
     ci = project.cli("deploy", "--env", "dev")  # CI=true: never asks, refuses without --yes
     assert ci.returncode == 2 and "--yes" in ci.stderr
-    time.sleep(1.05)
     assert project.cli("deploy", "--env", "dev", "--yes").returncode == 0

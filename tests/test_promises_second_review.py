@@ -54,7 +54,6 @@ def test_a_switch_that_timed_out_after_it_landed_never_deletes_the_live_release(
     fake.mkdir()
     (fake / "mv").write_text(HANGING_MV)
     (fake / "mv").chmod(0o755)
-    time.sleep(1.1)
 
     result = project.cli(
         "deploy", "--env", "dev", env={"PATH": f"{fake}:{os.environ['PATH']}", "OLD": old or ""}
@@ -162,7 +161,6 @@ def test_a_hangup_cleans_up_like_sigterm(project: Project) -> None:
     the unfinished release is removed and the lock released (exit 1)."""
     first = project.cli("deploy", "--env", "dev")
     assert first.returncode == 0
-    time.sleep(1.1)  # a release id of its own
     process = project.start_slow_deploy(20)
     process.send_signal(signal.SIGHUP)
     out, err = process.communicate(timeout=30)
@@ -180,7 +178,6 @@ def test_a_put_back_whose_restart_fails_is_not_called_a_split_fleet(project: Pro
     first = project.cli("deploy", "--env", "dev")
     assert first.returncode == 0
     old = project.current()
-    time.sleep(1.1)
     project.write(
         "pipelines/web.py",
         BASIC_PIPELINE.replace(
@@ -341,7 +338,8 @@ def test_a_deploy_started_by_a_process_a_deploy_started_does_not_run_beside_it(
 
     child = (
         f"cd {project.root} && PYTHONPATH={REPO} CI=true {sys.executable} -m deploylib deploy "
-        f"--env dev --pipeline other --revision child > {project.root}/child.log 2>&1"
+        f"--env dev --pipeline other --revision child > {project.root}/child.log 2>&1; "
+        f"echo $? > {project.root}/child.rc"
     )
     project.write(
         "pipelines/web.py",
@@ -365,7 +363,11 @@ pipeline = Pipeline(
 """,
     )
     result = project.cli("deploy", "--env", "dev", "--revision", "parent")
-    time.sleep(3)  # the child deploy, if it went on, is done by now
+    child_rc = project.root / "child.rc"
+    deadline = time.monotonic() + 30
+    while not child_rc.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child_rc.exists(), "the deploy the restart started never ended"
     child_log = (project.root / "child.log").read_text()
     assert "locked" in child_log.lower(), child_log  # the second deploy waits or exits 3
     if result.returncode == 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASIC_TOML, Fleet, Project
+from tests.conftest import BASIC_TOML, Fleet, Project, program
 from tests.testbed.slowhttp import SilentListener
 from tests.testbed.sshhosts import InnerHost
 
@@ -183,7 +182,7 @@ def test_a_jump_host_whose_link_dies_mid_deploy_ends_the_deploy_in_bounded_time(
         'run("test ! -e FAIL_PREPARE"', 'run("touch /srv/preparing && sleep 30"'
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploylib", "deploy", "--env", "jump"],
+        program("deploy", "--env", "jump"),
         cwd=jump.project.root,
         env={**os.environ, "CI": "true", "HOME": str(jump.home)},
         stdout=subprocess.PIPE,

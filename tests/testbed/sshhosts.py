@@ -326,6 +326,27 @@ class TestHosts:
         self.kill_sshd(index)
         self.start_sshd(index)
 
+    def sessions(self, index: int) -> list[int]:
+        """The processes in that host's namespace besides its sshd daemons: what the sessions
+        started (shells, commands, and what they left running)."""
+        daemons = {self.host(index).pid} | {
+            inner.process.pid
+            for inner in self.inner
+            if inner.outer is self.host(index) and inner.process is not None
+        }
+        return [pid for pid in self._pids_in(self.host(index).namespace) if pid not in daemons]
+
+    def wait_idle(self, timeout: float = 30) -> dict[str, list[int]]:
+        """Wait until no host runs anything but its sshd (every command, including one a
+        controller gave up on, has ended); return what still runs after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = {h.name: self.sessions(i) for i, h in enumerate(self.hosts, 1)}
+            busy = {name: pids for name, pids in busy.items() if pids}
+            if not busy or time.monotonic() > deadline:
+                return busy
+            time.sleep(0.05)
+
     def cut(self, index: int) -> None:
         """Take the host's link down: packets vanish, nothing answers (no RST)."""
         _sh("ip", "link", "set", self.host(index).veth, "down")
