@@ -12,7 +12,7 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +73,15 @@ class Pipeline:
             switch=switch,
             post=tuple(after),
         )
+
+    def revert_step(self) -> Rollback:
+        """How a target goes back: the ``rollback`` step from ``on_failure``, with the switch
+        step's restart unless it names its own."""
+        switch = self.phases().switch
+        revert = self.revert or Rollback(name="rollback")
+        if revert.restart is None and switch is not None and switch.restart:
+            revert = replace(revert, restart=switch.restart)
+        return revert
 
     def validate(self, file: str = "") -> None:
         """Structure and placeholders; raises ``ConfigError`` naming the pipeline file."""

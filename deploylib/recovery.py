@@ -10,7 +10,6 @@ was touched the run ends as a failure (exit 1), lost locks (3) or a split fleet 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from deploylib import records
 from deploylib.errors import (
@@ -28,7 +27,6 @@ from deploylib.remote import release as remote_release
 from deploylib.remote import state as target_state
 from deploylib.run_state import Phase, Run
 from deploylib.step_execution import StepExecution
-from deploylib.steps import Rollback, Verify
 
 
 class Recovery:
@@ -97,16 +95,6 @@ class Recovery:
 
         run.each(settle, [t for t in run.targets if t.uncertain and not t.unreachable])
 
-    def revert_step(self) -> Rollback:
-        """How a target goes back: the pipeline's ``rollback`` step from ``on_failure``, with the
-        switch step's restart unless it names its own."""
-        switch = self.steps.phases.switch
-        default_restart = switch.restart if switch else None
-        revert = self.pipeline.revert or Rollback(name="rollback")
-        if revert.restart is None and default_restart:
-            revert = replace(revert, restart=default_restart)
-        return revert
-
     def put_back(self) -> tuple[list[str], list[str]]:
         """Return every switched target to the release it had and re-verify it there.
 
@@ -115,8 +103,8 @@ class Recovery:
         A target whose lock was lost is not touched: it counts as not put back.
         """
         run, steps = self.run, self.steps
-        revert = self.revert_step()
-        verifies = [s for s in steps.phases.post if isinstance(s, Verify)]
+        revert = self.pipeline.revert_step()
+        verifies = [s for s in steps.phases.post if s.retry is not None]
         unwell: list[str] = []
 
         def put_back(target: Target) -> None:

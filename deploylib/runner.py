@@ -217,7 +217,7 @@ class Runner:
                 run.release = target
                 run.revision = _revision_of(run.targets[0].state, run.release)
                 phase = Phase.SWITCH
-                self._go_live(run.release, self.recovery.revert_step(), check_locks=False)
+                self._go_live(run.release, self.pipeline.revert_step(), check_locks=False)
                 phase = Phase.RECORD
                 self._finishing("recording the rollback")
                 records.record_all(run, "rollback", "success", run.release)

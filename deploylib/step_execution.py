@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from deploylib.backends.base import INTERRUPTED
-from deploylib.checks import retry_checks
+from deploylib.check_retries import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.context import StepContext
 from deploylib.errors import StepFailed, VerifyFailed
@@ -19,7 +19,7 @@ from deploylib.fleet import Target
 from deploylib.pipeline import Phases
 from deploylib.remote import release as remote_release
 from deploylib.run_state import Run
-from deploylib.steps import Push, Rollback, Step, Switch, Verify
+from deploylib.steps import Retry, Step
 
 
 class StepExecution:
@@ -36,7 +36,7 @@ class StepExecution:
         run = self.run
         for local_step in self.phases.local:
             self.run_on(local_step, self.controller)
-        if any(isinstance(s, Push) for s in self.phases.prepare):
+        if any(s.ships_artifact for s in self.phases.prepare):
             check = remote_release.artifact_check(run.artifact)
             result = run.execute(self.controller, check, "build")
             run.artifact_bytes = remote_release.artifact_footprint(run.artifact)
@@ -63,9 +63,8 @@ class StepExecution:
     def targets_for(self, step: Step, targets: Sequence[Target]) -> list[Target]:
         every = self.run.targets
         if step.placement == "once":
-            wanted = step.roles or (("db",) if step.name == "migrate" else ())
             for target in every:
-                if set(wanted) & set(target.host.roles):
+                if set(step.roles) & set(target.host.roles):
                     return [target] if target in targets else []
             return [every[0]] if every and every[0] in targets else []
         if step.roles:
@@ -102,10 +101,10 @@ class StepExecution:
         ctx = self.context(target, release, restoring=restoring)
         started = time.monotonic()
         run.emit("step.start", host=target.name, step=step.name)
-        if isinstance(step, Verify):
-            self.verify(step, target, ctx)
+        if step.retry is not None:
+            self.check(step, step.retry, target, ctx)
         else:
-            if isinstance(step, Switch | Rollback):
+            if step.moves_current:
                 target.switched = True
             deadline = started + run.env.step_timeout
             for index, op in enumerate(step.operations(ctx)):
@@ -120,7 +119,7 @@ class StepExecution:
                     )
                 bounded = _bounded(op, remaining, run.env.command_timeout)
                 result = run.execute(target, bounded, step.name)
-                if isinstance(step, Switch | Rollback) and index == 0:
+                if step.moves_current and index == 0:
                     _moved(target, ctx.release, result)
                 if not result.ok:
                     if result.unreachable:
@@ -133,7 +132,7 @@ class StepExecution:
             data={"seconds": round(time.monotonic() - started, 3)},
         )
 
-    def verify(self, step: Verify, target: Target, ctx: StepContext) -> None:
+    def check(self, step: Step, retry: Retry, target: Target, ctx: StepContext) -> None:
         """The step's checks, retried until they pass, its attempts run out or its deadline."""
         run = self.run
 
@@ -154,9 +153,9 @@ class StepExecution:
         result = retry_checks(
             target.backend,
             operations,
-            attempts=step.attempts,
-            wait=step.wait,
-            deadline=min(step.deadline or run.env.step_timeout, run.env.step_timeout),
+            attempts=retry.attempts,
+            wait=retry.wait,
+            deadline=min(retry.deadline or run.env.step_timeout, run.env.step_timeout),
             cancelled=run.cancelled,
             on_attempt=on_attempt,
         )
@@ -170,7 +169,7 @@ class StepExecution:
             raise VerifyFailed(
                 step.name,
                 target.name,
-                f"gave up after {step.attempts} attempts: {run.summary(result, 300)}",
+                f"gave up after {retry.attempts} attempts: {run.summary(result, 300)}",
                 result,
             )
 

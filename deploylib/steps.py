@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, overload
+from typing import ClassVar, Literal, overload
 
 from deploylib.checks import Check
 from deploylib.commands import Command, Operation, Probe, Upload
@@ -23,14 +23,40 @@ Placement = Literal["local", "each", "once"]
 
 
 @dataclass(frozen=True)
+class Retry:
+    """How a step's operations are repeated until they all pass in one attempt."""
+
+    attempts: int
+    wait: float
+    deadline: float | None
+
+
+@dataclass(frozen=True)
 class Step:
-    """Base of every step. ``placement`` says where it runs: this machine, each target, or one."""
+    """Base of every step. ``placement`` says where it runs: this machine, each target, or one;
+    ``roles``, on which targets (with ``once``: the first target with one of them, else the
+    first target).
+
+    What a step means to a run is declared here, not known from its class or name by the code
+    that runs it: ``moves_current``, ``ships_artifact`` and ``retry``."""
+
+    #: the first operation points ``current`` at ``ctx.release`` (switch, rollback): once it
+    #: ran, the target is on that release, or may be if it was cut off
+    moves_current: ClassVar[bool] = False
+    #: the step sends the build's artifact to the targets (push): the build must have made it
+    ships_artifact: ClassVar[bool] = False
 
     name: str = "step"
     placement: Placement = "each"
     roles: tuple[str, ...] = ()
     before: tuple[Step, ...] = ()
     after: tuple[Step, ...] = ()
+
+    @property
+    def retry(self) -> Retry | None:
+        """Set for a step that checks the release (verify): its operations are repeated until
+        they pass, and a release that is put back is checked again with it."""
+        return None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         return []
@@ -80,6 +106,8 @@ class Build(Step):
 
 @dataclass(frozen=True)
 class Push(Step):
+    ships_artifact: ClassVar[bool] = True
+
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
         return [
@@ -118,6 +146,8 @@ class Run(Step):
 class Switch(Step):
     """Move ``current`` to the new release, then run ``restart`` (from the new ``current``)."""
 
+    moves_current: ClassVar[bool] = True
+
     restart: str | None = None
     start: str | None = None
     stop: str | None = None
@@ -146,6 +176,10 @@ class Verify(Step):
     wait: float = 1.0
     deadline: float | None = None
 
+    @property
+    def retry(self) -> Retry:
+        return Retry(self.attempts, self.wait, self.deadline)
+
     def operations(self, ctx: StepContext) -> list[Operation]:
         return [check.operation(ctx) for check in self.checks]
 
@@ -161,6 +195,8 @@ class Rollback(Step):
     In ``Pipeline(on_failure=rollback(restart=...))`` it says how a failed deploy is put back;
     without ``restart`` the switch step's restart is used.
     """
+
+    moves_current: ClassVar[bool] = True
 
     restart: str | None = None
 
@@ -277,6 +313,7 @@ def migrate(
     return Run(
         name="migrate",
         placement="once",
+        roles=("db",),
         command=command,
         cwd=cwd,
         timeout=timeout,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploylib.backends.local import LocalBackend
-from deploylib.checks import retry_checks
+from deploylib.check_retries import retry_checks
 from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.probes import perform_probe
 from deploylib.reporting import Event, WebhookReporter

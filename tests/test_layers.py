@@ -58,7 +58,7 @@ LAYERS: list[set[str]] = [
         "",
     },
     # the run's plumbing and how it is shown
-    {"fleet", "reporting", "views", "run_state"},
+    {"fleet", "reporting", "views", "run_state", "check_retries"},
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "runner"},
     # the tasks as functions, and the test kit
