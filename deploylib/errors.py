@@ -3,11 +3,12 @@
     DeployError                 base of everything deploylib raises on purpose
     ├── ConfigError             bad deploy.toml, env file, pipeline or argument    exit 2
     ├── LockHeld                another deploy holds a target's lock               exit 3
-    ├── LockLost                this deploy's lock was removed or taken over       exit 3
     ├── StepFailed              a command or upload failed on a target             (inside a deploy)
     │   └── VerifyFailed        a health check gave up                             (inside a deploy)
-    ├── DeployFailed            the deploy failed, every target is back            exit 1
-    └── FleetInconsistent       targets ended on different releases               exit 4
+    └── PlacedError             ends a run that reached the targets: where each is
+        ├── LockLost            this deploy's lock was removed or taken over       exit 3
+        ├── DeployFailed        the deploy failed, every target is back            exit 1
+        └── FleetInconsistent   targets ended on different releases               exit 4
 
 Each error carries its exit code; the command line applies it in one place (``tasks._run``).
 """
@@ -17,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from deploylib import whereabouts
+from deploylib.whereabouts import Doubt, Whereabouts
 
 if TYPE_CHECKING:
     from deploylib.commands import Result
@@ -91,15 +95,28 @@ class LockHeld(DeployError):
         super().__init__("another deploy holds the lock:\n  " + "\n  ".join(lines) + f"\n({hint})")
 
 
-class LockLost(DeployError):
+class PlacedError(DeployError):
+    """An error that ends a run that reached the targets: it says where each one is."""
+
+    def __init__(self, message: str, placement: Whereabouts | Mapping[str, str | None]) -> None:
+        self.whereabouts = whereabouts.of(placement)
+        super().__init__(message + "\n" + whereabouts.describe(self.whereabouts))
+
+    @property
+    def placement(self) -> dict[str, str | None]:
+        """The release of each target (see ``doubts`` for those not known for sure)."""
+        return self.whereabouts.releases
+
+    @property
+    def doubts(self) -> dict[str, Doubt]:
+        return self.whereabouts.doubts
+
+
+class LockLost(PlacedError):
     """This deploy's lock was removed or taken over by another deploy while it ran: it stopped
     changing those targets."""
 
     exit_code = EXIT_LOCKED
-
-    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
-        self.placement = dict(placement)
-        super().__init__(message + "\n" + describe_placement(self.placement))
 
 
 class StepFailed(DeployError):
@@ -117,27 +134,13 @@ class VerifyFailed(StepFailed):
     """A health check gave up after its attempts or deadline."""
 
 
-class DeployFailed(DeployError):
+class DeployFailed(PlacedError):
     """The deploy failed and every target is on the release it had before."""
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
-        self.placement = dict(placement)
-        super().__init__(message + "\n" + describe_placement(self.placement))
 
-
-class FleetInconsistent(DeployError):
+class FleetInconsistent(PlacedError):
     """Putting targets back failed somewhere: they are on different releases."""
 
     exit_code = EXIT_INCONSISTENT
-
-    def __init__(self, message: str, placement: Mapping[str, str | None]) -> None:
-        self.placement = dict(placement)
-        super().__init__(message + "\n" + describe_placement(self.placement))
-
-
-def describe_placement(placement: Mapping[str, str | None]) -> str:
-    return "\n".join(
-        f"  {host}: {release or '(no release)'}" for host, release in placement.items()
-    )

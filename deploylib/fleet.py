@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from deploylib.backends.base import Backend
 from deploylib.hosts import Host
 from deploylib.remote.state import TargetState
+from deploylib.whereabouts import Doubt, Whereabouts
 
 
 @dataclass
 class Target:
-    """One host during one run: its backend and what we know of it."""
+    """One host during one run: its backend and what we know of it.
+
+    What happens to it during the run is told through the named transitions below; the fields
+    are read by the rest of the run, written only here."""
 
     host: Host
     backend: Backend
@@ -49,6 +53,62 @@ class Target:
     def locked(self) -> bool:
         """This run may change the target: it acts under a lock it still holds."""
         return self.token is not None and not self.lock_lost
+
+    # ---------------------------------------------------------------- the lock
+
+    def lock_sent(self) -> None:
+        """A lock command is on its way: until its outcome is known, it may have taken it."""
+        self.lock_pending = True
+
+    def lock_taken(self, token: str) -> None:
+        self.lock_pending = False
+        self.token, self.owns_lock = token, True
+
+    def lock_inherited(self, token: str) -> None:
+        """The deploy this run runs inside holds the lock: act under its token."""
+        self.lock_pending = False
+        self.token = token
+
+    def lock_refused(self) -> None:
+        """The lock command ran to its end and took nothing."""
+        self.lock_pending = False
+
+    def lock_gone(self) -> None:
+        """The lock here was removed or taken over while this run held it."""
+        self.lock_lost = True
+
+    def unlocked(self) -> None:
+        self.owns_lock = self.lock_pending = False
+        self.token = None
+
+    # ---------------------------------------------------------------- what it is on
+
+    def read(self, state: TargetState) -> None:
+        """Its state was read: its ``current`` as the run found it."""
+        self.state = state
+        self.current = state.current
+
+    def connection_lost(self) -> None:
+        self.unreachable = True
+
+    def release_prepared(self) -> None:
+        self.prepared = True
+
+    def switching(self) -> None:
+        """A step that moves ``current`` is about to run here: it must be put back on failure."""
+        self.switched = True
+
+    def moved_to(self, release: str | None) -> None:
+        """``current`` is known to point at ``release`` (``None``: no release)."""
+        self.current, self.uncertain = release, False
+
+    def may_have_moved(self) -> None:
+        """A move of ``current`` was cut off: it may or may not have happened."""
+        self.uncertain = True
+
+    def recorded(self, state: TargetState) -> None:
+        """The run's line is in the release log: ``state`` is what the target is now."""
+        self.state = state
 
 
 def run_parallel(
@@ -144,20 +204,22 @@ class _Gate:
 
 def placement(
     targets: Iterable[Target], unreachable: Iterable[Target], release: str
-) -> dict[str, str | None]:
-    """Which release each target is on, as far as this run knows; what it cannot know, said."""
-    result: dict[str, str | None] = {}
+) -> Whereabouts:
+    """Which release each target is on, as far as this run knows, and what it cannot know."""
+    releases: dict[str, str | None] = {}
+    doubts: dict[str, Doubt] = {}
     for t in targets:
         if t.uncertain:
-            result[t.name] = (
-                f"{t.state.current or '(no release)'} or {release} (unreachable while switching)"
-            )
+            releases[t.name] = t.state.current
+            doubts[t.name] = Doubt("switching", release)
         elif not t.state.read and (t.unreachable or not t.switched):
-            result[t.name] = "unknown (its state could not be read)"
-        elif t.unreachable:
-            result[t.name] = f"{t.current or '(no release)'} (unreachable; last known)"
+            releases[t.name] = None
+            doubts[t.name] = Doubt("unread")
         else:
-            result[t.name] = t.current
+            releases[t.name] = t.current
+            if t.unreachable:
+                doubts[t.name] = Doubt("unreachable")
     for t in unreachable:
-        result[t.name] = f"{t.state.current or 'unknown'} (unreachable; not changed)"
-    return result
+        releases[t.name] = t.state.current
+        doubts[t.name] = Doubt("untouched")
+    return Whereabouts(releases, doubts)

@@ -47,29 +47,28 @@ class FleetLock:
         command = remote_lock.lock_command(run.layout, owner)
 
         def lock(target: Target) -> None:
-            target.lock_pending = True
+            target.lock_sent()
             result = run.execute(target, command, "lock")
             state = target_state.parse_state(result.stdout, run.layout)
             if state.read:
-                target.state = state
-                target.current = state.current
-            target.unreachable = result.unreachable
+                target.read(state)
+            if result.unreachable:
+                target.connection_lost()
             holder = state.lock_owner or {}
             if result.exit_code == remote_lock.LOCK_HELD_EXIT:
-                target.lock_pending = False
+                target.lock_refused()
                 if inherited and holder.get("token") == inherited:
-                    target.token = inherited  # the deploy this one runs inside holds it
+                    target.lock_inherited(inherited)
                     return
                 age = state.lock_age
                 reason = locks.stale_reason(holder, age)
                 raise LockHeld([LockOwner(target.name, holder, age, reason)])
             if result.ok:
-                target.lock_pending = False
-                target.token, target.owns_lock = run.lock_token, True
+                target.lock_taken(run.lock_token)
                 return
             cut_off = result.unreachable or result.timed_out or result.exit_code == INTERRUPTED
             if state.read and not cut_off:
-                target.lock_pending = False  # the script ran to its end and took nothing
+                target.lock_refused()
             # else: cut off — it may have taken the lock; the release (by token) will see
             raise StepFailed("lock", target.name, run.summary(result), result)
 
@@ -165,8 +164,7 @@ class FleetLock:
             result = target.backend.execute(command)
             if not result.ok:
                 raise StepFailed("unlock", target.name, run.summary(result), result)
-            target.owns_lock = target.lock_pending = False
-            target.token = None
+            target.unlocked()
 
         mine = [
             t

@@ -37,12 +37,14 @@ def record_all(
         if not result.ok:
             raise StepFailed("record", target.name, run.summary(result), result)
         made = {release} if target.prepared else set()
-        target.state = replace(
-            target.state,
-            current=target.current,
-            releases=target.state.releases | made,
-            complete=target.state.complete | made,
-            log=(*target.state.log, entry.as_dict()),
+        target.recorded(
+            replace(
+                target.state,
+                current=target.current,
+                releases=target.state.releases | made,
+                complete=target.state.complete | made,
+                log=(*target.state.log, entry.as_dict()),
+            )
         )
 
     for name, exc in run.each(record, run.locked()).items():

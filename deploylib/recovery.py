@@ -9,7 +9,7 @@ was touched the run ends as a failure (exit 1), lost locks (3) or a split fleet 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from deploylib import records
 from deploylib.errors import (
@@ -27,6 +27,7 @@ from deploylib.remote import release as remote_release
 from deploylib.remote import state as target_state
 from deploylib.run_state import Phase, Run
 from deploylib.step_execution import StepExecution
+from deploylib.whereabouts import Whereabouts
 
 
 class Recovery:
@@ -91,7 +92,7 @@ class Recovery:
             result = run.execute(target, target_state.state_command(run.layout), "rollback")
             state = target_state.parse_state(result.stdout, run.layout)
             if result.ok and state.read and state.current_kind in ("release", "absent"):
-                target.current, target.uncertain = state.current, False
+                target.moved_to(state.current)
 
         run.each(settle, [t for t in run.targets if t.uncertain and not t.unreachable])
 
@@ -119,7 +120,7 @@ class Recovery:
                 result = run.execute(target, unset, "rollback")
                 if not result.ok:
                     raise StepFailed("rollback", target.name, run.summary(result), result)
-                target.current = None
+                target.moved_to(None)
                 return
             try:
                 steps.run_on(revert, target, previous, restoring=True)
@@ -191,7 +192,7 @@ def failure(
     broken: Sequence[str],
     unwell: Sequence[str],
     lost: Sequence[str],
-    placement: Mapping[str, str | None],
+    placement: Whereabouts,
 ) -> DeployError:
     """The error that ends a run that failed in PREPARE or SWITCH, from what recovery found:
     hosts not put back (split fleet, exit 4), locks lost (exit 3), or every host where it was

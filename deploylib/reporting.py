@@ -307,6 +307,9 @@ class WebhookReporter:
         self.on_error = on_error
         self.timeout = timeout
 
+    #: what of an event's data the webhook carries
+    FIELDS = ("release", "placement", "doubts", "revision")
+
     def emit(self, event: Event) -> None:
         if event.kind not in self.KINDS:
             return
@@ -317,7 +320,11 @@ class WebhookReporter:
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "message": event.message,
             **self.context,
-            **{k: v for k, v in event.data.items() if k in ("release", "placement", "revision")},
+            **{
+                k: v
+                for k, v in event.data.items()
+                if k in ("release", "placement", "doubts", "revision")
+            },
         }
         try:
             post_json(self.url, body, timeout=self.timeout)

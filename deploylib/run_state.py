@@ -25,6 +25,7 @@ from deploylib.fleet import Target
 from deploylib.remote import lock as remote_lock
 from deploylib.remote.layout import Layout
 from deploylib.reporting import Event, Reporter
+from deploylib.whereabouts import Whereabouts
 
 Clock = Callable[[], datetime]
 
@@ -107,7 +108,7 @@ class Run:
             result.exit_code == remote_lock.LOCK_LOST_EXIT
             and "no longer this deploy's" in result.stderr
         ):
-            target.lock_lost = True
+            target.lock_gone()
 
     def each(
         self, work: Callable[[Target], None], targets: Iterable[Target]
@@ -115,7 +116,7 @@ class Run:
         """``work`` on every target, ``parallel`` at once; the errors by target name."""
         return fleet.run_parallel(work, targets, self.parallel, on_interrupt=self.cancelled.set)
 
-    def placement(self) -> dict[str, str | None]:
+    def placement(self) -> Whereabouts:
         return fleet.placement(self.targets, self.unreachable, self.release)
 
     def redact(self, text: str) -> str:

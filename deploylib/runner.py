@@ -36,7 +36,13 @@ from types import FrameType
 from deploylib import locks, records
 from deploylib.backends.base import Backend
 from deploylib.config import Environment
-from deploylib.errors import ConfigError, DeployError, DeployFailed, FleetInconsistent
+from deploylib.errors import (
+    ConfigError,
+    DeployError,
+    DeployFailed,
+    FleetInconsistent,
+    PlacedError,
+)
 from deploylib.fleet import Target
 from deploylib.fleet_lock import FleetLock
 from deploylib.hosts import LOCAL, Host
@@ -59,7 +65,8 @@ __all__ = ["BackendFactory", "Clock", "Outcome", "Phase", "Runner", "utc_now"]
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a successful run did: the release and where each target ended."""
+    """What a successful run did: the release, where each target ended (the release of each)
+    and the releases removed from each."""
 
     release: str
     placement: dict[str, str | None]
@@ -157,7 +164,7 @@ class Runner:
                 for prepare_step in self.steps.phases.prepare:
                     self.steps.run_step(prepare_step, run.targets)
                 for target in run.targets:
-                    target.prepared = True
+                    target.release_prepared()
                 phase = Phase.SWITCH
                 self._go_live(run.release, self.steps.phases.switch)
                 phase = Phase.RECORD
@@ -176,15 +183,15 @@ class Runner:
             if failure is not None:
                 self._report_failure("deploy", failure)
                 raise failure from cause
-            placement = run.placement()
+            where = run.placement()
             run.emit(
                 "deploy.ok",
                 f"deployed {run.release} to {self.env.name}: "
-                + ", ".join(f"{h} → {r}" for h, r in placement.items())
+                + ", ".join(f"{h} → {r}" for h, r in where.releases.items())
                 + "".join(f"\n  verified: {line}" for line in run.verified),
-                data={"release": run.release, "placement": placement, "verified": run.verified},
+                data={"release": run.release, **where.as_data(), "verified": run.verified},
             )
-            return Outcome(run.release, placement, removed)
+            return Outcome(run.release, where.releases, removed)
 
     # ------------------------------------------------------------------ rollback
 
@@ -237,13 +244,13 @@ class Runner:
             if failure is not None:
                 self._report_failure("rollback", failure)
                 raise failure from cause
-            placement = run.placement()
+            where = run.placement()
             run.emit(
                 "rollback.ok",
                 f"rolled back {self.env.name} to {run.release}",
-                data={"release": run.release, "placement": placement},
+                data={"release": run.release, **where.as_data()},
             )
-            return Outcome(run.release, placement, {})
+            return Outcome(run.release, where.releases, {})
 
     # ------------------------------------------------------------------ the parts in order
 
@@ -303,11 +310,10 @@ class Runner:
         return failure
 
     def _report_failure(self, event: str, error: DeployError) -> None:
-        placement = getattr(error, "placement", None)
         self.run.emit(
             f"{event}.failed",
             self.run.redact(str(error)),
-            data={"placement": placement} if placement is not None else {},
+            data=error.whereabouts.as_data() if isinstance(error, PlacedError) else {},
         )
         error.reported = True
 

@@ -105,7 +105,7 @@ class StepExecution:
             self.check(step, step.retry, target, ctx)
         else:
             if step.moves_current:
-                target.switched = True
+                target.switching()
             deadline = started + run.env.step_timeout
             for index, op in enumerate(step.operations(ctx)):
                 if target.lock_lost:
@@ -123,7 +123,7 @@ class StepExecution:
                     _moved(target, ctx.release, result)
                 if not result.ok:
                     if result.unreachable:
-                        target.unreachable = True
+                        target.connection_lost()
                     raise StepFailed(step.name, target.name, run.summary(result), result)
         run.emit(
             "step.ok",
@@ -165,7 +165,7 @@ class StepExecution:
                     run.verified.append(op.line)
         if not result.ok:
             if result.unreachable:
-                target.unreachable = True
+                target.connection_lost()
             raise VerifyFailed(
                 step.name,
                 target.name,
@@ -177,9 +177,9 @@ class StepExecution:
 def _moved(target: Target, release: str, result: Result) -> None:
     """What the first operation of a switch says of where ``current`` is now."""
     if result.ok:
-        target.current, target.uncertain = release, False
+        target.moved_to(release)
     elif result.unreachable or result.timed_out or result.exit_code == INTERRUPTED:
-        target.uncertain = True  # cut off: it may or may not have moved
+        target.may_have_moved()
 
 
 def _bounded(op: Operation, remaining: float, default: float) -> Operation:

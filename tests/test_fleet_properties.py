@@ -227,6 +227,7 @@ class Fleet:
             assert expect_ok is not True, failure
             assert failure.exit_code == 1, failure
             assert set(failure.placement.values()) <= {self.current}, failure.placement
+            assert not failure.doubts, failure
         else:
             assert expect_ok is not False, action
             self.current = outcome.release
@@ -245,6 +246,7 @@ class Fleet:
         except DeployError as failure:
             assert failure.exit_code == 1, failure
             assert set(failure.placement.values()) <= {self.current}, failure.placement
+            assert not failure.doubts, failure
             return
         if self.exact:
             assert len(self.stack) >= 2 and outcome.release == self.stack[-2]

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
         "commands",
         "placeholders",
         "remote.layout",
+        "whereabouts",
     },
     # configuration, requests from the controller, the commands run on targets
     {

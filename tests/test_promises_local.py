@@ -38,6 +38,7 @@ from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_LOST_EXIT, unlock_command
 from deploylib.remote.release import link_shared
 from deploylib.testing import FakeFleet, deploy_with_fakes, environment
+from deploylib.whereabouts import Doubt
 from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project
 
 
@@ -366,7 +367,8 @@ def test_a_lock_command_cut_off_is_released_by_its_token() -> None:
     error, _ = deploy_with_fakes(env, Pipeline(run("x")), fleet)
     assert isinstance(error, DeployFailed)
     assert [op.description for op in fleet["b"].operations] == ["lock", "unlock"]
-    assert error.placement["b"] == "unknown (its state could not be read)"
+    assert error.placement["b"] is None and error.doubts["b"] == Doubt("unread")
+    assert "  b: unknown (its state could not be read)" in str(error)
 
 
 def test_a_full_disk_at_lock_leaves_no_lock_and_says_where_hosts_are(project: Project) -> None:
