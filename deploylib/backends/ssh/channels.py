@@ -1,0 +1,223 @@
+"""Commands on a host, each on a channel of its own: stdin fed in a thread while the output is
+read under the command's deadline; a command that times out or is aborted (Ctrl-C) is not only
+abandoned: its process group on the host is stopped (TERM, then KILL) over a second channel, so
+nothing of it runs on after deploylib moved on (a put-back, the unlock, the next deploy)."""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import paramiko
+
+from deploylib.backends.local import OUTPUT_GRACE, output_left_open_note
+from deploylib.backends.ssh.connection import HostConnection
+from deploylib.backends.ssh.failures import Failed
+from deploylib.backends.ssh.shell import PID_WAIT, STOP_GRACE, RemoteShell, stop_group_script
+from deploylib.commands import Result
+
+UNREACHABLE = 255
+INTERRUPTED = 130
+TIMED_OUT = 124
+CHUNK = 1 << 16
+
+
+class Channels:
+    """The commands running on ``connection``; ``halted`` says whether the backend refuses new
+    ones (Ctrl-C, until the clean-up resumes it)."""
+
+    def __init__(self, connection: HostConnection, halted: Callable[[], bool]) -> None:
+        self.connection = connection
+        self.settings = connection.settings
+        self._halted = halted
+        self._channels: set[paramiko.Channel] = set()
+        self._aborted: set[paramiko.Channel] = set()
+        self._lock = threading.Lock()
+
+    def exec(self, line: str, stdin: Iterator[bytes], timeout: float) -> Result:
+        """Run ``line`` on a channel of its own. A command that times out or is aborted is not
+        only abandoned: its process group on the host is stopped (TERM, then KILL), so nothing
+        of it runs on after deploylib moved on (a put-back, the unlock, the next deploy)."""
+        try:
+            transport = self.connection.transport()
+        except Failed as failed:
+            return Result(UNREACHABLE, stderr=str(failed), unreachable=True)
+        self.connection.used = True
+        deadline = time.monotonic() + timeout
+        try:
+            channel = transport.open_session(timeout=self.settings.channel_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            return self._lost(f"opening a channel: {exc}")
+        with self._lock:
+            self._channels.add(channel)
+            stopping = self._halted()  # halted before this command even started: run nothing
+        remote = RemoteShell()
+        if stopping:
+            channel.close()
+            with self._lock:
+                self._channels.discard(channel)
+            return Result(INTERRUPTED, stderr="interrupted")
+        try:
+            channel.exec_command(remote.prelude + line)
+            result = self._converse(channel, stdin, deadline, timeout, remote)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            result = (
+                Result(INTERRUPTED, stderr="interrupted")
+                if channel in self._aborted
+                else self._lost(str(exc))
+            )
+        except (
+            BaseException
+        ):  # Ctrl-C in this very thread (deploylib uses workers; callers may not)
+            channel.close()
+            if remote.pid is not None and not remote.stopped:
+                self._stop_group(transport, remote.pid)
+            raise
+        finally:
+            channel.close()
+            with self._lock:
+                self._channels.discard(channel)
+                self._aborted.discard(channel)
+        if remote.pid is not None and not remote.stopped and result.timed_out:
+            self._stop_group(transport, remote.pid)
+        return result
+
+    def _stop_group(self, transport: paramiko.Transport, pid: int) -> None:
+        """Stop the process group of a command that was given up on (it is the group of the
+        shell sshd started, ``$$``: processes that left it on purpose, daemons started with
+        ``setsid``, live on). Best effort, bounded: the host may be gone."""
+        deadline = time.monotonic() + STOP_GRACE + self.settings.channel_timeout
+        try:
+            channel = transport.open_session(timeout=self.settings.channel_timeout)
+        except (paramiko.SSHException, EOFError, OSError):
+            return
+        try:
+            channel.exec_command(stop_group_script(pid))
+            while not channel.exit_status_ready() and time.monotonic() < deadline:
+                select.select([channel], [], [], 0.05)
+        except (paramiko.SSHException, EOFError, OSError):
+            return
+        finally:
+            channel.close()
+
+    def abort(self) -> None:
+        """Ctrl-C: every running command stops its process group on the host, then returns as
+        interrupted (see ``_converse``); the connection stays, for the clean-up."""
+        with self._lock:
+            self._aborted.update(self._channels)
+
+    def _converse(
+        self,
+        channel: paramiko.Channel,
+        stdin: Iterator[bytes],
+        deadline: float,
+        timeout: float,
+        remote: RemoteShell,
+    ) -> Result:
+        """Feed stdin (in a thread: paramiko wakes it when the window opens) while reading
+        stdout and stderr here, until the command exits or a deadline passes. The shell's pid
+        line on stderr (``RemoteShell.prelude``) goes to ``remote``, not to the result."""
+        out: list[bytes] = []
+        err: list[bytes] = remote.stderr
+        exited_at: float | None = None
+        aborted_at: float | None = None
+        stop_feeding = threading.Event()
+        feeder = threading.Thread(
+            target=_feed, args=(channel, stdin, deadline, stop_feeding), daemon=True
+        )
+        feeder.start()
+        try:
+            while True:
+                if channel in self._aborted and not channel.exit_status_ready():
+                    # Ctrl-C: stop the command on the host first (its pid line may still be on
+                    # its way), so nothing of it runs on after the clean-up
+                    aborted_at = aborted_at or time.monotonic()
+                    stop_feeding.set()
+                    while channel.recv_stderr_ready():
+                        err.append(channel.recv_stderr(CHUNK))
+                    remote.take_pid()
+                    waited = time.monotonic() - aborted_at
+                    if remote.pid is not None or waited > PID_WAIT or channel.closed:
+                        if remote.pid is not None:
+                            transport = channel.get_transport()
+                            if transport is not None:
+                                self._stop_group(transport, remote.pid)
+                            remote.stopped = True
+                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
+                if self.connection.dead:
+                    message = self.connection.dead_message()
+                    return Result(UNREACHABLE, _text(out), message, unreachable=True)
+                if time.monotonic() > deadline:
+                    note = f"\ntimed out after {timeout:g} s"
+                    return Result(TIMED_OUT, _text(out), _text(err) + note, timed_out=True)
+                busy = False
+                while channel.recv_ready():
+                    out.append(channel.recv(CHUNK))
+                    busy = True
+                while channel.recv_stderr_ready():
+                    err.append(channel.recv_stderr(CHUNK))
+                    busy = True
+                remote.take_pid()
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                finished = channel.closed or channel.eof_received
+                if channel.exit_status_ready() and drained and finished:
+                    return Result(channel.recv_exit_status(), _text(out), _text(err))
+                if channel.exit_status_ready() and drained:
+                    # exited, but something (a background process) still holds its output
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > OUTPUT_GRACE:
+                        return _left_open(channel.recv_exit_status(), out, err)
+                if channel.closed and not channel.exit_status_ready():
+                    if channel in self._aborted:
+                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
+                    return self._lost("the channel closed without an exit status")
+                if not busy:
+                    select.select([channel], [], [], 0.01)
+        finally:
+            channel.close()  # wakes a feeder still waiting for window space
+            feeder.join(timeout=1)
+
+    def _lost(self, detail: str) -> Result:
+        if self.connection.dead:
+            return Result(UNREACHABLE, stderr=self.connection.dead_message(), unreachable=True)
+        return Result(UNREACHABLE, stderr=f"{self.connection.where}: {detail}", unreachable=True)
+
+
+def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
+    """The result of a command that exited while its output was still held open."""
+    note = output_left_open_note(
+        status,
+        "its channel is closed, so what that process writes there from now on is lost "
+        "(and a write may kill it with SIGPIPE)",
+    )
+    return Result(status, _text(out), _text(err), note=note)
+
+
+def _feed(
+    channel: paramiko.Channel, stdin: Iterator[bytes], deadline: float, stop: threading.Event
+) -> None:
+    """Send every chunk of stdin, then EOF; give up at the deadline, when the channel closes or
+    when ``stop`` is set (an abort: what is still to send must not hold up the clean-up)."""
+    channel.settimeout(0.5)
+    try:
+        for chunk in stdin:
+            view = memoryview(chunk)
+            while view:
+                if channel.closed or time.monotonic() > deadline or stop.is_set():
+                    return
+                try:
+                    sent = channel.send(view[:CHUNK])
+                except TimeoutError:
+                    continue
+                if sent == 0:  # closed, or the remote end will read no more
+                    return
+                view = view[sent:]
+        channel.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        return
+
+
+def _text(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", "replace")
