@@ -22,11 +22,18 @@ LAYERS: list[set[str]] = [
         "envfile",
         "commands",
         "placeholders",
+        "interpolation",
         "remote.layout",
     },
     # configuration, requests from the controller, the commands run on targets
     {
         "config",
+        "config.schema",
+        "config.loading",
+        "config.variables",
+        "config.environment",
+        "config.host_list",
+        "config.paths",
         "probes",
         "remote",
         "remote.state",
