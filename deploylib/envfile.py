@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 HEADER = "# Written by deploylib on every deploy: edits here are replaced by the next deploy.\n"
 
+# ``${`` here is escaped for python-dotenv's reader, never expanded (that is ``interpolation``)
 #: a variable that no env file deploylib writes can set, so ``${NEVER_SET:-x}`` always reads ``x``
 NEVER_SET = "DEPLOYLIB_NEVER_SET"
 LITERAL_DOLLAR_BRACE = "${" + NEVER_SET + ":-$}{"

@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 
+from deploylib import interpolation
 from deploylib.errors import ConfigError
 
 PLACEHOLDERS = frozenset(
@@ -32,8 +33,9 @@ PLACEHOLDERS = frozenset(
     }
 )
 
+# ``{name}`` (values of one step on one target, shell-quoted) is not ``${VAR}`` (variables,
+# filled by ``interpolation``): the ``(?<!\$)`` leaves the latter alone
 _FIELD_RE = re.compile(r"\{\{|\}\}|(?<!\$)\{([a-z_][a-z0-9_]*)\}")
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
 def names_in(template: str) -> set[str]:
@@ -58,16 +60,8 @@ def render_shell(template: str, values: Mapping[str, str]) -> str:
 
 def render_text(template: str, values: Mapping[str, str], variables: Mapping[str, str]) -> str:
     """Fill placeholders and ``${VAR}`` for text that is not a shell command (URLs, needles)."""
-    filled = _render(template, values, lambda v: v)
-
-    def var(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = variables.get(name, "")
-        if value == "" and default is not None:
-            return default
-        return value
-
-    return _VAR_RE.sub(var, filled)
+    # an unset ${VAR} is empty text here, as in a shell
+    return interpolation.expand(_render(template, values, lambda v: v), variables)
 
 
 def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str]) -> str:

@@ -1,0 +1,152 @@
+"""``Environment``: one environment of deploy.toml, resolved — its settings over the top level's
+over the defaults — and checked as a whole (hosts, paths, settings this version refuses)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploylib.config.host_list import parse_host
+from deploylib.config.paths import (
+    refuse_overlapping_shared_paths,
+    resolve_deploy_to,
+    shared_path,
+)
+from deploylib.config.schema import NotifySettings, ProjectModel, SSHSettings, StrategySettings
+from deploylib.errors import ConfigError
+from deploylib.hosts import Host
+from deploylib.secrets import Redactor, Secret
+
+WEBHOOK_RE = re.compile(r"https?://\S+")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything one deploy needs to know about its environment, resolved and validated."""
+
+    project_dir: Path
+    config_file: Path
+    app: str
+    name: str
+    deploy_to: str
+    keep_releases: int
+    pipeline: str
+    shared_dirs: tuple[str, ...]
+    shared_files: tuple[str, ...]
+    hosts: tuple[Host, ...]
+    confirm: bool
+    command_timeout: float
+    step_timeout: float
+    ssh: SSHSettings
+    strategy: StrategySettings
+    notify: NotifySettings
+    metrics_file: str | None = None
+    variables: Mapping[str, str | Secret] = field(default_factory=dict)
+    redactor: Redactor = field(default_factory=Redactor)
+    #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
+    lookup: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def pipeline_file(self, name: str | None = None) -> Path:
+        return self.project_dir / "pipelines" / f"{name or self.pipeline}.py"
+
+
+DEFAULTS: dict[str, Any] = {
+    "keep_releases": 5,
+    "pipeline": "web",
+    "shared_dirs": [],
+    "shared_files": [],
+    "command_timeout": 600.0,
+    "step_timeout": 1800.0,
+}
+
+
+def resolve(
+    project: ProjectModel,
+    env: str,
+    config_file: Path,
+    variables: dict[str, str | Secret],
+    redactor: Redactor,
+    lookup: dict[str, str],
+) -> Environment:
+    env_model = project.environments[env]
+    file = str(config_file)
+
+    def setting(name: str) -> Any:
+        value = getattr(env_model, name)
+        if value is None:
+            value = getattr(project, name)
+        if value is None:
+            value = DEFAULTS.get(name)
+        return value
+
+    def key_of(name: str) -> str:
+        """Where a setting comes from: the environment's table or the top level."""
+        if getattr(env_model, name) is not None or getattr(project, name) is None:
+            return f"environments.{env}.{name}"
+        return name
+
+    hosts = tuple(
+        parse_host(entry, env, index, file) for index, entry in enumerate(env_model.hosts)
+    )
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            "the same host is listed twice", file=file, key=f"environments.{env}.hosts"
+        )
+    deploy_to = setting("deploy_to")
+    if deploy_to is None:
+        raise ConfigError("deploy_to is not set", file=file, key=f"environments.{env}.deploy_to")
+    deploy_to = resolve_deploy_to(deploy_to, hosts, config_file.parent, file, env)
+    shared = {
+        name: [(value, shared_path(value, file, key_of(name))) for value in setting(name)]
+        for name in ("shared_dirs", "shared_files")
+    }
+    refuse_overlapping_shared_paths(shared, file, key_of)
+    shared_dirs = tuple(path for _, path in shared["shared_dirs"])
+    shared_files = tuple(path for _, path in shared["shared_files"])
+    strategy = setting("strategy") or StrategySettings()
+    if strategy.kind == "blue_green":
+        raise ConfigError(
+            "strategy 'blue_green' is not available in this version "
+            "(use 'all', 'rolling' or 'canary')",
+            file=file,
+            key=f"environments.{env}.strategy.kind",
+        )
+    notify = setting("notify") or NotifySettings()
+    if notify.webhook and not WEBHOOK_RE.fullmatch(notify.webhook):
+        raise ConfigError("must be an http(s) URL", file=file, key="notify.webhook")
+    unsupported = {"metrics_file": setting("metrics_file")}
+    for key, value in unsupported.items():
+        if value:
+            raise ConfigError(
+                "not available in this version of deploylib; remove it",
+                file=file,
+                key=key
+                if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
+                else f"environments.{env}.{key}",
+            )
+    return Environment(
+        project_dir=config_file.parent,
+        config_file=config_file,
+        app=project.app,
+        name=env,
+        deploy_to=deploy_to,
+        keep_releases=setting("keep_releases"),
+        pipeline=setting("pipeline"),
+        shared_dirs=shared_dirs,
+        shared_files=shared_files,
+        hosts=hosts,
+        confirm=env_model.confirm,
+        command_timeout=setting("command_timeout"),
+        step_timeout=setting("step_timeout"),
+        ssh=setting("ssh") or SSHSettings(),
+        strategy=strategy,
+        notify=notify,
+        metrics_file=setting("metrics_file"),
+        variables=variables,
+        redactor=redactor,
+        lookup=lookup,
+    )

@@ -1,0 +1,91 @@
+"""The schema of deploy.toml: one strict pydantic model per table.
+
+Unknown keys are errors (``extra="forbid"``). Types are strict: a TOML value of the wrong type
+(``keep_releases = "5"``) is an error, never converted; only an integer is taken where a number
+with a fraction is expected. Patterns match whole strings: a trailing newline is never accepted.
+How a validation error is worded is ``loading``'s.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# pydantic checks ``pattern=`` with Rust's regex engine, whose ``$`` is the end of the text only
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class HostEntry(_Model):
+    address: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-\[\]]+$")]
+    user: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    roles: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = []
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
+
+
+class SSHSettings(_Model):
+    user: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    accept_new: bool = False
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    channel_timeout: Annotated[float, Field(gt=0)] = 10.0
+    alive_interval: Annotated[float, Field(gt=0)] = 5.0
+    alive_count_max: Annotated[int, Field(ge=1)] = 3
+    parallel: Annotated[int, Field(ge=1, le=1000)] = 32
+
+
+HostCount = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")]
+
+
+class StrategySettings(_Model):
+    kind: Literal["all", "rolling", "canary", "blue_green"] = "all"
+    batch: HostCount | None = None  # hosts per batch: a number or "25%"
+    canary: HostCount | None = None  # hosts in the canary batch
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] | None = None
+    proxy: Literal["nginx"] | None = None
+    upstream_file: str | None = None
+    proxy_reload: str | None = None
+    drain: Annotated[float, Field(ge=0)] = 10.0
+
+
+class NotifySettings(_Model):
+    webhook: str | None = None
+
+
+RelPath = Annotated[str, Field(min_length=1)]
+
+
+class _Overridable(_Model):
+    """Settings allowed both at the top level and inside an environment."""
+
+    deploy_to: Annotated[str, Field(min_length=1)] | None = None
+    keep_releases: Annotated[int, Field(ge=1)] | None = None
+    pipeline: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")] | None = None
+    shared_dirs: list[RelPath] | None = None
+    shared_files: list[RelPath] | None = None
+    metrics_file: str | None = None
+    public_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
+    command_timeout: Annotated[float, Field(gt=0)] | None = None
+    step_timeout: Annotated[float, Field(gt=0)] | None = None
+    env_file: str | None = None
+    ssh: SSHSettings | None = None
+    strategy: StrategySettings | None = None
+    notify: NotifySettings | None = None
+
+
+class EnvironmentModel(_Overridable):
+    hosts: Annotated[list[str | HostEntry], Field(min_length=1)]
+    confirm: bool = False
+
+
+class ProjectModel(_Overridable):
+    app: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+    environments: Annotated[dict[str, EnvironmentModel], Field(min_length=1)]
