@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,12 +119,22 @@ class Project:
         return {p.name for p in releases.iterdir()} if releases.is_dir() else set()
 
     def log(self) -> list[dict[str, object]]:
-        import json
-
         path = self.target / ".deploylib" / "releases.jsonl"
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def append_log(self, entry: Mapping[str, object]) -> None:
+        """Add a line to the target's release log, as something on the host might."""
+        with (self.target / ".deploylib" / "releases.jsonl").open("a") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    def hold_lock(self, owner: Mapping[str, object]) -> Path:
+        """Lock the target as another deploy would: the lock directory and its owner.json."""
+        lock = self.target / ".deploylib" / "lock"
+        lock.mkdir(parents=True)
+        (lock / "owner.json").write_text(json.dumps(owner))
+        return lock
 
     def clock(self) -> datetime:
         """A clock one minute further on each call: release ids never collide."""

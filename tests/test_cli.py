@@ -63,12 +63,8 @@ def test_check_reports_per_host_and_changes_nothing(project: Project) -> None:
 def test_unlock_removes_a_stale_lock_and_refuses_a_live_one(project: Project) -> None:
     import socket
 
-    lock = project.target / ".deploylib" / "lock"
-    lock.mkdir(parents=True)
-    (lock / "owner.json").write_text(
-        json.dumps(
-            {"user": "me", "host": socket.gethostname(), "pid": os.getpid(), "started_at": "now"}
-        )
+    lock = project.hold_lock(
+        {"user": "me", "host": socket.gethostname(), "pid": os.getpid(), "started_at": "now"}
     )
     (lock / "heartbeat").touch()
     alive = project.cli("unlock", "--env", "dev")
@@ -80,8 +76,7 @@ def test_unlock_removes_a_stale_lock_and_refuses_a_live_one(project: Project) ->
     assert forced.returncode == 0 and not lock.exists()
 
     # another machine's deploy whose heartbeat stopped 10 minutes ago: stale, removed as is
-    lock.mkdir()
-    (lock / "owner.json").write_text(json.dumps({"user": "me", "host": "elsewhere", "pid": 1}))
+    project.hold_lock({"user": "me", "host": "elsewhere", "pid": 1})
     old = time.time() - 600
     os.utime(lock, (old, old))
     stale = project.cli("unlock", "--env", "dev")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
@@ -129,12 +128,8 @@ def test_cleanup_never_removes_current_or_the_rollback_target(project: Project) 
 
 
 def test_a_second_deploy_is_refused_while_locked(project: Project) -> None:
-    lock = project.target / ".deploylib" / "lock"
-    lock.mkdir(parents=True)
-    (lock / "owner.json").write_text(
-        json.dumps(
-            {"user": "bob", "host": "ci", "pid": 1, "started_at": "2026-03-01T00:00:00+00:00"}
-        )
+    lock = project.hold_lock(
+        {"user": "bob", "host": "ci", "pid": 1, "started_at": "2026-03-01T00:00:00+00:00"}
     )
     with pytest.raises(LockHeld, match="bob@ci"):
         project.deploy()
@@ -336,17 +331,16 @@ def test_a_stale_lock_is_reported_with_how_to_remove_it(project: Project) -> Non
     identity = locks.process_identity(dead.pid)
     dead.kill()
     dead.wait()
-    lock = project.target / ".deploylib" / "lock"
-    lock.mkdir(parents=True)
-    owner = {
-        "user": "ci",
-        "host": socket.gethostname(),
-        "pid": dead.pid,
-        "started_at": "earlier",
-        "token": "0123456789abcdef",
-        **identity,
-    }
-    (lock / "owner.json").write_text(json.dumps(owner))
+    lock = project.hold_lock(
+        {
+            "user": "ci",
+            "host": socket.gethostname(),
+            "pid": dead.pid,
+            "started_at": "earlier",
+            "token": "0123456789abcdef",
+            **identity,
+        }
+    )
     result = project.cli("deploy", "--env", "dev")
     assert result.returncode == 3
     message = result.stdout + result.stderr

@@ -328,8 +328,7 @@ def test_a_deploy_that_lost_its_lock_stops_before_switching(project: Project, ho
     lock = project.target / ".deploylib" / "lock"
     subprocess.run(["rm", "-rf", str(lock)], check=True)
     if how == "taken over":
-        lock.mkdir()
-        (lock / "owner.json").write_text(json.dumps({"user": "other", "token": "ffffffffffffffff"}))
+        project.hold_lock({"user": "other", "token": "ffffffffffffffff"})
     out, err = process.communicate(timeout=60)
 
     assert process.returncode == 3, out + err

@@ -177,13 +177,10 @@ def test_status_and_releases_never_show_a_secret_a_host_wrote(project: Project, 
     secret = "host-held-s3cret"
     project.write(".env", f'API_TOKEN="{secret}"\n')
     assert project.cli("deploy", "--env", "dev").returncode == 0
-    meta = project.target / ".deploylib"
-    (meta / "lock").mkdir()
-    (meta / "lock" / "owner.json").write_text(json.dumps({"user": f"u {secret}", "pid": 1}))
+    project.hold_lock({"user": f"u {secret}", "pid": 1})
     entry = project.log()[-1]
     entry.update(user=json.dumps(secret), error=f"failed: {secret}", time=f"{entry['time']}+1")
-    with (meta / "releases.jsonl").open("a") as log:
-        log.write(json.dumps(entry) + "\n")
+    project.append_log(entry)
 
     for args in ((), ("--json",)):
         result = project.cli(task, "--env", "dev", *args)

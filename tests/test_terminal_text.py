@@ -84,20 +84,21 @@ def test_a_failing_step_cannot_write_escape_sequences_to_the_terminal(
 def hostile_host_state(project: Project) -> None:
     """A deployed target whose lock owner and release log were written by someone hostile."""
     assert project.cli("deploy", "--env", "dev").returncode == 0
-    meta = project.target / ".deploylib"
-    lock = meta / "lock"
-    lock.mkdir()
+    lock = project.hold_lock(
+        {
+            "user": "eve\x1b]0;pwned\x07",
+            "host": "h\x1b[2J",
+            "pid": 1,
+            "started_at": "now\x1b[1A\r",
+            "release": "r\x9b2J",
+        }
+    )
     (lock / "heartbeat").touch()
-    (lock / "owner.json").write_text(
-        json.dumps({"user": "eve\x1b]0;pwned\x07", "host": "h\x1b[2J", "pid": 1,
-                    "started_at": "now\x1b[1A\r", "release": "r\x9b2J"})
-    )  # fmt: skip
     entry = project.log()[-1]
     entry.update(
         user="mallory\x1b[2J\x1b[1A\x7f", time=f"{entry['time']}\x07", error="x\x1b]0;t\x07"
     )
-    with (meta / "releases.jsonl").open("a") as log:
-        log.write(json.dumps(entry) + "\n")
+    project.append_log(entry)
 
 
 @pytest.mark.parametrize("task", ["status", "releases"])
