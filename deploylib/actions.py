@@ -12,18 +12,18 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploylib import locks
+from deploylib import fleet, locks
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
 from deploylib.backends.printer import PrinterBackend
 from deploylib.commands import Command, Result
 from deploylib.config import Environment, load_environment
 from deploylib.errors import ConfigError, LockHeld, LockOwner, StepFailed
+from deploylib.fleet import Target
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline, load_pipeline
 from deploylib.remote import lock as remote_lock
@@ -107,7 +107,9 @@ def backend_factory(
 def resolve_revision(env: Environment, revision: str | None) -> str:
     if revision is None:
         result = LocalBackend(LOCAL).run(
-            Command("git rev-parse --short=12 HEAD", cwd=str(env.project_dir), timeout=10)
+            Command.of(
+                "git", "rev-parse", "--short=12", "HEAD", cwd=str(env.project_dir), timeout=10
+            )
         )
         revision = result.stdout.strip() if result.ok else "unknown"
         if not REVISION_RE.fullmatch(revision):
@@ -178,22 +180,29 @@ def read_states(
     return states, errors
 
 
-def run_once(env: Environment, host: Host, command: Command) -> Result:
-    """Run one command on one host, outside a deploy (status, check, unlock)."""
-    backend = backend_factory(env, dry_run=False, reporter=_Silent())(host)
+def run_everywhere(
+    env: Environment, hosts: Sequence[Host], command: Command | Callable[[Host], Command]
+) -> dict[str, Result]:
+    """A command (the same, or one per host) on every host, outside a deploy (status, check,
+    unlock): ``ssh.parallel`` at a time, the results by host name. It runs as a deploy's steps
+    do (``fleet.run_parallel``): Ctrl-C stops what runs on every host before it returns."""
+    make = backend_factory(env, dry_run=False, reporter=_Silent())
+    targets = [Target(host, make(host)) for host in hosts]
+    results: dict[str, Result] = {}
+
+    def work(target: Target) -> None:
+        results[target.name] = target.backend.run(
+            command(target.host) if callable(command) else command
+        )
+
     try:
-        return backend.run(command)
+        errors = fleet.run_parallel(work, targets, env.ssh.parallel)
     finally:
-        backend.close()
-
-
-def run_everywhere(env: Environment, hosts: Sequence[Host], command: Command) -> dict[str, Result]:
-    """``run_once`` on every host in parallel (bounded by ``ssh.parallel``), by host name."""
-    if len(hosts) <= 1:
-        return {host.name: run_once(env, host, command) for host in hosts}
-    with ThreadPoolExecutor(max_workers=min(env.ssh.parallel, len(hosts))) as pool:
-        futures = {host.name: pool.submit(run_once, env, host, command) for host in hosts}
-        return {name: future.result() for name, future in futures.items()}
+        for target in targets:
+            target.backend.close()
+    if errors:
+        raise next(iter(errors.values()))
+    return {host.name: results[host.name] for host in hosts}
 
 
 def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
@@ -325,19 +334,18 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
     if alive:
         raise LockHeld(alive, env.name)
     locked = [host for host in hosts if states[host.name].locked]
-    removed = []
-    for host in locked:
+
+    def unlock_command(host: Host) -> Command:
         token = (states[host.name].lock_owner or {}).get("token")
-        command = remote_lock.unlock_command(
+        return remote_lock.unlock_command(
             layout, token if isinstance(token, str) and _is_token(token) else None
         )
-        result = run_once(env, host, command)
+
+    results = run_everywhere(env, locked, unlock_command)
+    for name, result in results.items():
         if not result.ok:
-            raise StepFailed(
-                "unlock", host.name, result.summary(redact=env.redactor.redact), result
-            )
-        removed.append(host.name)
-    return removed
+            raise StepFailed("unlock", name, result.summary(redact=env.redactor.redact), result)
+    return list(results)
 
 
 def _is_token(text: str) -> bool:

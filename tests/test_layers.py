@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
         "placeholders",
         "interpolation",
         "remote.layout",
+        "remote.gnu",
         "whereabouts",
     },
     # configuration, requests from the controller, the commands run on targets

@@ -1,4 +1,4 @@
 """Everything deploylib runs on a target, as ``Command`` values grouped by concern (built here,
 run by backends): ``layout`` (paths, release ids), ``state`` (reading a target, and the
 decisions made from what was read), ``lock``, ``release`` (making and switching releases) and
-``log`` (the release log)."""
+``log`` (the release log). The few flags only GNU coreutils has are named in ``gnu``."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deploylib.commands import Command
+from deploylib.remote import gnu
 from deploylib.remote.layout import Layout, check_token
 from deploylib.remote.state import state_script
 
@@ -57,7 +58,7 @@ def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
         f"cat > {q(owner_file)} && touch {q(stage + '/heartbeat')}; }}; then "
         f"rm -rf {q(stage)}; echo {q('could not write the deploy lock in ' + layout.meta)} >&2; "
         "rc=1; "
-        f"elif [ ! -e {q(layout.lock)} ] && mv -T {q(stage)} {q(layout.lock)} 2>/dev/null; "
+        f"elif [ ! -e {q(layout.lock)} ] && {gnu.rename_onto(stage, layout.lock)} 2>/dev/null; "
         "then rc=0; "
         f"else rm -rf {q(stage)}; rc={LOCK_HELD_EXIT}; fi; "
         f"{state_script(layout)}; exit $rc"
@@ -68,8 +69,9 @@ def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
 def heartbeat_command(layout: Layout, token: str) -> Command:
     """Touch the heartbeat of a lock this deploy still holds (never someone else's); fails with
     ``LOCK_LOST_EXIT`` when the lock is no longer ours."""
-    return Command(
-        f"touch {shlex.quote(layout.lock + '/heartbeat')}",
+    return Command.of(
+        "touch",
+        layout.lock + "/heartbeat",
         description="heartbeat",
         timeout=10,
         guard=guard_for(layout, token),
@@ -81,7 +83,7 @@ def unlock_command(layout: Layout, token: str | None = None) -> Command:
     left); without a token, whatever lock there is (``unlock --force``)."""
     q = shlex.quote
     if token is None:
-        return Command(f"rm -rf {q(layout.lock)}", description="unlock")
+        return Command.of("rm", "-rf", layout.lock, description="unlock")
     owner_file = q(layout.lock + "/owner.json")
     script = (
         f"rm -rf {q(layout.lock_stage(token))}; "

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
 from deploylib.commands import Command, Upload
+from deploylib.remote import gnu
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
@@ -58,7 +59,7 @@ def prepare_command(
         f"{{ if [ ! -L {q(shared_env)} ] || "
         f'[ "$(readlink {q(shared_env)})" != {target} ]; then '
         f"rm -rf {q(link)} && ln -s {target} {q(link)} && "
-        f"mv -T {q(link)} {q(shared_env)}; fi; }}"
+        f"{gnu.rename_onto(link, shared_env)}; fi; }}"
     )
     if has_env:
         lines += [
@@ -112,7 +113,7 @@ def env_file_text(variables: Mapping[str, str | Secret]) -> str:
 
 def artifact_check(artifact: str) -> Command:
     """Pass when the build wrote a non-empty artifact (runs on the controller)."""
-    return Command(f"test -s {shlex.quote(artifact)}", description="check artifact")
+    return Command.of("test", "-s", artifact, description="check artifact")
 
 
 def upload_artifact(layout: Layout, artifact: str, release: str) -> Upload:
@@ -242,8 +243,10 @@ def switch_command(
     ``current`` points at."""
     q = shlex.quote
     if release is None:
-        return Command(
-            f"rm -f {q(layout.current)}",
+        return Command.of(
+            "rm",
+            "-f",
+            layout.current,
             description="unset current",
             guard=guard_for(layout, token),
         )
@@ -260,7 +263,7 @@ def switch_command(
         checks.append(f"{{ [ -f {q(path + '/REVISION')} ] || {fail(missing)}; }}")
     move = (
         f"{{ ln -sfn {q('releases/' + release)} {q(temporary)} && "
-        f"mv -T {q(temporary)} {q(layout.current)}; }} || "
+        f"{gnu.rename_onto(temporary, layout.current)}; }} || "
         f"{{ rm -f {q(temporary)}; {fail('could not switch ' + layout.current)}; }}"
     )
     script = " && ".join([*checks, move])

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from deploylib.commands import Command
+from deploylib.remote import gnu
 from deploylib.remote.layout import Layout, is_release_id
 
 STATE_MARK = "@@deploylib:"
@@ -191,8 +192,8 @@ def state_script(layout: Layout) -> str:
             "done",
             f"echo {mark}lock",
             f"if [ -d {q(layout.lock)} ]; then echo locked; "
-            f"echo age=$(( $(date +%s) - $(stat -c %Y {q(layout.lock + '/heartbeat')} "
-            f"2>/dev/null || stat -c %Y {q(layout.lock)}) )); "
+            f"echo age=$(( $(date +%s) - $({gnu.mtime(layout.lock + '/heartbeat')} "
+            f"2>/dev/null || {gnu.mtime(layout.lock)}) )); "
             f"cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
             f"echo {mark}log",
             f"echo lines=$(awk 'END {{ print NR }}' {q(layout.log)} 2>/dev/null || echo 0)",

@@ -16,6 +16,7 @@ from deploylib.backends.ssh.shell import ENV_PRELUDE, env_line
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
 from deploylib.hosts import Host
+from deploylib.remote import gnu
 from deploylib.secrets import reveal
 
 
@@ -71,7 +72,7 @@ class SSHBackend(Backend):
         parent = str(Path(upload.remote).parent)
         script = (
             f"mkdir -p {q(parent)} && cat > {q(temporary)} && chmod {upload.mode:o} {q(temporary)}"
-            f" && sha256sum {q(temporary)} && mv -f {q(temporary)} {q(upload.remote)}"
+            f" && {gnu.sha256(temporary)} && mv -f {q(temporary)} {q(upload.remote)}"
         )
         digest = hashlib.sha256()
 
