@@ -15,23 +15,21 @@ Fleet semantics, for one target as for many, by ``Phase``:
    up; then the locks are released (also when interrupted) and, last, the outcome is reported.
 
 The parts: ``fleet_lock`` (the locks), ``step_execution`` (steps on targets), ``records`` (the
-release log, cleanup) and ``recovery`` (what a failure undoes, by phase, in one place), sharing
-one ``run_state.Run``. Every change deploylib makes to a target after LOCK checks the lock's token
-first: a deploy that lost its lock stops changing that target and ends with ``LockLost`` (exit 3).
+release log, cleanup), ``recovery`` (what a failure undoes, by phase, in one place) and
+``signal_scope`` (when a signal may cut the run short), sharing one ``run_state.Run``; the
+rollback target is ``rollback_target``'s pure choice. Every change deploylib makes to a target
+after LOCK checks the lock's token first: a deploy that lost its lock stops changing that target
+and ends with ``LockLost`` (exit 3).
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from deploylib import locks, records
 from deploylib.backends.base import Backend
@@ -49,16 +47,17 @@ from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline, rehearse
 from deploylib.recovery import Recovery
 from deploylib.remote import layout as remote_layout
-from deploylib.remote.state import TargetState
 from deploylib.reporting import Reporter
-from deploylib.run_state import Clock, Phase, Run, say
+from deploylib.rollback_target import revision_of, rollback_release
+from deploylib.run_state import Clock, Phase, Run
+from deploylib.signal_scope import SignalScope
 from deploylib.step_execution import StepExecution
 from deploylib.steps import Step
 from deploylib.strategies import Strategy, strategy_for
+from deploylib.whereabouts import Whereabouts
 
 BackendFactory = Callable[[Host], Backend]
 #: what stops a run (Ctrl-C, kill, a closed terminal), each as Ctrl-C
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 __all__ = ["BackendFactory", "Clock", "Outcome", "Phase", "Runner", "utc_now"]
 
@@ -113,9 +112,7 @@ class Runner:
         self.lock = FleetLock(self.run, heartbeat=heartbeat, token=lock_token)
         self.steps = StepExecution(self.run, pipeline.phases(), Target(LOCAL, controller))
         self.recovery = Recovery(self.run, self.steps, pipeline)
-        #: whether a signal may interrupt the run now (see ``_signals``), and what it is doing
-        self._interruptible = True
-        self._doing = "cleaning up"
+        self.signals = SignalScope()
 
     @property
     def targets(self) -> list[Target]:
@@ -141,10 +138,9 @@ class Runner:
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="deploylib-"))
         run.artifact = str(workdir / f"{self.env.app}-{run.release}.tar.gz")
         phase = Phase.VALIDATE
-        failure: DeployError | None = None
         cause: BaseException | None = None
         removed: dict[str, list[str]] = {}
-        with self._signals():
+        with self.signals.active():
             try:
                 rehearse(
                     self.pipeline,
@@ -169,21 +165,18 @@ class Runner:
                 self._go_live(run.release, self.steps.phases.switch)
                 phase = Phase.RECORD
                 # every target is live and verified: what follows cannot be undone, nor need be
-                self._finishing("recording the deploy")
+                self.signals.finishing("recording the deploy")
                 records.record_all(run, "deploy", "success", run.release)
                 removed = records.clean_up(run)
                 self.lock.check_lost_after("deployed")
             except BaseException as exc:
-                self._interruptible = False  # first: a second Ctrl-C must not cut the clean-up
+                self.signals.failed()  # first: a second Ctrl-C must not cut the clean-up
                 cause = exc
-            failure = self._finish(phase, cause, "deploy")
-            if self.workdir is None:
-                shutil.rmtree(workdir, ignore_errors=True)
-            self._finishing("reporting the outcome")
-            if failure is not None:
-                self._report_failure("deploy", failure)
-                raise failure from cause
-            where = run.placement()
+            try:
+                where = self._end("deploy", phase, cause)
+            finally:
+                if self.workdir is None:
+                    shutil.rmtree(workdir, ignore_errors=True)
             run.emit(
                 "deploy.ok",
                 f"deployed {run.release} to {self.env.name}: "
@@ -208,9 +201,8 @@ class Runner:
             data={"to": to, "hosts": [h.name for h in hosts]},
         )
         phase = Phase.LOCK
-        failure: DeployError | None = None
         cause: BaseException | None = None
-        with self._signals():
+        with self.signals.active():
             try:
                 run.targets = self._connect(hosts)
                 self.lock.take(skip_unreachable=True)
@@ -222,11 +214,11 @@ class Runner:
                         run.placement(),
                     )
                 run.release = target
-                run.revision = _revision_of(run.targets[0].state, run.release)
+                run.revision = revision_of(run.targets[0].state, run.release)
                 phase = Phase.SWITCH
                 self._go_live(run.release, self.pipeline.revert_step(), check_locks=False)
                 phase = Phase.RECORD
-                self._finishing("recording the rollback")
+                self.signals.finishing("recording the rollback")
                 records.record_all(run, "rollback", "success", run.release)
                 self.lock.check_lost_after("rolled back")
                 if run.unreachable:
@@ -237,14 +229,9 @@ class Runner:
                         run.placement(),
                     )
             except BaseException as exc:
-                self._interruptible = False
+                self.signals.failed()
                 cause = exc
-            failure = self._finish(phase, cause, "rollback")
-            self._finishing("reporting the outcome")
-            if failure is not None:
-                self._report_failure("rollback", failure)
-                raise failure from cause
-            where = run.placement()
+            where = self._end("rollback", phase, cause)
             run.emit(
                 "rollback.ok",
                 f"rolled back {self.env.name} to {run.release}",
@@ -299,11 +286,21 @@ class Runner:
             for post_step in steps.phases.post:
                 steps.run_step(post_step, batch, release=release)
 
+    def _end(self, event: str, phase: Phase, cause: BaseException | None) -> Whereabouts:
+        """Finish the run: undo what a failure requires, release the locks, close the
+        connections; then raise its failure (reported once), or say where the targets are."""
+        failure = self._finish(phase, cause, event)
+        self.signals.finishing("reporting the outcome")
+        if failure is not None:
+            self._report_failure(event, failure)
+            raise failure from cause
+        return self.run.placement()
+
     def _finish(self, phase: Phase, cause: BaseException | None, event: str) -> DeployError | None:
         """Undo what a failure requires, release the locks, close the connections."""
-        self._finishing("putting the fleet back")
+        self.signals.finishing("putting the fleet back")
         failure = self.recovery.recover(phase, cause, event) if cause is not None else None
-        self._finishing("releasing the locks")
+        self.signals.finishing("releasing the locks")
         self.lock.release()
         for target in self.run.targets:
             target.backend.close()
@@ -316,81 +313,3 @@ class Runner:
             data=error.whereabouts.as_data() if isinstance(error, PlacedError) else {},
         )
         error.reported = True
-
-    # ------------------------------------------------------------------ signals
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """While a run lasts, the first Ctrl-C, SIGTERM or SIGHUP interrupts it (as Ctrl-C) and
-        every later one only says what is still being done: once a run fails or finishes, its
-        clean-up — putting the fleet back, the release log, the unlock — is never cut short;
-        stopping half-way is how fleets end up split. The handler writes to stderr directly:
-        it takes no lock a reporter may hold at that moment. (Main thread only: elsewhere
-        signals cannot be handled and the run is as it is.)"""
-        self._interruptible = True
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._interruptible:
-                self._interruptible = False
-                raise KeyboardInterrupt
-            say(
-                f"deploylib: still {self._doing}; it exits when that is done "
-                "(the hosts are left on one release)\n"
-            )
-
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-    def _finishing(self, doing: str) -> None:
-        """From here on the run finishes whatever happens: signals only get told ``doing``."""
-        self._interruptible = False
-        self._doing = doing
-
-
-def rollback_release(
-    states: Mapping[str, TargetState], to: str | None
-) -> tuple[str | None, list[str]]:
-    """The one release every target goes back to — ``to``, or each one's rollback target from
-    its release log — or None and why not, a line per problem."""
-    wanted: dict[str, str | None] = {}
-    why: list[str] = []
-    for name, state in states.items():
-        if to is not None:
-            if to not in state.complete:
-                why.append(f"{name}: release {to} is not there (or not complete)")
-            elif not state.log_problem() and not state.was_live(to):
-                why.append(f"{name}: release {to} was never live there")
-            else:
-                wanted[name] = to
-            continue
-        wanted[name] = state.rollback_target()
-        if wanted[name] is not None:
-            continue
-        problem = state.log_problem()
-        on_disk = ", ".join(sorted(state.complete - {state.current or ""})) or "none"
-        why.append(
-            f"{name}: {problem}; name the release with --to (releases there: {on_disk})"
-            if problem
-            else f"{name}: there is no earlier release"
-        )
-    if why:
-        return None, why
-    distinct = set(wanted.values())
-    if len(distinct) > 1:
-        listed = ", ".join(f"{name} → {release}" for name, release in wanted.items())
-        return None, [f"targets disagree on the previous release ({listed}): use --to RELEASE"]
-    return distinct.pop(), []
-
-
-def _revision_of(state: TargetState, release: str) -> str:
-    for entry in reversed(state.log):
-        if entry.get("release") == release and entry.get("revision"):
-            return str(entry["revision"])
-    return "unknown"

@@ -42,6 +42,7 @@ LAYERS: list[set[str]] = [
         "remote.lock",
         "remote.log",
         "remote.release",
+        "rollback_target",
     },
     # where commands run, and what a step sees
     {
@@ -65,6 +66,10 @@ LAYERS: list[set[str]] = [
     {
         "checks",
         "steps",
+        "steps.base",
+        "steps.builtin",
+        "steps.custom",
+        "steps.dsl",
         "strategies",
         "strategies.base",
         "strategies.all",
@@ -75,7 +80,7 @@ LAYERS: list[set[str]] = [
         "",
     },
     # the run's plumbing and how it is shown
-    {"fleet", "reporting", "views", "run_state", "check_retries"},
+    {"fleet", "reporting", "views", "run_state", "check_retries", "signal_scope"},
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "runner"},
     # the tasks as functions, and the test kit

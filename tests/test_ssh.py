@@ -149,9 +149,16 @@ def test_unknown_host_key_is_refused_and_accept_new_trusts_it(fleet_of: FleetOf)
 
 def test_concurrent_deploys_the_second_gets_exit_3(fleet_of: FleetOf) -> None:
     fleet = fleet_of(2)
-    slow_prepare(fleet, 2)
+    # the first deploy holds its locks until the second one has ended (at most 60 s)
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE"',
+        'run("touch /srv/preparing; i=0; while [ ! -e /srv/go ] && [ $i -lt 600 ]; '
+        'do sleep 0.1; i=$((i+1)); done"',
+    )
     first = start_deploy(fleet, 1, "preparing")
     second = fleet.project.cli("deploy", "--env", "fleet")
+    for host in fleet.hosts.hosts:
+        (host.srv / "go").touch()
     out, err = first.communicate(timeout=60)
     assert second.returncode == 3, second.stdout + second.stderr
     assert "locked by" in second.stdout + second.stderr

@@ -1,9 +1,9 @@
-"""Specifies deploylib.runner's rollback_release: one release for every target, or why not."""
+"""Specifies rollback_target.rollback_release: one release for every target, or why not."""
 
 from __future__ import annotations
 
 from deploylib.remote.state import TargetState
-from deploylib.runner import rollback_release
+from deploylib.rollback_target import rollback_release
 from tests.builders import log_entry, target_state
 
 

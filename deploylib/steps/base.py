@@ -1,0 +1,58 @@
+"""What a step is: where it runs (``placement``, ``roles``), its hooks, the operations it turns a
+``StepContext`` into, and what it means to a run (``moves_current``, ``ships_artifact``,
+``retry``). A step runs nothing itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from deploylib.commands import Operation
+from deploylib.context import StepContext
+
+Placement = Literal["local", "each", "once"]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a step's operations are repeated until they all pass in one attempt."""
+
+    attempts: int
+    wait: float
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """Base of every step. ``placement`` says where it runs: this machine, each target, or one;
+    ``roles``, on which targets (with ``once``: the first target with one of them, else the
+    first target).
+
+    What a step means to a run is declared here, not known from its class or name by the code
+    that runs it: ``moves_current``, ``ships_artifact`` and ``retry``."""
+
+    #: the first operation points ``current`` at ``ctx.release`` (switch, rollback): once it
+    #: ran, the target is on that release, or may be if it was cut off
+    moves_current: ClassVar[bool] = False
+    #: the step sends the build's artifact to the targets (push): the build must have made it
+    ships_artifact: ClassVar[bool] = False
+
+    name: str = "step"
+    placement: Placement = "each"
+    roles: tuple[str, ...] = ()
+    before: tuple[Step, ...] = ()
+    after: tuple[Step, ...] = ()
+
+    @property
+    def retry(self) -> Retry | None:
+        """Set for a step that checks the release (verify): its operations are repeated until
+        they pass, and a release that is put back is checked again with it."""
+        return None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return []
+
+    def templates(self) -> Iterable[str]:
+        """Every template this step fills, for validation before any target is touched."""
+        return ()

@@ -1,0 +1,143 @@
+"""The built-in steps: ``Build`` (on this machine), ``Push``, ``Run``, ``Switch``, ``Verify``
+and ``Rollback`` (on targets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from deploylib.checks import Check
+from deploylib.commands import Operation
+from deploylib.context import StepContext
+from deploylib.remote import release as remote_release
+from deploylib.steps.base import Retry, Step
+
+
+@dataclass(frozen=True)
+class Build(Step):
+    command: str = ""
+    cwd: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        cwd = ctx.shell(self.cwd) if self.cwd else str(ctx.env.project_dir)
+        return [ctx.command(self.command, cwd=cwd, description="build")]
+
+    def templates(self) -> Iterable[str]:
+        return [self.command, *([self.cwd] if self.cwd else [])]
+
+
+@dataclass(frozen=True)
+class Push(Step):
+    ships_artifact: ClassVar[bool] = True
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        layout, token = ctx.layout, ctx.lock_token or None
+        return [
+            remote_release.prepare_command(
+                layout, token, ctx.artifact_bytes, has_env=bool(ctx.env.variables)
+            ),
+            remote_release.upload_artifact(layout, ctx.artifact, ctx.release),
+            remote_release.unpack_command(
+                layout,
+                ctx.release,
+                ctx.revision,
+                ctx.env.shared_dirs,
+                ctx.env.shared_files,
+                variables=ctx.env.variables,
+                token=token,
+            ),
+        ]
+
+
+@dataclass(frozen=True)
+class Run(Step):
+    command: str = ""
+    cwd: str | None = None
+    timeout: float | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [
+            ctx.command(self.command, cwd=self.cwd, timeout=self.timeout, description=self.name)
+        ]
+
+    def templates(self) -> Iterable[str]:
+        return [self.command, *([self.cwd] if self.cwd else [])]
+
+
+@dataclass(frozen=True)
+class Switch(Step):
+    """Move ``current`` to the new release, then run ``restart`` (from the new ``current``)."""
+
+    moves_current: ClassVar[bool] = True
+
+    restart: str | None = None
+    start: str | None = None
+    stop: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        switch = remote_release.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
+        return [switch, *self.restart_operations(ctx)]
+
+    def restart_operations(self, ctx: StepContext) -> list[Operation]:
+        if not self.restart:
+            return []
+        return [
+            ctx.command(
+                self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+            )
+        ]
+
+    def templates(self) -> Iterable[str]:
+        return [t for t in (self.restart, self.start, self.stop) if t]
+
+
+@dataclass(frozen=True)
+class Verify(Step):
+    checks: tuple[Check, ...] = ()
+    attempts: int = 10
+    wait: float = 1.0
+    deadline: float | None = None
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(self.attempts, self.wait, self.deadline)
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [check.operation(ctx) for check in self.checks]
+
+    def templates(self) -> Iterable[str]:
+        for check in self.checks:
+            yield from check.templates()
+
+
+@dataclass(frozen=True)
+class Rollback(Step):
+    """Switch back to ``ctx.release`` (the rollback target) and restart there.
+
+    In ``Pipeline(on_failure=rollback(restart=...))`` it says how a failed deploy is put back;
+    without ``restart`` the switch step's restart is used.
+    """
+
+    moves_current: ClassVar[bool] = True
+
+    restart: str | None = None
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        # putting back the release that was live needs only its directory; a rollback target
+        # must be complete
+        ops: list[Operation] = [
+            remote_release.switch_command(
+                ctx.layout, ctx.release, ctx.lock_token or None, complete=not ctx.restoring
+            )
+        ]
+        if self.restart:
+            ops.append(
+                ctx.command(
+                    self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+                )
+            )
+        return ops
+
+    def templates(self) -> Iterable[str]:
+        return [self.restart] if self.restart else []

@@ -1,0 +1,155 @@
+"""The functions a pipeline is written with: ``build``, ``push``, ``run``, ``migrate``,
+``switch``, ``verify``, ``rollback``; each checks its arguments and returns a step. Hooks
+(``before=``, ``after=``) are steps or strings that become ``run(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deploylib.checks import Check
+from deploylib.errors import ConfigError
+from deploylib.steps.base import Step
+from deploylib.steps.builtin import Build, Push, Rollback, Run, Switch, Verify
+
+HookSpec = Step | str | Sequence[Step | str] | None
+
+
+def as_steps(spec: Step | str | Sequence[Step | str] | None) -> tuple[Step, ...]:
+    if spec is None:
+        return ()
+    if isinstance(spec, Step | str):
+        spec = [spec]
+    steps: list[Step] = []
+    for item in spec:
+        if isinstance(item, str):
+            steps.append(run(item))
+        elif isinstance(item, Step):
+            steps.append(item)
+        else:
+            raise ConfigError(f"a hook must be a step or a command string, not {item!r}")
+    return tuple(steps)
+
+
+def build(
+    command: str, *, cwd: str | None = None, before: HookSpec = None, after: HookSpec = None
+) -> Step:
+    """Run ``command`` once on this machine; it must write the artifact to ``{artifact}``."""
+    return Build(
+        name="build",
+        placement="local",
+        command=command,
+        cwd=cwd,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def push(*, before: HookSpec = None, after: HookSpec = None) -> Step:
+    """Upload the artifact, unpack it into ``{release_path}``, link shared paths, write REVISION."""
+    return Push(name="push", before=as_steps(before), after=as_steps(after))
+
+
+def run(
+    command: str,
+    *,
+    cwd: str | None = None,
+    once: bool = False,
+    roles: Sequence[str] = (),
+    timeout: float | None = None,
+    name: str = "run",
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
+    _check_timeout("run", timeout)
+    return Run(
+        name=name,
+        placement="once" if once else "each",
+        roles=tuple(roles),
+        command=command,
+        cwd=cwd,
+        timeout=timeout,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def migrate(
+    command: str,
+    *,
+    cwd: str | None = "{release_path}",
+    timeout: float | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
+    _check_timeout("migrate", timeout)
+    return Run(
+        name="migrate",
+        placement="once",
+        roles=("db",),
+        command=command,
+        cwd=cwd,
+        timeout=timeout,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def switch(
+    *,
+    restart: str | None = None,
+    start: str | None = None,
+    stop: str | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Point ``current`` at the new release atomically, then ``restart`` the app."""
+    return Switch(
+        name="switch",
+        restart=restart,
+        start=start,
+        stop=stop,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def verify(
+    *checks: Check,
+    attempts: int = 10,
+    wait: float = 1.0,
+    deadline: float | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
+) -> Step:
+    """Retry ``checks`` until all pass: ``attempts`` times, ``wait`` s apart, by ``deadline``."""
+    if not checks:
+        raise ConfigError("verify() needs at least one check: http(...), tcp(...) or command(...)")
+    if attempts < 1 or wait < 0 or (deadline is not None and deadline <= 0):
+        raise ConfigError("verify(): attempts must be >= 1, wait >= 0 and deadline > 0")
+    return Verify(
+        name="verify",
+        checks=tuple(checks),
+        attempts=attempts,
+        wait=wait,
+        deadline=deadline,
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def rollback(
+    *, restart: str | None = None, before: HookSpec = None, after: HookSpec = None
+) -> Step:
+    """Switch back to the previous release (see ``Rollback``)."""
+    return Rollback(
+        name="rollback", restart=restart, before=as_steps(before), after=as_steps(after)
+    )
+
+
+def _check_timeout(what: str, timeout: float | None) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ConfigError(f"{what}(timeout={timeout!r}): a timeout is a number of seconds > 0")
