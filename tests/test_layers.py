@@ -80,7 +80,21 @@ LAYERS: list[set[str]] = [
         "",
     },
     # the run's plumbing and how it is shown
-    {"fleet", "reporting", "views", "run_state", "check_retries", "signal_scope"},
+    {
+        "fleet",
+        "reporting",
+        "reporting.events",
+        "reporting.redacting",
+        "reporting.console",
+        "reporting.live",
+        "reporting.json_lines",
+        "reporting.recording",
+        "reporting.webhook",
+        "views",
+        "run_state",
+        "signal_scope",
+        "check_retries",
+    },
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "runner"},
     # the tasks as functions, and the test kit

@@ -1,0 +1,59 @@
+"""``ConsoleReporter``: an event as one line through rich, coloured on a terminal."""
+
+from __future__ import annotations
+
+import threading
+
+from rich.console import Console
+from rich.markup import escape
+
+from deploylib.reporting.events import Event
+
+_MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "start": "[dim]…[/]"}
+
+
+class ConsoleReporter:
+    """Coloured lines on a terminal, plain lines elsewhere (rich decides)."""
+
+    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+        self.console = console or Console(highlight=False)
+        self.verbose = verbose
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        line = self._format(event)
+        if line is not None:
+            with self._lock:
+                self.console.print(line, soft_wrap=True)
+
+    def _format(self, event: Event) -> str | None:
+        kind = event.kind
+        message = escape(event.message)
+        host = escape(event.host or "")
+        step = escape(event.step or "")
+        if kind.endswith(".start") and not kind.startswith("step"):
+            return f"[bold]{message}[/]"
+        if kind == "step.start":
+            return None
+        if kind == "step.ok":
+            took = event.data.get("seconds")
+            return f"  {step:<10} {host:<16} {_MARKS['ok']}" + (
+                f" [dim]{took:.2f}s[/]" if took else ""
+            )
+        if kind == "step.failed":
+            return f"  {step:<10} {host:<16} {_MARKS['failed']} [red]{message}[/]"
+        if kind == "check.attempt":
+            mark = _MARKS["ok"] if event.data.get("ok") else _MARKS["failed"]
+            attempt = event.data.get("attempt")
+            return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
+        if kind == "operation":
+            return f"  [dim]{host}: {message}[/]" if self.verbose else None
+        if kind == "dry":
+            return f"  [cyan]{host}[/] {message}"
+        if kind in ("revert", "warning"):
+            return f"  [yellow]{host + ': ' if host else ''}{message}[/]"
+        if kind.endswith(".ok"):
+            return f"[green]✓ {message}[/]"
+        if kind.endswith(".failed"):
+            return f"[red]✗ {message}[/]"
+        return f"  {host + ': ' if host else ''}{message}"

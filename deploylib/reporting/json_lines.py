@@ -1,0 +1,42 @@
+"""``JsonLinesReporter``: one JSON object per event (``--events FILE``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from deploylib.reporting.events import Event
+
+
+class JsonLinesReporter:
+    """One JSON object per event, flushed at once: safe to ``tail -f``."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> JsonLinesReporter:
+        return cls(path.open("a", encoding="utf-8"))
+
+    def emit(self, event: Event) -> None:
+        record: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "kind": event.kind,
+        }
+        if event.host:
+            record["host"] = event.host
+        if event.step:
+            record["step"] = event.step
+        if event.message:
+            record["message"] = event.message
+        record.update(event.data)
+        with self._lock:
+            self._stream.write(json.dumps(record, default=str) + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()

@@ -1,0 +1,72 @@
+"""``WebhookReporter``: a JSON document POSTed when a deploy or rollback starts and ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from deploylib.reporting.events import Event
+
+
+class WebhookReporter:
+    """POSTs a JSON document to ``url`` when a deploy or rollback starts and ends.
+
+    Sits behind ``Redacting`` like every reporter. A notification never fails or holds up the
+    deploy: ``timeout`` (5 s) bounds each POST as a whole (connect, sending, the answer's
+    headers and body), so a webhook that answers a byte at a time is cut off at the deadline;
+    Ctrl-C during a notification ends it at once. A failure, a timeout or an interrupt is told
+    to ``on_error`` and ``emit`` returns normally — except Ctrl-C during a ``.start``
+    notification, which nothing has been done after yet: it goes on up and stops the run there.
+    """
+
+    KINDS = frozenset(
+        {
+            "deploy.start",
+            "deploy.ok",
+            "deploy.failed",
+            "rollback.start",
+            "rollback.ok",
+            "rollback.failed",
+        }
+    )
+
+    def __init__(
+        self,
+        url: str,
+        context: Mapping[str, Any],
+        on_error: Callable[[str], None],
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.context = dict(context)
+        self.on_error = on_error
+        self.timeout = timeout
+
+    #: what of an event's data the webhook carries
+    FIELDS = ("release", "placement", "doubts", "revision")
+
+    def emit(self, event: Event) -> None:
+        if event.kind not in self.KINDS:
+            return
+        from deploylib.probes import post_json
+
+        body = {
+            "event": event.kind,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "message": event.message,
+            **self.context,
+            **{
+                k: v
+                for k, v in event.data.items()
+                if k in ("release", "placement", "doubts", "revision")
+            },
+        }
+        try:
+            post_json(self.url, body, timeout=self.timeout)
+        except KeyboardInterrupt:
+            self.on_error(f"notify webhook: {event.kind} not sent: interrupted")
+            if event.kind.endswith(".start"):
+                raise
+        except (OSError, ValueError) as exc:  # DeadlineExceeded is a TimeoutError
+            self.on_error(f"notify webhook: {event.kind}: {exc.__class__.__name__}: {exc}")
