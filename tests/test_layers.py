@@ -91,14 +91,15 @@ LAYERS: list[set[str]] = [
         "reporting.recording",
         "reporting.webhook",
         "views",
+        "terminal",
         "run_state",
         "signal_scope",
         "check_retries",
     },
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "runner"},
-    # the tasks as functions, and the test kit
-    {"actions", "testing"},
+    # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
+    {"actions", "wiring", "inspection", "testing"},
     # the command line
     {"tasks", "cli", "__main__"},
 ]

@@ -1,0 +1,121 @@
+"""What the command line shows and asks on the terminal: a console that never cuts lines when
+piped, host text escaped for rich, the reporters of a deploy or rollback (``--verbose``,
+``--events``, the webhook), and the confirmation an environment with ``confirm = true`` asks for.
+
+Rich and the reporters are imported inside the functions, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from deploylib.config import Environment
+    from deploylib.reporting import JsonLinesReporter, Reporter
+
+
+def console(*, stderr: bool = False) -> Console:
+    """Rich's console, as wide as the terminal; at least 200 columns when piped."""
+    import shutil
+
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        # piped output is read whole (logs, CI): never cut release ids to fit 80 columns
+        out = Console(
+            stderr=stderr, highlight=False, width=max(shutil.get_terminal_size().columns, 200)
+        )
+    return out
+
+
+def escape(text: str) -> str:
+    """``text`` to print through rich: no markup, no terminal control sequences."""
+    from rich.markup import escape as escape_markup
+
+    from deploylib.text import printable
+
+    return escape_markup(printable(text))
+
+
+def reporter_for(env: Environment, events: str | None, verbose: bool) -> Reporter:
+    """The reporters of a deploy or rollback, all behind the environment's redactor."""
+    from deploylib.reporting import ConsoleReporter, LiveReporter, Redacting
+
+    out = console()
+    # a live table for fleets on a terminal; plain lines for logs, CI and --verbose
+    live = out.is_terminal and not verbose
+    reporters: list[Reporter] = [
+        LiveReporter(out) if live else ConsoleReporter(out, verbose=verbose)
+    ]
+    if events:
+        reporters.append(_events_file(events))
+    if env.notify.webhook:
+        from deploylib.reporting import Event, WebhookReporter
+
+        terminal = Redacting(env.redactor, reporters[:1])
+
+        def warn(message: str) -> None:
+            terminal.emit(Event("warning", message))
+
+        import getpass
+
+        redact = env.redactor.redact  # the body's own fields pass the redactor too
+        context = {
+            "app": redact(env.app),
+            "env": redact(env.name),
+            "user": redact(getpass.getuser()),
+            "hosts": [redact(h.name) for h in env.hosts],
+        }
+        reporters.append(WebhookReporter(env.notify.webhook, context, warn))
+    return Redacting(env.redactor, reporters)
+
+
+def _events_file(events: str) -> JsonLinesReporter:
+    """The ``--events`` reporter; a file that cannot be opened is a ``ConfigError``."""
+    from deploylib.errors import ConfigError
+    from deploylib.reporting import JsonLinesReporter
+
+    try:
+        return JsonLinesReporter.open(Path(events))
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ConfigError(f"cannot append to {events!r}: {reason}", key="--events") from None
+
+
+def confirm(env: Environment, hosts: int, yes: bool) -> None:
+    """The production guard: ``confirm = true`` asks for the environment's name, or ``--yes``."""
+    if env.confirm:
+        what = f"{hosts} host{'s' if hosts != 1 else ''}, {env.deploy_to}"
+        ask(env, yes, what, key=f"environments.{env.name}.confirm")
+
+
+def ask(env: Environment, yes: bool, what: str, *, key: str = "--yes") -> None:
+    """Have the user type the environment's name before something that changes it."""
+    from deploylib.errors import ConfigError
+
+    if yes:
+        return
+    if not is_interactive():
+        raise ConfigError(
+            f"environment {env.name!r} asks for confirmation; no terminal to ask on: pass --yes",
+            file=str(env.config_file),
+            key=key,
+        )
+    from rich.prompt import Prompt
+
+    out = console()
+    out.print(f"[bold red]{escape(env.name)}[/]: {escape(what)}")
+    answer = Prompt.ask(f"type [bold]{escape(env.name)}[/] to go on", console=out)
+    if answer.strip() != env.name:
+        raise ConfigError("not confirmed; nothing was changed", key="confirm")
+
+
+def is_interactive() -> bool:
+    """Whether there is someone to ask: stdin is a terminal and ``CI`` is not set."""
+    return sys.stdin.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")

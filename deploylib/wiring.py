@@ -1,0 +1,95 @@
+"""How a task's run is put together: what it works on (``Loaded``: an environment, a pipeline,
+the chosen hosts), the backend that works on each host, the revision a deploy records, and the
+``Runner`` of a deploy or rollback over real targets.
+
+``deploylib.actions`` (deploy, rollback) and ``deploylib.inspection`` (status, releases, check,
+unlock) both reach hosts through ``backend_factory``; the test kit (``deploylib.testing``) builds
+its ``Runner`` over fake backends instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deploylib.backends.base import Backend
+from deploylib.backends.local import LocalBackend
+from deploylib.backends.printer import PrinterBackend
+from deploylib.commands import Command
+from deploylib.config import Environment
+from deploylib.errors import ConfigError
+from deploylib.hosts import LOCAL, Host
+from deploylib.pipeline import Pipeline
+from deploylib.reporting import Event, Reporter
+from deploylib.runner import Clock, Runner, utc_now
+
+REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    env: Environment
+    pipeline: Pipeline
+    hosts: tuple[Host, ...]
+
+
+def backend_factory(
+    env: Environment, *, dry_run: bool, reporter: Reporter
+) -> Callable[[Host], Backend]:
+    def emit(host: str, line: str) -> None:
+        reporter.emit(Event("dry", line, host=host))
+
+    def make(host: Host) -> Backend:
+        if dry_run:
+            return PrinterBackend(host, emit)
+        if host.is_local:
+            return LocalBackend(host, default_timeout=env.command_timeout)
+        # imported here: fabric and paramiko cost a local deploy nothing
+        from deploylib.backends.ssh import SSHBackend
+
+        return SSHBackend(
+            host, env.ssh, project_dir=env.project_dir, default_timeout=env.command_timeout
+        )
+
+    return make
+
+
+def resolve_revision(env: Environment, revision: str | None) -> str:
+    if revision is None:
+        result = LocalBackend(LOCAL).run(
+            Command.of(
+                "git", "rev-parse", "--short=12", "HEAD", cwd=str(env.project_dir), timeout=10
+            )
+        )
+        revision = result.stdout.strip() if result.ok else "unknown"
+        if not REVISION_RE.fullmatch(revision):
+            revision = "unknown"
+    if not REVISION_RE.fullmatch(revision):
+        raise ConfigError(
+            f"not a revision: {revision!r} (letters, digits and ._+/@:- only, at most 128)",
+            key="--revision",
+        )
+    return revision
+
+
+def runner_for(
+    loaded: Loaded,
+    *,
+    reporter: Reporter,
+    dry_run: bool = False,
+    revision: str = "unknown",
+    clock: Clock = utc_now,
+) -> Runner:
+    """The ``Runner`` of one deploy or rollback: every host's backend from ``backend_factory``,
+    and this machine's (printing too, in a dry run) as the controller that runs local steps."""
+    factory = backend_factory(loaded.env, dry_run=dry_run, reporter=reporter)
+    return Runner(
+        loaded.env,
+        loaded.pipeline,
+        backend_for=factory,
+        controller=factory(LOCAL),
+        reporter=reporter,
+        revision=revision,
+        clock=clock,
+    )
