@@ -13,7 +13,7 @@ from deploylib.backends.base import INTERRUPTED
 from deploylib.errors import DeployFailed, LockHeld, LockLost, LockOwner, StepFailed
 from deploylib.fleet import Target
 from deploylib.remote import lock as remote_lock
-from deploylib.remote import state as target_state
+from deploylib.remote import reading as state_reading
 from deploylib.run_state import Run
 
 
@@ -49,7 +49,7 @@ class FleetLock:
         def lock(target: Target) -> None:
             target.lock_sent()
             result = run.execute(target, command, "lock")
-            state = target_state.parse_state(result.stdout, run.layout)
+            state = state_reading.parse_state(result.stdout, run.layout)
             if state.read:
                 target.read(state)
             if result.unreachable:

@@ -19,7 +19,7 @@ from deploylib.errors import LockHeld, LockOwner, StepFailed
 from deploylib.fleet import Target
 from deploylib.hosts import Host
 from deploylib.remote import lock as remote_lock
-from deploylib.remote import state as target_state
+from deploylib.remote import reading as state_reading
 from deploylib.remote.layout import Layout
 from deploylib.remote.state import TargetState
 from deploylib.reporting import Event
@@ -33,8 +33,8 @@ def read_states(
 ) -> tuple[dict[str, TargetState], dict[str, str]]:
     """Read every target's state, changing nothing: the states, and why others could not be read."""
     layout = Layout(env.deploy_to)
-    results = run_everywhere(env, hosts, target_state.state_command(layout))
-    states = {n: target_state.parse_state(r.stdout, layout) for n, r in results.items() if r.ok}
+    results = run_everywhere(env, hosts, state_reading.state_command(layout))
+    states = {n: state_reading.parse_state(r.stdout, layout) for n, r in results.items() if r.ok}
     errors = {
         n: r.summary(redact=env.redactor.redact)
         for n, r in results.items()

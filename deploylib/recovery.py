@@ -23,8 +23,8 @@ from deploylib.errors import (
 )
 from deploylib.fleet import Target
 from deploylib.pipeline import Pipeline
+from deploylib.remote import reading as state_reading
 from deploylib.remote import release as remote_release
-from deploylib.remote import state as target_state
 from deploylib.run_state import Phase, Run
 from deploylib.step_execution import StepExecution
 from deploylib.whereabouts import Whereabouts
@@ -89,8 +89,8 @@ class Recovery:
         run = self.run
 
         def settle(target: Target) -> None:
-            result = run.execute(target, target_state.state_command(run.layout), "rollback")
-            state = target_state.parse_state(result.stdout, run.layout)
+            result = run.execute(target, state_reading.state_command(run.layout), "rollback")
+            state = state_reading.parse_state(result.stdout, run.layout)
             if result.ok and state.read and state.current_kind in ("release", "absent"):
                 target.moved_to(state.current)
 

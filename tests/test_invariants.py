@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from deploylib import DeployFailed
 from deploylib.backends.local import LocalBackend
 from deploylib.remote.layout import Layout
-from deploylib.remote.state import parse_state, state_command
+from deploylib.remote.reading import parse_state, state_command
 from tests.conftest import BASIC_PIPELINE, BASIC_TOML, Project
 
 pytestmark = pytest.mark.slow

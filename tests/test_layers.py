@@ -39,6 +39,7 @@ LAYERS: list[set[str]] = [
         "probes",
         "remote",
         "remote.state",
+        "remote.reading",
         "remote.lock",
         "remote.log",
         "remote.release",

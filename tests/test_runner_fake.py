@@ -31,7 +31,7 @@ from deploylib.remote import lock as remote_lock
 from deploylib.remote import release as remote_release
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT
-from deploylib.remote.state import render_state
+from deploylib.remote.reading import render_state
 from deploylib.testing import TOKEN, WORKDIR, FakeFleet, deploy_with_fakes, environment
 
 R = "20260102T030405Z-abc1234"

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from deploylib.remote.layout import Layout
-from deploylib.remote.state import STATE_MARK, TargetState, parse_state, render_state
+from deploylib.remote.reading import STATE_MARK, parse_state, render_state
+from deploylib.remote.state import TargetState
 from tests.builders import log_entry, target_state
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from deploylib.backends.base import Backend
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.hosts import Host
-from deploylib.remote.state import render_state
+from deploylib.remote.reading import render_state
 
 Responder = Callable[[Operation], Result | None]
 

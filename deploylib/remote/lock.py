@@ -16,7 +16,7 @@ from typing import Any
 from deploylib.commands import Command
 from deploylib.remote import gnu
 from deploylib.remote.layout import Layout, check_token
-from deploylib.remote.state import state_script
+from deploylib.remote.reading import state_script
 
 #: the lock command's exit status when another deploy holds the lock
 LOCK_HELD_EXIT = 75

@@ -1,25 +1,17 @@
-"""What a target holds, read in one round trip: the command that prints it, its parser (and the
-parser's inverse, for fake targets), and the decisions made from it — the layout problems, the
-release log's problems, the rollback target and what cleanup may remove. Decisions come from
-the release log and ``readlink current``, never from directory order or mtimes; when the log
-cannot be read whole or does not explain what is on disk, nothing is removed or guessed."""
+"""What a target holds (``TargetState``, read by ``remote.reading``) and the decisions made from
+it: the layout problems, the release log's problems, the rollback target and what cleanup may
+remove. Decisions come from the release log and ``readlink current``, never from directory order
+or mtimes; when the log cannot be read whole or does not explain what is on disk, nothing is
+removed or guessed."""
 
 from __future__ import annotations
 
-import json
-import posixpath
-import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
-from deploylib.commands import Command
-from deploylib.remote import gnu
-from deploylib.remote.layout import Layout, is_release_id
+from deploylib.remote.layout import Layout
 
-STATE_MARK = "@@deploylib:"
-LOG_TAIL = 5000
 #: the keys every release-log line has
 LOG_KEYS = frozenset({"event", "outcome", "release"})
 
@@ -173,157 +165,3 @@ class TargetState:
 
 
 _UNREAD = object()
-
-
-def state_script(layout: Layout) -> str:
-    """Shell that prints current, the release dirs, the lock owner and the log tail, in marked
-    sections. It changes nothing and always ends with exit status 0."""
-    q = shlex.quote
-    mark = STATE_MARK
-    return "; ".join(
-        [
-            f"echo {mark}current",
-            f"if [ -L {q(layout.current)} ]; then echo link; readlink {q(layout.current)}; "
-            f"elif [ -e {q(layout.current)} ]; then echo not_a_link; else echo absent; fi",
-            f"echo {mark}releases",
-            f"for d in {q(layout.releases)}/*; do "
-            '[ -d "$d" ] || continue; '
-            'if [ -f "$d/REVISION" ]; then echo "${d##*/} complete"; else echo "${d##*/}"; fi; '
-            "done",
-            f"echo {mark}lock",
-            f"if [ -d {q(layout.lock)} ]; then echo locked; "
-            f"echo age=$(( $(date +%s) - $({gnu.mtime(layout.lock + '/heartbeat')} "
-            f"2>/dev/null || {gnu.mtime(layout.lock)}) )); "
-            f"cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
-            f"echo {mark}log",
-            f"echo lines=$(awk 'END {{ print NR }}' {q(layout.log)} 2>/dev/null || echo 0)",
-            # a last line without its newline must not swallow the next mark
-            f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null; echo",
-            f"echo {mark}end",
-            "true",
-        ]
-    )
-
-
-def state_command(layout: Layout) -> Command:
-    """Read a target's state, changing nothing (``status``, ``releases``, ``unlock``)."""
-    return Command(state_script(layout), description="read state")
-
-
-def parse_state(output: str, layout: Layout | None = None) -> TargetState:
-    """The state printed by ``state_script``; ``current_kind`` is ``unknown`` when the output
-    holds no state (the command did not run)."""
-    sections: dict[str, list[str]] = {}
-    name = ""
-    for line in output.splitlines():
-        if line.startswith(STATE_MARK):
-            name = line[len(STATE_MARK) :]
-            sections[name] = []
-        elif name:
-            sections[name].append(line)
-    if "current" not in sections:
-        return TargetState(current_kind="unknown")
-    kind, current, link = _parse_current(sections["current"], layout)
-    releases, complete = set(), set()
-    for line in sections.get("releases", []):
-        release, _, flag = line.partition(" ")
-        if is_release_id(release):
-            releases.add(release)
-            if flag == "complete":
-                complete.add(release)
-    lock_lines = sections.get("lock", [])
-    locked = bool(lock_lines) and lock_lines[0] == "locked"
-    age = None
-    if locked and len(lock_lines) > 1 and lock_lines[1].startswith("age="):
-        age = int(lock_lines[1][4:]) if lock_lines[1][4:].lstrip("-").isdigit() else None
-        lock_lines = lock_lines[1:]
-    owner = _parse_json_object("".join(lock_lines[1:])) if locked else None
-    log, damaged, start = _parse_log(sections.get("log", []))
-    return TargetState(
-        current=current,
-        releases=frozenset(releases),
-        log=log,
-        lock_owner=owner,
-        locked=locked,
-        lock_age=age,
-        current_kind=kind,
-        current_link=link,
-        complete=frozenset(complete),
-        damaged=damaged,
-        log_start=start,
-    )
-
-
-def render_state(
-    *,
-    current: str | None = None,
-    releases: Iterable[str] = (),
-    log: Iterable[Mapping[str, Any]] = (),
-    lock_owner: Mapping[str, Any] | None = None,
-    lock_age: int = 0,
-) -> str:
-    """What ``state_script`` prints for a target in this state (for fake targets in tests):
-    ``current`` links into releases/, every release is complete."""
-    lines = [f"{STATE_MARK}current"]
-    lines += ["link", f"releases/{current}"] if current else ["absent"]
-    lines.append(f"{STATE_MARK}releases")
-    lines += [f"{release} complete" for release in releases]
-    lines.append(f"{STATE_MARK}lock")
-    if lock_owner is not None:
-        lines += ["locked", f"age={lock_age}", json.dumps(dict(lock_owner))]
-    entries = [json.dumps(dict(entry)) for entry in log]
-    lines += [f"{STATE_MARK}log", f"lines={len(entries)}", *entries, "", f"{STATE_MARK}end"]
-    return "\n".join(lines) + "\n"
-
-
-def _parse_current(lines: list[str], layout: Layout | None) -> tuple[str, str | None, str | None]:
-    """(kind, release, raw link) from the ``current`` section."""
-    kind = lines[0] if lines else "absent"
-    if kind != "link":
-        return (kind if kind in ("absent", "not_a_link") else "absent"), None, None
-    link = lines[1] if len(lines) > 1 else ""
-    path = PurePosixPath(link)
-    if not path.is_absolute():
-        base = layout.deploy_to if layout else "/"
-        path = PurePosixPath(posixpath.normpath(f"{base}/{link}"))
-    else:
-        path = PurePosixPath(posixpath.normpath(link))
-    in_releases = (
-        layout is None or str(path.parent) == posixpath.normpath(layout.releases)
-    ) and path.parent.name == "releases"
-    if in_releases and is_release_id(path.name):
-        return "release", path.name, link
-    return "foreign", None, link
-
-
-def _parse_log(lines: list[str]) -> tuple[tuple[Mapping[str, Any], ...], tuple[int, ...], int]:
-    """The entries of the log tail, the line numbers that cannot be read, and the first line
-    number of the tail."""
-    total = 0
-    if lines and lines[0].startswith("lines="):
-        count = lines[0][len("lines=") :].strip()
-        total = int(count) if count.isdigit() else 0
-        lines = lines[1:]
-    # the script prints one empty line after the tail
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
-    start = max(1, total - len(lines) + 1)
-    entries: list[Mapping[str, Any]] = []
-    damaged: list[int] = []
-    for offset, line in enumerate(lines):
-        if not line.strip():
-            continue
-        entry = _parse_json_object(line)
-        if entry is None or not entry.keys() >= LOG_KEYS:
-            damaged.append(start + offset)
-            continue
-        entries.append(entry)
-    return tuple(entries), tuple(damaged), start
-
-
-def _parse_json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
