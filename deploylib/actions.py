@@ -105,6 +105,13 @@ def deploy(
 
 
 def rollback(
-    loaded: Loaded, *, reporter: Reporter, to: str | None = None, clock: Clock = utc_now
+    loaded: Loaded,
+    *,
+    reporter: Reporter,
+    to: str | None = None,
+    verify: bool = True,
+    clock: Clock = utc_now,
 ) -> Outcome:
-    return runner_for(loaded, reporter=reporter, clock=clock).rollback(loaded.hosts, to)
+    """Undo the last deploy, or put every host on ``to``; ``verify=False`` skips the checks."""
+    runner = runner_for(loaded, reporter=reporter, clock=clock)
+    return runner.rollback(loaded.hosts, to, verify=verify)

@@ -41,6 +41,8 @@ class Target:
     prepared: bool = False
     switched: bool = False
     current: str | None = None
+    #: the release a switch here moves ``current`` to
+    moving_to: str | None = None
     #: lost during the switch: current may be the old or the new release
     uncertain: bool = False
     unreachable: bool = False
@@ -94,9 +96,13 @@ class Target:
     def release_prepared(self) -> None:
         self.prepared = True
 
-    def switching(self) -> None:
-        """A step that moves ``current`` is about to run here: it must be put back on failure."""
+    def switching(self, release: str | None) -> None:
+        """A step that moves ``current`` to ``release`` is about to run here: it must be put
+        back on failure. A put-back passes None: if it is cut off, the target is still on the
+        release it had or on the one the run moved it to."""
         self.switched = True
+        if release is not None:
+            self.moving_to = release
 
     def moved_to(self, release: str | None) -> None:
         """``current`` is known to point at ``release`` (``None``: no release)."""
@@ -211,7 +217,7 @@ def placement(
     for t in targets:
         if t.uncertain:
             releases[t.name] = t.state.current
-            doubts[t.name] = Doubt("switching", release)
+            doubts[t.name] = Doubt("switching", t.moving_to or release)
         elif not t.state.read and (t.unreachable or not t.switched):
             releases[t.name] = None
             doubts[t.name] = Doubt("unread")

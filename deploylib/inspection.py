@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -102,7 +103,31 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                 "history_problem": state.log_problem(),
             }
         )
+    return _marked_split(rows)
+
+
+def _marked_split(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row says whether the fleet runs one release (``consistent``) and whether this host
+    runs another release than most (``differs``); hosts that could not be read count for
+    neither."""
+    read = [row for row in rows if not row.get("error")]
+    counts = Counter(row["current"] for row in read)
+    majority = max(counts, key=lambda r: (counts[r], r or "")) if counts else None
+    consistent = len(counts) <= 1
+    for row in rows:
+        row["consistent"] = consistent
+        row["differs"] = not row.get("error") and row["current"] != majority
     return rows
+
+
+def split_line(rows: list[dict[str, Any]]) -> str | None:
+    """One line that says a fleet is on different releases, and which hosts differ."""
+    if all(row.get("consistent", True) for row in rows):
+        return None
+    others = [row for row in rows if row.get("differs")]
+    most = next(row["current"] for row in rows if not row.get("error") and not row["differs"])
+    listed = ", ".join(f"{row['host']} ({row['current'] or 'no release'})" for row in others)
+    return f"the fleet is split: most hosts run {most or 'no release'}; {listed} differ"
 
 
 def _last_entry_for(state: TargetState, release: str | None) -> dict[str, Any] | None:

@@ -181,14 +181,25 @@ def _http_get(probe: Probe, watch: SocketWatch) -> Result:
 
 def _judge(probe: Probe, reply: _Reply) -> Result:
     if probe.status is not None and reply.status != probe.status:
-        return Result(
-            1, reply.body, f"GET {probe.url}: status {reply.status}, expected {probe.status}"
-        )
-    if probe.contains is not None and probe.contains not in reply.body:
-        return Result(
-            1, reply.body, f"GET {probe.url}: status {reply.status}, body lacks {probe.contains!r}"
-        )
-    return Result(0, reply.body)
+        why = f"status {reply.status}, expected {probe.status}"
+    elif probe.contains is not None and probe.contains not in reply.body:
+        why = f"status {reply.status}, body lacks {probe.contains!r}"
+    else:
+        return Result(0, reply.body)
+    return Result(1, reply.body, f"GET {probe.url}: {why}{_body_start(reply.body)}")
+
+
+#: how much of a failing response's body its message shows
+BODY_SHOWN = 200
+
+
+def _body_start(body: str) -> str:
+    """The first ``BODY_SHOWN`` bytes of a body, on one line (what the app said went wrong)."""
+    start = body.encode()[:BODY_SHOWN].decode("utf-8", "ignore")
+    text = " ".join(start.split())
+    if not text:
+        return ""
+    return f"; body: {text}" + (" …" if len(body.encode()) > BODY_SHOWN else "")
 
 
 # ---------------------------------------------------------------------------- webhook POST

@@ -3,6 +3,7 @@ a reason to undo a deploy: a failure of either is a warning."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from deploylib.errors import StepFailed
@@ -10,21 +11,34 @@ from deploylib.fleet import Target
 from deploylib.remote import log as release_log
 from deploylib.remote import release as remote_release
 from deploylib.remote.log import LogEntry
+from deploylib.rollback_target import revision_of
 from deploylib.run_state import Run
 
 
 def record_all(
-    run: Run, event: str, outcome: str, release: str, *, error: str | None = None
+    run: Run,
+    event: str,
+    outcome: str,
+    release: str | Mapping[str, str],
+    *,
+    error: str | None = None,
 ) -> None:
-    """Append to every locked target's release log what happened and what is live now."""
+    """Append to every locked target's release log what happened and what is live now.
+    ``release``: the run's, or one per target name (a rollback's): then only those targets
+    record, each with the revision its log knows for its release."""
     now = run.clock().isoformat(timespec="seconds")
 
     def record(target: Target) -> None:
+        if isinstance(release, str):
+            mine, revision = release, run.revision
+        else:
+            mine = release[target.name]
+            revision = revision_of(target.state, mine)
         entry = LogEntry(
             event=event,
             outcome=outcome,
-            release=release,
-            revision=run.revision,
+            release=mine,
+            revision=revision,
             current=target.current,
             previous=target.state.current,
             user=run.user,
@@ -36,7 +50,7 @@ def record_all(
         result = run.execute(target, command, "record")
         if not result.ok:
             raise StepFailed("record", target.name, run.summary(result), result)
-        made = {release} if target.prepared else set()
+        made = {mine} if target.prepared else set()
         target.recorded(
             replace(
                 target.state,
@@ -47,7 +61,8 @@ def record_all(
             )
         )
 
-    for name, exc in run.each(record, run.locked()).items():
+    recording = [t for t in run.locked() if isinstance(release, str) or t.name in release]
+    for name, exc in run.each(record, recording).items():
         run.emit("warning", f"could not write the release log: {run.redact(str(exc))}", host=name)
 
 

@@ -54,7 +54,9 @@ class Recovery:
                 return exc
             return DeployFailed(f"{event} failed: {reason}; nothing was changed", run.placement())
         if phase is Phase.RECORD:
-            if isinstance(exc, FleetInconsistent | LockLost):
+            # what the run says of itself once recorded: a rollback that stays live though its
+            # checks fail (DeployFailed), hosts it could not reach, a lock lost meanwhile
+            if isinstance(exc, FleetInconsistent | LockLost | DeployFailed):
                 return exc
             return DeployFailed(
                 f"{event} failed: {reason}; every target is on the new release", run.placement()
@@ -67,7 +69,7 @@ class Recovery:
         if event == "deploy":
             self.remove_unfinished()
         outcome = "rolled_back" if phase is Phase.SWITCH and event == "deploy" else "failed"
-        records.record_all(run, event, outcome, run.release, error=reason)
+        records.record_all(run, event, outcome, run.moves or run.release, error=reason)
         self.run_on_failure_steps()
         lost = [t.name for t in run.targets if t.lock_lost]
         return failure(event, phase, reason, broken, unwell, lost, run.placement())

@@ -51,7 +51,11 @@ class Run:
     #: how many targets are worked on at once
     parallel: int
     revision: str
+    #: a dry run: commands are printed, nothing runs; every event says so
+    dry: bool = False
     release: str = ""
+    #: a rollback's release for each target that moves (its targets may go to several)
+    moves: dict[str, str] = field(default_factory=dict)
     artifact: str = ""
     #: bytes a release of the artifact needs on a target (0: unknown)
     artifact_bytes: int = 0
@@ -81,6 +85,8 @@ class Run:
         step: str | None = None,
         data: dict[str, object] | None = None,
     ) -> None:
+        if self.dry:
+            data = {**(data or {}), "dry_run": True}
         try:
             self.reporter.emit(Event(kind, message, host, step, data or {}))
         except Exception as exc:  # a reporter must never stop a put-back or an unlock

@@ -40,6 +40,7 @@ from deploylib.errors import (
     DeployFailed,
     FleetInconsistent,
     PlacedError,
+    VerifyFailed,
 )
 from deploylib.fleet import Target
 from deploylib.fleet_lock import FleetLock
@@ -48,7 +49,7 @@ from deploylib.pipeline import Pipeline, rehearse
 from deploylib.recovery import Recovery
 from deploylib.remote import layout as remote_layout
 from deploylib.reporting import Reporter
-from deploylib.rollback_target import revision_of, rollback_release
+from deploylib.rollback_target import RollbackPlan, revision_of, rollback_plan
 from deploylib.run_state import Clock, Phase, Run
 from deploylib.signal_scope import SignalScope
 from deploylib.step_execution import StepExecution
@@ -57,7 +58,6 @@ from deploylib.strategies import Strategy, strategy_for
 from deploylib.whereabouts import Whereabouts
 
 BackendFactory = Callable[[Host], Backend]
-#: what stops a run (Ctrl-C, kill, a closed terminal), each as Ctrl-C
 
 __all__ = ["BackendFactory", "Clock", "Outcome", "Phase", "Runner", "utc_now"]
 
@@ -65,11 +65,13 @@ __all__ = ["BackendFactory", "Clock", "Outcome", "Phase", "Runner", "utc_now"]
 @dataclass(frozen=True)
 class Outcome:
     """What a successful run did: the release, where each target ended (the release of each)
-    and the releases removed from each."""
+    and the releases removed from each. A dry run changed nothing: it placed and removed
+    nothing, and says so with ``dry_run``."""
 
     release: str
     placement: dict[str, str | None]
     removed: dict[str, list[str]]
+    dry_run: bool = False
 
 
 def utc_now() -> datetime:
@@ -108,6 +110,7 @@ class Runner:
             # how many targets are worked on at once: the environment's ssh.parallel by default
             parallel=max(1, parallel if parallel is not None else env.ssh.parallel),
             revision=revision,
+            dry=controller.dry,
         )
         self.lock = FleetLock(self.run, heartbeat=heartbeat, token=lock_token)
         self.steps = StepExecution(self.run, pipeline.phases(), Target(LOCAL, controller))
@@ -177,6 +180,9 @@ class Runner:
             finally:
                 if self.workdir is None:
                     shutil.rmtree(workdir, ignore_errors=True)
+            if run.dry:
+                run.emit("deploy.ok", "dry run: nothing changed", data={"release": run.release})
+                return Outcome(run.release, {}, {}, dry_run=True)
             run.emit(
                 "deploy.ok",
                 f"deployed {run.release} to {self.env.name}: "
@@ -188,8 +194,12 @@ class Runner:
 
     # ------------------------------------------------------------------ rollback
 
-    def rollback(self, hosts: Sequence[Host], to: str | None = None) -> Outcome:
-        """Switch every target back: to ``to``, or to the release before current in the log."""
+    def rollback(
+        self, hosts: Sequence[Host], to: str | None = None, *, verify: bool = True
+    ) -> Outcome:
+        """Undo the last deploy (each target it made current back to what it ran before), or
+        put every target on ``to``. Checks that fail on the release gone back to are reported
+        (exit 1) but never undo the rollback; ``verify=False`` skips them."""
         run = self.run
         if to is not None and not remote_layout.is_release_id(to):
             raise ConfigError(
@@ -207,34 +217,49 @@ class Runner:
                 run.targets = self._connect(hosts)
                 self.lock.take(skip_unreachable=True)
                 self._check_targets(new_release=False)
-                target, why = rollback_release({t.name: t.state for t in run.targets}, to)
-                if target is None:
+                plan = rollback_plan({t.name: t.state for t in run.targets}, to)
+                if plan.problems:
                     raise DeployFailed(
-                        "cannot roll back, nothing changed:\n  " + "\n  ".join(why),
+                        "cannot roll back, nothing changed:\n  " + "\n  ".join(plan.problems),
                         run.placement(),
                     )
-                run.release = target
-                run.revision = revision_of(run.targets[0].state, run.release)
+                run.release = plan.release  # '' when the targets go back to several
+                run.moves = plan.moves
+                if plan.release:
+                    first = next(t for t in run.targets if t.name in plan.moves)
+                    run.revision = revision_of(first.state, plan.release)
+                if plan.split:
+                    run.emit("warning", _split_warning(plan))
                 phase = Phase.SWITCH
-                self._go_live(run.release, self.pipeline.revert_step(), check_locks=False)
+                unwell = self._go_back(plan, verify=verify)
                 phase = Phase.RECORD
                 self.signals.finishing("recording the rollback")
-                records.record_all(run, "rollback", "success", run.release)
+                records.record_all(run, "rollback", "success", plan.moves)
                 self.lock.check_lost_after("rolled back")
+                gone_to = plan.release or "the releases they ran before"
                 if run.unreachable:
                     names = ", ".join(t.name for t in run.unreachable)
                     raise FleetInconsistent(
-                        f"rolled back to {run.release} where hosts could be reached; "
+                        f"rolled back to {gone_to} where hosts could be reached; "
                         f"{names} could not be reached and did not change",
+                        run.placement(),
+                    )
+                if unwell:
+                    raise DeployFailed(
+                        f"rolled back to {gone_to}, and it stays live, but its checks fail:\n  "
+                        + "\n  ".join(unwell),
                         run.placement(),
                     )
             except BaseException as exc:
                 self.signals.failed()
                 cause = exc
             where = self._end("rollback", phase, cause)
+            moved = ", ".join(f"{h} → {r or '(no release)'}" for h, r in where.releases.items())
             run.emit(
                 "rollback.ok",
-                f"rolled back {self.env.name} to {run.release}",
+                f"rolled back {self.env.name} to {run.release}"
+                if run.release and len(set(where.releases.values())) == 1
+                else f"rolled back {self.env.name}: {moved}",
                 data={"release": run.release, **where.as_data()},
             )
             return Outcome(run.release, where.releases, {})
@@ -286,6 +311,25 @@ class Runner:
             for post_step in steps.phases.post:
                 steps.run_step(post_step, batch, release=release)
 
+    def _go_back(self, plan: RollbackPlan, *, verify: bool) -> list[str]:
+        """Switch the targets that move, batch by batch, each to its release; then the steps
+        after ``switch``. A check that fails there does not undo the rollback: it is returned,
+        a line per target. Any other failure does (the put-back, as for a deploy)."""
+        run, steps = self.run, self.steps
+        moving = [t for t in run.targets if t.name in plan.moves]
+        unwell: list[str] = []
+        for batch in self.strategy.batches(moving):
+            steps.run_step(self.pipeline.revert_step(), batch, release=plan.moves)
+            for post_step in steps.phases.post:
+                if post_step.retry is not None and not verify:
+                    continue
+                errors = steps.try_step(post_step, batch, release=plan.moves)
+                for name, error in errors.items():
+                    if not isinstance(error, VerifyFailed):
+                        raise error
+                    unwell.append(f"{name}: {run.redact(error.message)}")
+        return unwell
+
     def _end(self, event: str, phase: Phase, cause: BaseException | None) -> Whereabouts:
         """Finish the run: undo what a failure requires, release the locks, close the
         connections; then raise its failure (reported once), or say where the targets are."""
@@ -313,3 +357,11 @@ class Runner:
             data=error.whereabouts.as_data() if isinstance(error, PlacedError) else {},
         )
         error.reported = True
+
+
+def _split_warning(plan: RollbackPlan) -> str:
+    where = {**plan.stays, **plan.moves}
+    return (
+        "the fleet goes back to what it ran before the last deploy, on different releases: "
+        + ", ".join(f"{name} → {release or '(no release)'}" for name, release in where.items())
+    )

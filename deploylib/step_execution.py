@@ -7,7 +7,7 @@ off (unreachable, timed out, interrupted), it may or may not be (``uncertain``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from deploylib.backends.base import INTERRUPTED
@@ -49,16 +49,35 @@ class StepExecution:
                 )
 
     def run_step(
-        self, step: Step, targets: Sequence[Target], *, release: str | None = None
+        self,
+        step: Step,
+        targets: Sequence[Target],
+        *,
+        release: str | Mapping[str, str] | None = None,
     ) -> None:
-        """``step`` on those of ``targets`` it is for, in parallel; raises the first error."""
-        if step.placement == "local":
-            self.run_on(step, self.controller, release)
-            return
-        chosen = self.targets_for(step, targets)
-        errors = self.run.each(lambda t: self.run_on(step, t, release), chosen)
+        """``step`` on those of ``targets`` it is for, in parallel; raises the first error.
+        ``release``: the run's, one for all, or one per target name (a rollback's)."""
+        errors = self.try_step(step, targets, release=release)
         if errors:
             raise next(iter(errors.values()))
+
+    def try_step(
+        self,
+        step: Step,
+        targets: Sequence[Target],
+        *,
+        release: str | Mapping[str, str] | None = None,
+    ) -> dict[str, BaseException]:
+        """``step`` as ``run_step`` runs it; the errors by target name instead of the first."""
+        if step.placement == "local":
+            self.run_on(step, self.controller, release if isinstance(release, str) else None)
+            return {}
+
+        def release_of(target: Target) -> str | None:
+            return release.get(target.name) if isinstance(release, Mapping) else release
+
+        chosen = self.targets_for(step, targets)
+        return self.run.each(lambda t: self.run_on(step, t, release_of(t)), chosen)
 
     def targets_for(self, step: Step, targets: Sequence[Target]) -> list[Target]:
         every = self.run.targets
@@ -105,7 +124,7 @@ class StepExecution:
             self.check(step, step.retry, target, ctx)
         else:
             if step.moves_current:
-                target.switching()
+                target.switching(None if restoring else ctx.release)
             deadline = started + run.env.step_timeout
             for index, op in enumerate(step.operations(ctx)):
                 if target.lock_lost:
@@ -144,7 +163,8 @@ class StepExecution:
                 message,
                 host=target.name,
                 step=step.name,
-                data={"attempt": attempt, "ok": result.ok},
+                # a failed attempt with attempts left is a wait, not yet a failure
+                data={"attempt": attempt, "ok": result.ok, "last": attempt >= retry.attempts},
             )
 
         operations = step.operations(ctx)

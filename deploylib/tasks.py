@@ -28,7 +28,9 @@ OPTION_HELP = {
     "roles": "only hosts with these roles, comma-separated",
     "revision": "revision to record (default: git rev-parse HEAD)",
     "dry-run": "print the exact commands per host; change nothing",
-    "to": "release id to go back to (default: the one before current, from the release log)",
+    "to": "put every host on this release id (default: undo the last deploy, each host back "
+    "to what it ran before it)",
+    "no-verify": "do not run the checks on the release gone back to",
     "yes": "skip the confirmation of environments with confirm = true",
     "force": "remove the lock even if its deploy looks alive (asks first)",
     "events": "append JSON Lines events to FILE",
@@ -85,7 +87,8 @@ def deploy(
         from deploylib import actions
 
         loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
-        reporter = reporter_for(loaded.env, events, verbose)  # a bad --events fails before asking
+        # a bad --events fails before asking
+        reporter = reporter_for(loaded.env, events, verbose, dry_run=dry_run)
         if not dry_run:
             confirm(loaded.env, len(loaded.hosts), yes)
         actions.deploy(loaded, reporter=reporter, revision=revision, dry_run=dry_run)
@@ -98,12 +101,13 @@ def rollback(
     c: Any,
     env: str | None = None,
     to: str | None = None,
+    no_verify: bool = False,
     yes: bool = False,
     events: str | None = None,
     config: str = "deploy.toml",
     verbose: bool = False,
 ) -> None:
-    """Switch every host back to the previous release (or --to RELEASE)."""
+    """Undo the last deploy: each host back to what it ran before it (or all to --to RELEASE)."""
 
     def body() -> None:
         from deploylib import actions
@@ -111,7 +115,7 @@ def rollback(
         loaded = actions.load(config, env)
         reporter = reporter_for(loaded.env, events, verbose)  # a bad --events fails before asking
         confirm(loaded.env, len(loaded.hosts), yes)
-        actions.rollback(loaded, reporter=reporter, to=to)
+        actions.rollback(loaded, reporter=reporter, to=to, verify=not no_verify)
 
     _run(body)
 
@@ -153,6 +157,9 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
             views.print_json(out, rows)
         else:
             out.print(table)
+            split = inspection.split_line(rows) if what == "status" else None
+            if split:
+                out.print(f"[yellow]{escape(split)}[/]")
         # a status row with an error is a host that could not be read (a release row's error
         # is that release's; release_history raises when a host cannot be read)
         unreachable = [row["host"] for row in rows if what == "status" and row.get("error")]

@@ -43,8 +43,11 @@ def escape(text: str) -> str:
     return escape_markup(printable(text))
 
 
-def reporter_for(env: Environment, events: str | None, verbose: bool) -> Reporter:
-    """The reporters of a deploy or rollback, all behind the environment's redactor."""
+def reporter_for(
+    env: Environment, events: str | None, verbose: bool, *, dry_run: bool = False
+) -> Reporter:
+    """The reporters of a deploy or rollback, all behind the environment's redactor. A dry run
+    notifies nobody: no webhook."""
     from deploylib.reporting import ConsoleReporter, LiveReporter, Redacting
 
     out = console()
@@ -55,7 +58,7 @@ def reporter_for(env: Environment, events: str | None, verbose: bool) -> Reporte
     ]
     if events:
         reporters.append(_events_file(events))
-    if env.notify.webhook:
+    if env.notify.webhook and not dry_run:
         from deploylib.reporting import Event, WebhookReporter
 
         terminal = Redacting(env.redactor, reporters[:1])

@@ -65,9 +65,10 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             lock = f"[yellow]locked by {who} since {_plain(owner.get('started_at', '?'))}[/]"
             if row.get("lock_stale"):
                 lock += f" [red]STALE: {_plain(row['lock_stale'])}[/]"
+        current = _plain(row["current"]) or "[dim](none)[/]"
         cells = [
             _plain(row["host"]),
-            _plain(row["current"]) or "[dim](none)[/]",
+            f"[yellow]≠ {current}[/]" if row.get("differs") else current,
             _plain(row["revision"]),
             _plain(row["deployed_at"]),
             _plain(row["deployed_by"]),

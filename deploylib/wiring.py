@@ -38,7 +38,7 @@ def backend_factory(
     env: Environment, *, dry_run: bool, reporter: Reporter
 ) -> Callable[[Host], Backend]:
     def emit(host: str, line: str) -> None:
-        reporter.emit(Event("dry", line, host=host))
+        reporter.emit(Event("dry", line, host=host, data={"dry_run": True}))
 
     def make(host: Host) -> Backend:
         if dry_run:

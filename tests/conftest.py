@@ -191,6 +191,45 @@ def project(tmp_path: Path) -> Iterator[Project]:
     yield p
 
 
+class Webhook:
+    """A webhook receiver on loopback: what deploylib POSTed to ``url``, in order."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        received: list[dict[str, object]] = []
+        self.received = received
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop answering: from now on a POST finds nobody (the port is closed)."""
+        if self.server.fileno() != -1:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
 # ---------------------------------------------------------------------------- SSH test hosts
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import deploylib
-from tests.conftest import REPO, Project
+from tests.conftest import REPO, Project, Webhook
 
 
 def test_deploy_status_releases_and_rollback(project: Project) -> None:
@@ -158,49 +158,29 @@ def test_public_api() -> None:
     assert (REPO / "deploylib" / "py.typed").exists()
 
 
-def test_notify_webhook_gets_start_and_outcome_without_secrets(project: Project) -> None:
-    import http.server
-    import threading
+def test_notify_webhook_gets_start_and_outcome_without_secrets(
+    project: Project, webhook: Webhook
+) -> None:
+    received = webhook.received
+    toml = (project.root / "deploy.toml").read_text()
+    project.write("deploy.toml", toml + f'\n[notify]\nwebhook = "{webhook.url}"\n')
+    assert project.cli("deploy", "--env", "dev").returncode == 0
+    assert [r["event"] for r in received] == ["deploy.start", "deploy.ok"]
+    assert received[1]["env"] == "dev" and received[1]["app"] == "demo"
+    assert received[1]["release"] == project.current()
 
-    received: list[dict[str, object]] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
-        toml = (project.root / "deploy.toml").read_text()
-        project.write(
-            "deploy.toml", toml + f'\n[notify]\nwebhook = "http://127.0.0.1:{port}/hook"\n'
-        )
-        assert project.cli("deploy", "--env", "dev").returncode == 0
-        assert [r["event"] for r in received] == ["deploy.start", "deploy.ok"]
-        assert received[1]["env"] == "dev" and received[1]["app"] == "demo"
-        assert received[1]["release"] == project.current()
-
-        secret = "webhook-secret-value"
-        project.write(".env", f"TOKEN={secret}\n")
-        project.write(
-            "pipelines/web.py",
-            (project.root / "pipelines/web.py")
-            .read_text()
-            .replace('run("test ! -e FAIL_PREPARE"', 'run("echo $TOKEN >&2; false"'),
-        )
-        assert project.cli("deploy", "--env", "dev").returncode == 1
-        assert received[-1]["event"] == "deploy.failed"
-        assert secret not in json.dumps(received) and "***" in json.dumps(received[-1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    secret = "webhook-secret-value"
+    project.write(".env", f"TOKEN={secret}\n")
+    project.write(
+        "pipelines/web.py",
+        (project.root / "pipelines/web.py")
+        .read_text()
+        .replace('run("test ! -e FAIL_PREPARE"', 'run("echo $TOKEN >&2; false"'),
+    )
+    assert project.cli("deploy", "--env", "dev").returncode == 1
+    assert received[-1]["event"] == "deploy.failed"
+    assert secret not in json.dumps(received) and "***" in json.dumps(received[-1])
+    webhook.close()
 
     # a webhook that is down never fails a deploy: it is a warning
     project.write(

@@ -156,3 +156,22 @@ def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example:
 
     [row] = json.loads(status.stdout)
     assert row["current"] == release_1 and row["locked"] is False
+
+    # the project's own task stops the app the deploy started
+    stop = example.run(sys.executable, "-m", "invoke", "stop")
+    assert stop.returncode == 0 and f"pid {pid}" in stop.stdout, stop.stdout + stop.stderr
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
+    with pytest.raises(OSError):
+        get(example.port, "/health")
+    again = example.run(sys.executable, "-m", "invoke", "stop")
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -442,3 +442,41 @@ def test_rolling_deploy_stops_at_the_failing_batch(fleet_of: FleetOf) -> None:
     }
     assert len(set(restarts["h1"])) == 2 and len(set(restarts["h2"])) == 2  # new, then old
     assert restarts["h3"] == [before["h3"]]  # the third batch never started
+
+
+def test_a_fleet_deployed_in_parts_is_rolled_back_in_the_same_parts(fleet_of: FleetOf) -> None:
+    """two to all, three to h1 only, four to all: a rollback undoes four, each host back to what
+    it ran before it (h1 on three, the others on two), and says the fleet is split; the next
+    rollback undoes three on h1; --to puts everyone on one release."""
+    fleet = fleet_of(3)
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+    two = fleet.currents()
+    assert fleet.project.cli("deploy", "--env", "fleet", "--hosts", "h1").returncode == 0
+    three = fleet.currents()["h1"]
+    assert fleet.project.cli("deploy", "--env", "fleet").returncode == 0
+
+    undo = fleet.project.cli("rollback", "--env", "fleet")
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    assert fleet.currents() == {"h1": three, "h2": two["h2"], "h3": two["h3"]}
+    assert "different releases" in undo.stdout
+    rows = json.loads(fleet.project.cli("status", "--env", "fleet", "--json").stdout)
+    assert {row["host"]: row["current"] for row in rows} == fleet.currents()
+    assert {row["host"]: (row["consistent"], row["differs"]) for row in rows} == {
+        "h1": (False, True),
+        "h2": (False, False),
+        "h3": (False, False),
+    }
+    table = fleet.project.cli("status", "--env", "fleet")
+    assert table.returncode == 0  # a split fleet is shown, not an error
+    assert f"the fleet is split: most hosts run {two['h2']}; h1 ({three}) differ" in table.stdout
+
+    again = fleet.project.cli("rollback", "--env", "fleet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert fleet.currents() == two
+    rows = json.loads(fleet.project.cli("status", "--env", "fleet", "--json").stdout)
+    assert all(row["consistent"] and not row["differs"] for row in rows)
+    assert "split" not in fleet.project.cli("status", "--env", "fleet").stdout
+
+    everyone = fleet.project.cli("rollback", "--env", "fleet", "--to", three or "")
+    assert everyone.returncode == 1 and "h2: release" in everyone.stdout, everyone.stdout
+    assert fleet.currents() == two  # three is only on h1: refused, nothing changed

@@ -43,8 +43,13 @@ class ConsoleReporter:
         if kind == "step.failed":
             return f"  {step:<10} {host:<16} {_MARKS['failed']} [red]{message}[/]"
         if kind == "check.attempt":
-            mark = _MARKS["ok"] if event.data.get("ok") else _MARKS["failed"]
             attempt = event.data.get("attempt")
+            if event.data.get("ok"):
+                mark = _MARKS["ok"]
+            elif event.data.get("last", True):
+                mark = _MARKS["failed"]
+            else:  # attempts are left: the check is waiting for the app, not failing yet
+                return f"  {step:<10} {host:<16} attempt {attempt}: [dim]waiting ({message})[/]"
             return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
         if kind == "operation":
             return f"  [dim]{host}: {message}[/]" if self.verbose else None
@@ -53,6 +58,8 @@ class ConsoleReporter:
         if kind in ("revert", "warning"):
             return f"  [yellow]{host + ': ' if host else ''}{message}[/]"
         if kind.endswith(".ok"):
+            if event.data.get("dry_run"):
+                return f"[cyan]{message}[/]"  # nothing was done: no tick
             return f"[green]✓ {message}[/]"
         if kind.endswith(".failed"):
             return f"[red]✗ {message}[/]"

@@ -47,8 +47,8 @@ class WebhookReporter:
     FIELDS = ("release", "placement", "doubts", "revision")
 
     def emit(self, event: Event) -> None:
-        if event.kind not in self.KINDS:
-            return
+        if event.kind not in self.KINDS or event.data.get("dry_run"):
+            return  # a dry run notifies nobody
         from deploylib.probes import post_json
 
         body = {
