@@ -5,6 +5,8 @@ The pipeline DSL is what ``pipelines/<name>.py`` imports from here::
     from deploylib import Pipeline, build, push, run, migrate, switch, verify, http
 """
 
+from typing import TYPE_CHECKING, Any
+
 from deploylib.checks import command, http, tcp
 from deploylib.commands import Command, Probe, Upload
 from deploylib.context import StepContext
@@ -22,7 +24,23 @@ from deploylib.pipeline import Pipeline
 from deploylib.secrets import Secret
 from deploylib.steps import build, migrate, push, rollback, run, step, switch, verify
 
+if TYPE_CHECKING:
+    from deploylib.project import HostCheck, HostStatus, Project, ReleaseRecord
+
 __version__ = "0.1.0"
+
+#: the Python API (docs/api.md), imported on first use: a pipeline file that imports the DSL
+#: does not pay for the machinery that runs it
+_API = frozenset({"Project", "HostStatus", "ReleaseRecord", "HostCheck"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from deploylib import project
+
+        return getattr(project, name)
+    raise AttributeError(f"module 'deploylib' has no attribute {name!r}")
+
 
 __all__ = [
     "Command",
@@ -30,10 +48,14 @@ __all__ = [
     "DeployError",
     "DeployFailed",
     "FleetInconsistent",
+    "HostCheck",
+    "HostStatus",
     "LockHeld",
     "LockLost",
     "Pipeline",
     "Probe",
+    "Project",
+    "ReleaseRecord",
     "Secret",
     "StepContext",
     "StepFailed",

@@ -78,7 +78,6 @@ LAYERS: list[set[str]] = [
         "strategies.canary",
         "pipeline",
         "scaffold",
-        "",
     },
     # the run's plumbing and how it is shown
     {
@@ -100,9 +99,10 @@ LAYERS: list[set[str]] = [
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
-    {"actions", "wiring", "inspection", "testing"},
+    {"actions", "wiring", "inspection", "testing", "project"},
     # the command line
-    {"tasks", "cli", "__main__"},
+    # the command line, and the package's exports (the DSL, and the API on first use)
+    {"tasks", "cli", "__main__", ""},
 ]
 
 

@@ -41,8 +41,23 @@ def load_environment(
 ) -> Environment:
     """Load and resolve one environment of ``config_file``; raises ``ConfigError``."""
     config_file = Path(config_file).absolute()
+    _, raw = load_project(config_file)
+    return environment_from(raw, config_file, env, environ=environ)
+
+
+def environment_from(
+    raw: Mapping[str, Any],
+    config_file: Path,
+    env: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Environment:
+    """One environment of settings shaped like deploy.toml (parsed, or built in code), checked
+    exactly as the file is; ``config_file`` is where they count as written (errors name it, and
+    its folder is the project's)."""
+    raw = dict(raw)
     environ = os.environ if environ is None else environ
-    project, raw = load_project(config_file)
+    project = validate(raw, config_file)
     if not env:
         raise ConfigError("--env is required", key="--env")
     if env not in project.environments:
