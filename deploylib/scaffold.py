@@ -1,10 +1,13 @@
-"""``deploylib init``: the starting files of a project, never overwriting one that exists."""
+"""``deploylib init``: the starting files of a project. Files that exist are left as they are
+(``--force`` overwrites them) and the report says which; .gitignore gets the lines it lacks."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploylib.ci_workflow import github_workflow, requirements_deploy
 from deploylib.errors import ConfigError
 
 DEPLOY_TOML = """\
@@ -46,50 +49,79 @@ ENV_EXAMPLE = """\
 # DATABASE_URL=postgres://app:secret@db/app
 """
 
-GITHUB_WORKFLOW = """\
-name: deploy
-on:
-  push:
-    branches: [main]
-  workflow_dispatch:
-concurrency:
-  group: deploy
-  cancel-in-progress: false
-jobs:
-  deploy:
-    runs-on: ubuntu-latest
-    timeout-minutes: 30
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.11"
-      - run: pip install deploylib
-      - run: deploylib deploy --env=prod --yes --events deploy-events.jsonl
+CI_ENVIRONMENTS = """
+# the environments the CI workflow deploys (.github/workflows/deploy.yml): fill in the hosts,
+# and give the repository the secrets SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and DOTENV (per GitHub
+# environment: the content of .env.staging / .env.production)
+[environments.staging]
+hosts = ["deploy@192.0.2.10"]
+env_file = ".env.staging"
+
+[environments.production]
+hosts = ["deploy@192.0.2.20"]
+env_file = ".env.production"
+confirm = true
 """
 
+#: what a project's .gitignore gets: env files hold secrets; .deploy/ holds local deploys
+GITIGNORE = (".env*", "!.env.example", ".deploy/")
 
-def init(project_dir: Path, *, ci: str | None = None) -> list[Path]:
-    """Write the scaffold into ``project_dir``; refuse if any of its files exists."""
+
+@dataclass
+class InitReport:
+    """What ``init`` did: files written, files left as they were, .gitignore lines added, and
+    what the user still has to do."""
+
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    todo: list[str] = field(default_factory=list)
+
+
+def init(project_dir: Path, *, ci: str | None = None, force: bool = False) -> InitReport:
+    """Write the scaffold into ``project_dir``: the files that are missing (all of them with
+    ``force``), and the .gitignore lines it lacks."""
     if ci not in (None, "github"):
         raise ConfigError(f"unknown CI {ci!r} (supported: github)", key="--ci")
     app = re.sub(r"[^a-z0-9_-]", "-", project_dir.resolve().name.lower()).strip("-_") or "app"
     if not app[0].isalnum():
         app = "app"
+    report = InitReport()
+    toml = DEPLOY_TOML.format(app=app) + (CI_ENVIRONMENTS if ci == "github" else "")
     files = {
-        project_dir / "deploy.toml": DEPLOY_TOML.format(app=app),
+        project_dir / "deploy.toml": toml,
         project_dir / "pipelines" / "web.py": PIPELINE.format(),
         project_dir / "tasks.py": TASKS,
         project_dir / ".env.example": ENV_EXAMPLE,
     }
     if ci == "github":
-        files[project_dir / ".github" / "workflows" / "deploy.yml"] = GITHUB_WORKFLOW
-    existing = [path for path in files if path.exists()]
-    if existing:
-        raise ConfigError(
-            "already exists; init writes nothing over existing files", file=str(existing[0])
-        )
+        requirements, pinned = requirements_deploy()
+        files[project_dir / ".github" / "workflows" / "deploy.yml"] = github_workflow()
+        files[project_dir / "requirements-deploy.txt"] = requirements
+        if not pinned:
+            report.todo.append(
+                "pin deploylib in requirements-deploy.txt (where CI installs it from)"
+            )
     for path, content in files.items():
+        if path.exists() and not force:
+            report.kept.append(path)
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
-    return list(files)
+        report.written.append(path)
+    report.ignored = _ignore(project_dir / ".gitignore")
+    return report
+
+
+def _ignore(gitignore: Path) -> list[str]:
+    """Add the lines of ``GITIGNORE`` that ``gitignore`` lacks; return them."""
+    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [line for line in GITIGNORE if line not in have]
+    if missing:
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        gitignore.write_text(
+            text + prefix + "# deploylib\n" + "".join(f"{line}\n" for line in missing),
+            encoding="utf-8",
+        )
+    return missing

@@ -197,15 +197,24 @@ def check(
     _run(body)
 
 
-@_task()
-def init(c: Any, ci: str | None = None) -> None:
-    """Scaffold deploy.toml, pipelines/web.py, tasks.py and .env.example here."""
+@_task(force="overwrite the files that exist")
+def init(c: Any, ci: str | None = None, force: bool = False) -> None:
+    """Scaffold deploy.toml, pipelines/web.py, tasks.py, .env.example and .gitignore lines."""
 
     def body() -> None:
         from deploylib.scaffold import init as scaffold
 
-        for path in scaffold(Path.cwd(), ci=ci):
-            console().print(f"wrote {escape(str(path.relative_to(Path.cwd())))}")
+        here = Path.cwd()
+        report = scaffold(here, ci=ci, force=force)
+        out = console()
+        for path in report.written:
+            out.print(f"wrote {escape(str(path.relative_to(here)))}")
+        for path in report.kept:
+            out.print(f"left alone {escape(str(path.relative_to(here)))} (it exists; --force)")
+        if report.ignored:
+            out.print(f".gitignore: added {escape(' '.join(report.ignored))}")
+        for todo in report.todo:
+            out.print(f"[yellow]to do: {escape(todo)}[/]")
 
     _run(body)
 

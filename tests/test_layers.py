@@ -78,6 +78,7 @@ LAYERS: list[set[str]] = [
         "strategies.canary",
         "pipeline",
         "scaffold",
+        "ci_workflow",
     },
     # the run's plumbing and how it is shown
     {
