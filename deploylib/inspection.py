@@ -172,8 +172,10 @@ def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, A
     return sorted(merged.values(), key=lambda r: (str(r["time"]), str(r["release"])))
 
 
-def check(loaded: Loaded) -> list[dict[str, Any]]:
-    """Reach every target and report whether a deploy could write there; change nothing."""
+def check(loaded: Loaded, *, verbose: bool = False) -> list[dict[str, Any]]:
+    """Reach every target and report whether a deploy could write there; change nothing.
+    With ``verbose`` each row also says how the host is reached (``ssh``: host name, port,
+    user, key files and jump host, from deploy.toml first, then ~/.ssh/config)."""
     env = loaded.env
     q = shlex.quote
     script = (
@@ -203,6 +205,9 @@ def check(loaded: Loaded) -> list[dict[str, Any]]:
                 "problems": problems,
             }
         )
+        if verbose:
+            make = backend_factory(env, dry_run=False, reporter=_Silent())
+            rows[-1]["ssh"] = make(host).resolved() or None
     return rows
 
 

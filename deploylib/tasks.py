@@ -169,12 +169,16 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
     _run(body)
 
 
-@_task(pipeline="pipeline to validate too")
+@_task(
+    pipeline="pipeline to validate too",
+    verbose="show how each host is reached: host name, port, user, key files, jump host",
+)
 def check(
     c: Any,
     env: str | None = None,
     pipeline: str | None = None,
     json: bool = False,
+    verbose: bool = False,
     config: str = "deploy.toml",
 ) -> None:
     """Validate config and pipeline, reach every host; change nothing."""
@@ -184,12 +188,15 @@ def check(
         from deploylib.errors import DeployError
 
         loaded = actions.load(config, env, pipeline=pipeline)
-        rows = views.redacted(inspection.check(loaded), loaded.env.redactor.redact)
+        checked = inspection.check(loaded, verbose=verbose)
+        rows = views.redacted(checked, loaded.env.redactor.redact)
         out = console()
         if json:
             views.print_json(out, rows)
         else:
             out.print(views.check_table(rows, loaded.env.name))
+            for row in rows if verbose else []:
+                out.print(views.reached_line(row))
         failing = [row["host"] for row in rows if not row["ok"]]
         if failing:
             raise DeployError(f"check failed on {', '.join(failing)}")

@@ -84,9 +84,13 @@ _OUTCOME_STYLE = {"success": "green", "failed": "red", "rolled_back": "yellow"}
 
 def releases_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
     table = Table(title=f"releases of {_plain(env)}", title_justify="left")
-    for column in ("time", "event", "release", "revision", "outcome", "by", "hosts", "on disk"):
+    columns = ["time", "event", "release", "revision", "outcome", "by", "hosts", "on disk"]
+    # a failed or rolled-back event says where and why: its error's first line (step, host)
+    errors = any(row.get("error") for row in rows)
+    for column in [*columns, "error"] if errors else columns:
         table.add_column(column)
     for row in rows:
+        error = str(row.get("error") or "").strip().splitlines()
         style = _OUTCOME_STYLE.get(str(row["outcome"]), "")
         outcome = f"[{style}]{_plain(row['outcome'])}[/]" if style else _plain(row["outcome"])
         table.add_row(
@@ -98,6 +102,7 @@ def releases_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             _plain(row["user"]),
             _plain(", ".join(row["hosts"])),
             f"{len(row['on_disk'])}/{len(row['hosts'])}",
+            *([f"[red]{_plain(error[0])}[/]" if error else ""] if errors else []),
         )
     return table
 
@@ -116,3 +121,16 @@ def check_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             _plain("; ".join(row["problems"])),
         )
     return table
+
+
+def reached_line(row: dict[str, Any]) -> str:
+    """How one host is reached, on a line (``check --verbose``)."""
+    ssh = row.get("ssh")
+    if not ssh:
+        return f"{_plain(row['host'])}: this machine, no SSH"
+    keys = ", ".join(str(k) for k in ssh.get("identity_files") or []) or "ssh-agent/default keys"
+    jump = f" via {_plain(ssh['proxy_jump'])}" if ssh.get("proxy_jump") else ""
+    return (
+        f"{_plain(row['host'])}: {_plain(ssh['user'])}@{_plain(ssh['hostname'])}:"
+        f"{_plain(ssh['port'])}{jump}, keys {_plain(keys)}"
+    )

@@ -34,6 +34,11 @@ def test_deploy_status_releases_and_rollback(project: Project) -> None:
         ("bbb222", "rolled_back"),
     ]
     assert rows[0]["on_disk"] == ["local"] and rows[1]["on_disk"] == []
+    assert rows[1]["error"].startswith("local: step 'verify' failed: gave up after 2 attempts")
+    history = project.cli("releases", "--env", "dev")
+    assert history.returncode == 0, history.stderr
+    [failed_row] = [line for line in history.stdout.splitlines() if "bbb222" in line]
+    assert "rolled_back" in failed_row and "local: step 'verify' failed" in failed_row
 
     table = project.cli("status", "--env", "dev")
     assert project.current() in table.stdout and "aaa111" in table.stdout  # nothing cut

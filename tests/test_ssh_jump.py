@@ -96,8 +96,10 @@ def test_deploy_through_a_jump_host_whose_key_is_known(jump: Jump) -> None:
     assert jump.inner_current() is not None  # deployed on the inner host, through h1
     assert not (jump.fleet.hosts.host(1).srv / "demo").exists()
     assert "Accepted publickey" in (jump.inner.root / "sshd.log").read_text()
-    check = jump.cli("check", "--env", "jump")
+    check = jump.cli("check", "--env", "jump", "--verbose")
     assert check.returncode == 0, check.stdout + check.stderr
+    reached = f"inner: root@127.0.0.1:{jump.inner.port} via root@{jump.jump_address}"
+    assert reached in check.stdout, check.stdout
 
 
 def test_a_jump_host_whose_key_is_unknown_is_refused_unless_accept_new(jump: Jump) -> None:

@@ -42,6 +42,11 @@ class Backend(ABC):
     def probe(self, probe: Probe) -> Result:
         return perform_probe(probe)
 
+    def resolved(self) -> dict[str, object]:
+        """How this target is reached, as resolved from the settings (``check --verbose``);
+        nothing for this machine."""
+        return {}
+
     def halt(self) -> None:
         """Ctrl-C: stop what runs now (``abort``) and start nothing more until ``resume``."""
         self._halted = True

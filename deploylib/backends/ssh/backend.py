@@ -51,6 +51,10 @@ class SSHBackend(Backend):
     def known_hosts(self) -> Path:
         return self.connection.known_hosts
 
+    def resolved(self) -> dict[str, object]:
+        """The settings this host is reached with (``check --verbose``); connects nothing."""
+        return self.connection.opener.resolved(self.host.address, user=self.user, port=self.port)
+
     def run(self, command: Command) -> Result:
         line = command.full_line
         stdin = command.stdin_bytes()

@@ -54,6 +54,24 @@ class Opener:
         connection.connect_timeout = timeout
         return connection
 
+    def resolved(self, address: str, *, user: str | None, port: int | None) -> dict[str, object]:
+        """Where a connection to ``address`` goes, with what, as deploy.toml and ~/.ssh/config
+        decide it (deploy.toml first): nothing is opened."""
+        target = self.connection_to(address, user=user, port=port)
+        config = target.ssh_config
+        keys = (
+            [str(_path(self.settings.key_file, self.project_dir))]
+            if self.settings.key_file
+            else [str(k) for k in config.get("identityfile", [])]
+        )
+        return {
+            "hostname": target.host,
+            "port": target.port,
+            "user": target.user,
+            "identity_files": keys,
+            "proxy_jump": str(config.get("proxyjump") or "") or None,
+        }
+
     def open(self, target: Connection) -> list[Connection]:
         """Open ``target`` through its jump hosts (ProxyJump in ~/.ssh/config); the connections
         to the jump hosts, all open. Nothing stays open on failure; a jump host's failure is a
