@@ -41,7 +41,9 @@ def test_deploy_status_releases_and_rollback(project: Project) -> None:
     assert "rolled_back" in failed_row and "local: step 'verify' failed" in failed_row
 
     table = project.cli("status", "--env", "dev")
-    assert project.current() in table.stdout and "aaa111" in table.stdout  # nothing cut
+    current = project.current()
+    assert current is not None  # still on aaa111's release: the failed deploy was put back
+    assert current in table.stdout and "aaa111" in table.stdout  # nothing cut
 
     nothing = project.cli("rollback", "--env", "dev")
     assert nothing.returncode == 1 and "no earlier release" in nothing.stdout

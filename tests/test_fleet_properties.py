@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from deploylib import DeployError, Pipeline, Secret, build, command, push, run, switch, verify
 from deploylib.backends.local import LocalBackend
 from deploylib.commands import Command, Result, Upload
+from deploylib.errors import PlacedError
 from deploylib.hosts import LOCAL, Host
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Runner
@@ -192,7 +193,7 @@ class Fleet:
         if action == "rollback":
             self.rollback()
             return
-        expect_ok = action in ("deploy", "full_at_end")
+        expect_ok: bool | None = action in ("deploy", "full_at_end")
         if action in ("fail_prepare", "fail_verify", "full_at_lock", "full_at_end"):
             assert isinstance(arg, str)
             disk = self.disks[arg]
@@ -226,6 +227,7 @@ class Fleet:
         except DeployError as failure:
             assert expect_ok is not True, failure
             assert failure.exit_code == 1, failure
+            assert isinstance(failure, PlacedError), failure  # it says where each host is
             assert set(failure.placement.values()) <= {self.current}, failure.placement
             assert not failure.doubts, failure
         else:
@@ -245,6 +247,7 @@ class Fleet:
             outcome = self.runner("rollback").rollback([Host(h, h) for h in HOSTS])
         except DeployError as failure:
             assert failure.exit_code == 1, failure
+            assert isinstance(failure, PlacedError), failure  # it says where each host is
             assert set(failure.placement.values()) <= {self.current}, failure.placement
             assert not failure.doubts, failure
             return

@@ -76,7 +76,9 @@ def test_config_before_the_task_is_the_tasks_config(project: Project) -> None:
     assert after.returncode == 0, after.stdout + after.stderr
     assert first is not None and project.current() not in (None, first)
     status = project.cli("--config=other.toml", "status", "--env", "dev", "--json")
-    assert status.returncode == 0 and project.current() in status.stdout
+    current = project.current()
+    assert current is not None  # the second deploy's release
+    assert status.returncode == 0 and current in status.stdout
 
 
 def test_version_and_task_help(project: Project) -> None:

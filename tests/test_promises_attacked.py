@@ -5,17 +5,24 @@ layouts, trickling health checks and secrets with blanks at their ends."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from deploylib import DeployFailed
 from tests.conftest import BASIC_PIPELINE, BASIC_TOML, REPO, Project, program
+
+if TYPE_CHECKING:
+    from deploylib.actions import Loaded
+    from deploylib.reporting import RecordingReporter
+    from deploylib.runner import Runner
 
 
 def test_a_revision_symlink_in_the_artifact_writes_nothing_through_it(project: Project) -> None:
@@ -33,7 +40,7 @@ def test_a_revision_symlink_in_the_artifact_writes_nothing_through_it(project: P
     assert db.read_text() == "precious user data\n"
 
 
-def _runner(project: Project, **kwargs):
+def _runner(project: Project, *, heartbeat: float) -> tuple[Runner, Loaded, RecordingReporter]:
     from deploylib import actions
     from deploylib.backends.local import LocalBackend
     from deploylib.hosts import LOCAL
@@ -51,7 +58,7 @@ def _runner(project: Project, **kwargs):
         reporter=reporter,
         revision="bbbb",
         clock=project.clock,
-        **kwargs,
+        heartbeat=heartbeat,
     )
     return runner, loaded, reporter
 
@@ -114,11 +121,12 @@ def test_a_secret_interpolated_into_deploy_to_is_refused(project: Project) -> No
     assert not (project.root / "tgt-s3cr3tT0ken").exists()
 
 
-class _FillsUp:
+class _FillsUp(io.StringIO):
     """A file on a disk that fills up once the deploy switched: every write after fails ENOSPC
     (what JsonLinesReporter's stream does when --events lives on a full disk)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.full = False
 
     def write(self, text: str) -> int:
@@ -309,7 +317,7 @@ def test_an_http_check_against_a_trickling_app_ends_by_the_step_deadline(project
             except OSError:
                 continue
 
-            def trickle(conn=conn) -> None:
+            def trickle(conn: socket.socket = conn) -> None:
                 try:
                     conn.recv(4096)
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")

@@ -22,6 +22,7 @@ from deploylib import (
     DeployFailed,
     LockLost,
     Pipeline,
+    StepContext,
     build,
     command,
     push,
@@ -268,14 +269,14 @@ def test_an_error_found_after_the_switch_puts_the_fleet_back_exit_1() -> None:
     armed: list[bool] = []
 
     @step
-    def late(ctx):  # type: ignore[no-untyped-def]
+    def late(ctx: StepContext) -> Iterator[str]:
         if armed and ctx.host.name == "h3":
             yield "echo {port}"
 
     hosts = [Host(f"h{i}", f"h{i}") for i in range(1, 5)]
     env = environment(hosts=hosts, strategy=StrategySettings(kind="rolling", batch=2))
     fleet = FakeFleet()
-    fleet.controller.respond(lambda op: armed.append(True) if "tar" in op.line else None)  # type: ignore[func-returns-value]
+    fleet.controller.respond(lambda op: armed.append(True) if "tar" in op.line else None)
     pipeline = Pipeline(
         build("tar -czf {artifact} ."),
         push(),

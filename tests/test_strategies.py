@@ -39,7 +39,7 @@ def test_batches(strategy: Rolling | Canary, total: int, sizes: list[int]) -> No
 
 
 def run_with(
-    kind: str, failing: str | None, **settings: object
+    strategy: StrategySettings, failing: str | None
 ) -> tuple[object, list[str], FakeFleet]:
     events: list[str] = []
     fleet = FakeFleet()
@@ -55,15 +55,13 @@ def run_with(
             return None
 
         fleet[name].respond(record)
-    env = environment(
-        hosts=[Host(h, h) for h in HOSTS], strategy=StrategySettings(kind=kind, **settings)
-    )  # type: ignore[arg-type]
+    env = environment(hosts=[Host(h, h) for h in HOSTS], strategy=strategy)
     outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
     return outcome, events, fleet
 
 
 def test_rolling_switches_batch_by_batch_after_each_verify() -> None:
-    outcome, events, _ = run_with("rolling", None, batch=2)
+    outcome, events, _ = run_with(StrategySettings(kind="rolling", batch=2), None)
     assert not isinstance(outcome, Exception)
     switches = [e for e in events if e.startswith("switch")]
     assert switches == [f"switch {h}" for h in HOSTS]
@@ -72,7 +70,7 @@ def test_rolling_switches_batch_by_batch_after_each_verify() -> None:
 
 
 def test_rolling_failure_puts_back_every_batch_so_far_and_stops() -> None:
-    outcome, events, fleet = run_with("rolling", "h3", batch=2)
+    outcome, events, fleet = run_with(StrategySettings(kind="rolling", batch=2), "h3")
     assert isinstance(outcome, DeployFailed)
     assert "switch h5" not in events  # the third batch never started
     for name in ("h1", "h2", "h3", "h4"):
@@ -82,13 +80,13 @@ def test_rolling_failure_puts_back_every_batch_so_far_and_stops() -> None:
 
 
 def test_canary_failure_touches_only_the_canary() -> None:
-    outcome, events, fleet = run_with("canary", "h1", canary=1)
+    outcome, events, fleet = run_with(StrategySettings(kind="canary", canary=1), "h1")
     assert isinstance(outcome, DeployFailed)
     assert [e for e in events if e.startswith("switch")] == ["switch h1"]
     assert any(op.description == "unset current" for op in fleet["h1"].operations)
 
 
 def test_canary_then_the_rest() -> None:
-    outcome, events, _ = run_with("canary", None, canary=1)
+    outcome, events, _ = run_with(StrategySettings(kind="canary", canary=1), None)
     assert not isinstance(outcome, Exception)
     assert events.index("verify h1") < events.index("switch h2")

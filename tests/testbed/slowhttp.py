@@ -18,6 +18,7 @@ import contextlib
 import socket
 import threading
 from types import TracebackType
+from typing import Self
 
 ANSWER = b"ok " * 400  # trickled a byte at a time, this outlasts any test
 
@@ -34,7 +35,7 @@ class _Server:
         self._lock = threading.Lock()
         self._acceptor = threading.Thread(target=self._accept, daemon=True, name="slow-accept")
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> Self:
         self._acceptor.start()
         return self
 
