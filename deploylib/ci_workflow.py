@@ -37,12 +37,14 @@ _DEPLOY_JOB = """\
       cancel-in-progress: false
     steps:
       - uses: {checkout}
+        with:
+          persist-credentials: false
       - uses: {setup_python}
         with:
           python-version: "3.11"
       - name: Install deploylib (pinned in requirements-deploy.txt)
         run: |
-          if ! grep -q '^deploylib' requirements-deploy.txt; then
+          if ! grep -Eq '^deploylib *(==|@ )' requirements-deploy.txt; then
             echo "::error::pin deploylib in requirements-deploy.txt"
             exit 1
           fi
@@ -83,6 +85,8 @@ jobs:
     timeout-minutes: 30
     steps:
       - uses: {checkout}
+        with:
+          persist-credentials: false
       - uses: {setup_python}
         with:
           python-version: "3.11"
@@ -91,11 +95,13 @@ jobs:
           for file in requirements.txt requirements-dev.txt; do
             if [ -f "$file" ]; then python -m pip install -r "$file"; fi
           done
-          if [ -d tests ]; then
-            python -m pip install pytest
+          if [ ! -d tests ]; then
+            echo "no tests/ directory: nothing to test"
+          elif python -c "import pytest" 2>/dev/null; then
             python -m pytest
           else
-            echo "no tests/ directory: nothing to test"
+            echo "::error::tests/ exists but pytest is not in requirements(-dev).txt"
+            exit 1
           fi
 """
 
@@ -105,7 +111,7 @@ def github_workflow() -> str:
     pins = {"checkout": CHECKOUT, "setup_python": SETUP_PYTHON, "upload": UPLOAD_ARTIFACT}
     conditions = {
         "staging": "github.event_name == 'push'",
-        "production": "github.event_name == 'workflow_dispatch'",
+        "production": "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'",
     }
     jobs = "".join(
         _DEPLOY_JOB.format(env=env, condition=conditions[env], **pins) for env in ENVIRONMENTS

@@ -54,7 +54,7 @@ class DeployProgram(Program):
                 moved.append(word)
             else:
                 head.append(word)
-        if rest and moved:
+        if rest and rest[0] != "--" and moved:
             rest[1:1] = moved
         else:
             head += moved  # no task: the parser names the option it does not know
@@ -68,6 +68,14 @@ class DeployProgram(Program):
             raise Exit
 
     def parse_cleanup(self) -> None:
+        # the program's options are read again here: Invoke also takes them after the task
+        # (``deploy --env dev -V``), where they must stop the task just as well
+        if self.args.version.value:
+            print(f"deploylib {__version__}")
+            raise Exit
+        if self.core.remainder:
+            task = self.tasks[0] if self.tasks else None
+            raise ParseError(f"unexpected words after '--': {self.core.remainder!r}", task)
         wanted = self.args.help.value
         if wanted is True:
             self.print_help()

@@ -124,8 +124,12 @@ def split_line(rows: list[dict[str, Any]]) -> str | None:
     """One line that says a fleet is on different releases, and which hosts differ."""
     if all(row.get("consistent", True) for row in rows):
         return None
-    others = [row for row in rows if row.get("differs")]
-    most = next(row["current"] for row in rows if not row.get("error") and not row["differs"])
+    read = [row for row in rows if not row.get("error")]
+    others = [row for row in read if row.get("differs")]
+    if len(read) - len(others) <= len(others) and len(others) > 1:  # no release runs on most
+        listed = ", ".join(f"{row['host']} ({row['current'] or 'no release'})" for row in read)
+        return f"the fleet is split: {listed}"
+    most = next(row["current"] for row in read if not row["differs"])
     listed = ", ".join(f"{row['host']} ({row['current'] or 'no release'})" for row in others)
     return f"the fleet is split: most hosts run {most or 'no release'}; {listed} differ"
 

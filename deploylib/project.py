@@ -106,6 +106,8 @@ class Project:
         settings: Mapping[str, Any] | None = None,
         pipelines: Mapping[str, Pipeline] | None = None,
     ) -> None:
+        if settings is not None and not isinstance(settings, Mapping):
+            raise ConfigError("settings: a mapping of deploy.toml's keys", key="settings")
         self.root = Path(root).absolute()
         self.config_file = self.root / config
         self.settings = dict(settings) if settings is not None else None
@@ -195,6 +197,10 @@ class Project:
         from deploylib.actions import select_hosts
         from deploylib.pipeline import load_pipeline
         from deploylib.wiring import Loaded
+
+        for key, names in (("hosts", hosts), ("roles", roles)):
+            if isinstance(names, str):  # a string is a sequence of letters: say so
+                raise ConfigError(f"a list of names, not the string {names!r}", key=key)
 
         environment = self._environment(env)
         name = pipeline or environment.pipeline

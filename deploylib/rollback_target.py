@@ -2,10 +2,12 @@
 the runner reads the states and switches).
 
 With ``--to RELEASE`` every target goes to that one release. Without, a rollback undoes the last
-deploy: the targets on the newest release (release ids start with the time of their deploy) go
-back, each to what it ran before, by its own release log; the others were not part of that
-deploy and stay. So a fleet deployed in parts goes back in the same parts, and undoing again goes
-one step further back each time."""
+deploy: the targets on the newest release go back, each to what it ran before, by its own release
+log; the others were not part of that deploy and stay. The newest release is the one the release
+logs show deployed after the others (on some target one was live before the other), not a
+clock's say: controllers' clocks may differ. Only releases no log relates are told apart by the
+time their ids begin with. So a fleet deployed in parts goes back in the same parts, and undoing
+again goes one step further back each time."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def rollback_plan(states: Mapping[str, TargetState], to: str | None) -> Rollback
     live = {name: state.current for name, state in states.items() if state.current}
     if not live:
         return RollbackPlan(problems=[f"{n}: there is no release to go back from" for n in states])
-    newest = max(live.values(), key=_deployed_at)
+    newest = _newest(states, set(live.values()))
     moves: dict[str, str] = {}
     stays: dict[str, str | None] = {}
     problems: list[str] = []
@@ -75,6 +77,17 @@ def _everyone_to(states: Mapping[str, TargetState], to: str) -> RollbackPlan:
         else:
             moves[name] = to
     return RollbackPlan(moves, {}, problems)
+
+
+def _newest(states: Mapping[str, TargetState], currents: set[str]) -> str:
+    """Of the releases targets run, the one no other was deployed after, by the logs."""
+    followed: dict[str, set[str]] = {release: set() for release in currents}
+    for state in states.values():
+        order = {release: i for i, release in enumerate(state.deployed())}
+        for earlier in currents & order.keys():
+            followed[earlier] |= {r for r in currents & order.keys() if order[r] > order[earlier]}
+    last = [release for release in currents if not followed[release]]
+    return max(last or currents, key=_deployed_at)
 
 
 def _deployed_at(release: str) -> str:

@@ -40,6 +40,7 @@ from deploylib.errors import (
     DeployFailed,
     FleetInconsistent,
     PlacedError,
+    StepFailed,
     VerifyFailed,
 )
 from deploylib.fleet import Target
@@ -234,7 +235,9 @@ class Runner:
                 unwell = self._go_back(plan, verify=verify)
                 phase = Phase.RECORD
                 self.signals.finishing("recording the rollback")
-                records.record_all(run, "rollback", "success", plan.moves)
+                # it happened, and stays: a success, with what fails on it said
+                error = "stays live, but fails there: " + "; ".join(unwell) if unwell else None
+                records.record_all(run, "rollback", "success", plan.moves, error=error)
                 self.lock.check_lost_after("rolled back")
                 gone_to = plan.release or "the releases they ran before"
                 if run.unreachable:
@@ -246,7 +249,7 @@ class Runner:
                     )
                 if unwell:
                     raise DeployFailed(
-                        f"rolled back to {gone_to}, and it stays live, but its checks fail:\n  "
+                        f"rolled back to {gone_to}, and it stays live, but it fails there:\n  "
                         + "\n  ".join(unwell),
                         run.placement(),
                     )
@@ -313,13 +316,22 @@ class Runner:
 
     def _go_back(self, plan: RollbackPlan, *, verify: bool) -> list[str]:
         """Switch the targets that move, batch by batch, each to its release; then the steps
-        after ``switch``. A check that fails there does not undo the rollback: it is returned,
-        a line per target. Any other failure does (the put-back, as for a deploy)."""
+        after ``switch``. What fails on a target that is on its release already (its restart,
+        its checks) does not undo the rollback: it is returned, a line per target. A switch
+        that did not happen does (the put-back, as for a deploy)."""
         run, steps = self.run, self.steps
         moving = [t for t in run.targets if t.name in plan.moves]
         unwell: list[str] = []
         for batch in self.strategy.batches(moving):
-            steps.run_step(self.pipeline.revert_step(), batch, release=plan.moves)
+            errors = steps.try_step(self.pipeline.revert_step(), batch, release=plan.moves)
+            for target in batch:
+                error = errors.get(target.name)
+                if error is None:
+                    continue
+                moved = target.current == plan.moves[target.name] and not target.uncertain
+                if not moved or not isinstance(error, StepFailed):
+                    raise error
+                unwell.append(f"{target.name}: {run.redact(error.message)} (restart)")
             for post_step in steps.phases.post:
                 if post_step.retry is not None and not verify:
                     continue

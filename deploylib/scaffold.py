@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploylib.ci_workflow import github_workflow, requirements_deploy
+from deploylib.ci_workflow import ENVIRONMENTS, github_workflow, requirements_deploy
 from deploylib.errors import ConfigError
 
 DEPLOY_TOML = """\
@@ -103,20 +104,43 @@ def init(project_dir: Path, *, ci: str | None = None, force: bool = False) -> In
                 "pin deploylib in requirements-deploy.txt (where CI installs it from)"
             )
     for path, content in files.items():
-        if path.exists() and not force:
+        # a link (even a dangling one) is left alone: writing through it would change a file
+        # outside the project
+        if path.is_symlink() or (path.exists() and not force):
             report.kept.append(path)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         report.written.append(path)
-    report.ignored = _ignore(project_dir / ".gitignore")
+    if ci == "github" and project_dir / "deploy.toml" in report.kept:
+        lacking = _environments_lacking(project_dir / "deploy.toml")
+        if lacking:
+            report.todo.append(
+                f"add [environments.{'] and [environments.'.join(lacking)}] to deploy.toml: "
+                "the CI workflow deploys them"
+            )
+    gitignore = project_dir / ".gitignore"
+    if gitignore.is_symlink():
+        report.todo.append(f"add {' '.join(GITIGNORE)} to .gitignore (a link: left alone)")
+    else:
+        report.ignored = _ignore(gitignore)
     return report
+
+
+def _environments_lacking(deploy_toml: Path) -> list[str]:
+    """The CI workflow's environments an existing deploy.toml does not define."""
+    try:
+        defined = tomllib.loads(deploy_toml.read_text(encoding="utf-8")).get("environments", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        defined = {}
+    return [env for env in ENVIRONMENTS if env not in defined]
 
 
 def _ignore(gitignore: Path) -> list[str]:
     """Add the lines of ``GITIGNORE`` that ``gitignore`` lacks; return them."""
     text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
-    have = {line.strip() for line in text.splitlines()}
+    # git ignores trailing spaces (not tabs) and keeps leading ones: `  .env*` is another pattern
+    have = {line.rstrip(" \r") for line in text.splitlines()}
     missing = [line for line in GITIGNORE if line not in have]
     if missing:
         prefix = "" if not text or text.endswith("\n") else "\n"

@@ -56,7 +56,7 @@ def reporter_for(
     reporters: list[Reporter] = [
         LiveReporter(out) if live else ConsoleReporter(out, verbose=verbose)
     ]
-    if events:
+    if events is not None:
         reporters.append(_events_file(events))
     if env.notify.webhook and not dry_run:
         from deploylib.reporting import Event, WebhookReporter
@@ -84,6 +84,8 @@ def _events_file(events: str) -> JsonLinesReporter:
     from deploylib.errors import ConfigError
     from deploylib.reporting import JsonLinesReporter
 
+    if not events.strip():
+        raise ConfigError("names no file", key="--events")
     try:
         return JsonLinesReporter.open(Path(events))
     except OSError as exc:

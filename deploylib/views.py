@@ -128,7 +128,7 @@ def reached_line(row: dict[str, Any]) -> str:
     ssh = row.get("ssh")
     if not ssh:
         return f"{_plain(row['host'])}: this machine, no SSH"
-    keys = ", ".join(str(k) for k in ssh.get("identity_files") or []) or "ssh-agent/default keys"
+    keys = ", ".join(str(k) for k in ssh.get("identity_files") or [])
     jump = f" via {_plain(ssh['proxy_jump'])}" if ssh.get("proxy_jump") else ""
     return (
         f"{_plain(row['host'])}: {_plain(ssh['user'])}@{_plain(ssh['hostname'])}:"

@@ -66,6 +66,11 @@ def test_errors_are_typed_with_the_exit_code_of_the_command_line(project: Projec
         api.deploy("dev", reporter=reporter)
     assert failed.value.exit_code == 1 and failed.value.placement == {"local": None}
     assert "deploy.failed" in reporter.kinds()
+    with pytest.raises(ConfigError) as text:
+        api.deploy("dev", hosts="local")  # a str is a Sequence[str]: the mistake under test
+    assert text.value.key == "hosts"
+    with pytest.raises(ConfigError):
+        Project(project.root, settings=["app"])  # type: ignore[arg-type]  # likewise
 
 
 def test_a_project_built_in_code_is_checked_as_files_are(tmp_path: Path) -> None:

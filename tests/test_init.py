@@ -119,3 +119,32 @@ def test_the_workflow_lints_clean_and_the_lint_can_fail(tmp_path: Path) -> None:
     )
     problems = lint(broken)
     assert sorted(str(p["kind"]) for p in problems) == ["expression", "syntax-check"], problems
+
+
+def test_init_never_writes_through_a_link_and_reads_gitignore_as_git_does(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    project = tmp_path / "project"
+    project.mkdir()
+    outside.write_text("elsewhere\n")
+    (project / "tasks.py").symlink_to(tmp_path / "missing-target.py")  # dangling
+    (project / ".env.example").symlink_to(outside)
+    (project / ".gitignore").write_text("  .env*  \n.deploy/  \n!.env.example\t\n")
+    result = init(project)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "missing-target.py").exists() and outside.read_text() == "elsewhere\n"
+    assert "left alone tasks.py" in result.stdout and "left alone .env.example" in result.stdout
+    # `  .env*` (leading spaces) and `!.env.example<TAB>` are other patterns to git
+    assert result.stdout.count(".gitignore: added .env* !.env.example") == 1
+    assert ".deploy/" not in result.stdout.split(".gitignore: added", 1)[1].splitlines()[0]
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".gitignore").symlink_to(outside)
+    assert "a link: left alone" in init(linked).stdout and outside.read_text() == "elsewhere\n"
+
+
+def test_init_ci_after_init_says_which_environments_to_add(tmp_path: Path) -> None:
+    assert init(tmp_path).returncode == 0
+    ci = init(tmp_path, "--ci", "github")
+    assert ci.returncode == 0 and "left alone deploy.toml" in ci.stdout
+    assert "to do: add [environments.staging] and [environments.production]" in ci.stdout

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project
@@ -65,6 +67,17 @@ def test_a_stray_word_or_an_unknown_task_is_a_usage_error_with_the_usage(project
     assert project.current() is None
 
 
+@pytest.mark.parametrize("extra", [["-V"], ["--version"], ["-l"], ["--", "--dry"], ["-h"]])
+def test_a_program_option_or_words_after_the_task_never_run_it(
+    project: Project, extra: list[str]
+) -> None:
+    result = project.cli("deploy", "--env", "dev", *extra)
+    assert result.returncode in (0, 2), result.stdout + result.stderr
+    assert project.current() is None and not (project.target / "releases").exists()
+    if extra[0] == "--":
+        assert result.returncode == 2 and "after '--'" in result.stderr
+
+
 def test_config_before_the_task_is_the_tasks_config(project: Project) -> None:
     (project.root / "deploy.toml").rename(project.root / "other.toml")
     missing = project.cli("deploy", "--env", "dev")
@@ -88,3 +101,27 @@ def test_version_and_task_help(project: Project) -> None:
     assert task.returncode == 0
     assert task.stdout.startswith("Usage: deploylib deploy [--options]")
     assert "--dry-run" in task.stdout and "--core-opts" not in task.stdout
+
+
+def test_an_empty_events_option_or_a_bad_environment_name_is_a_usage_error(
+    project: Project,
+) -> None:
+    empty = project.cli("deploy", "--env", "dev", "--events=")
+    assert empty.returncode == 2 and "--events" in empty.stderr
+    toml = (project.root / "deploy.toml").read_text()
+    project.write("deploy.toml", toml + '\n[environments."evil\\nname"]\nhosts = ["local"]\n')
+    bad = project.cli("deploy", "--env", "dev")
+    assert bad.returncode == 2 and "environments" in bad.stderr
+    assert project.current() is None
+
+
+def test_the_users_invoke_config_does_not_change_how_commands_run(
+    project: Project, tmp_path: Path
+) -> None:
+    """~/.invoke.yaml's run.dry (or hide, pty, ...) is the user's Invoke habit, not deploylib's."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".invoke.yaml").write_text("run:\n  dry: true\n  echo: true\n")
+    result = project.cli("deploy", "--env", "dev", env={"HOME": str(home)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.current() is not None

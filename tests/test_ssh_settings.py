@@ -48,7 +48,7 @@ def resolved(project: Project, home: Path, environment: str) -> dict[str, object
 def test_ssh_config_fills_what_deploy_toml_does_not_say(project: Project, home: Path) -> None:
     ssh = resolved(project, home, '[environments.x]\nhosts = ["app1"]\n')
     assert (ssh["hostname"], ssh["port"], ssh["user"]) == ("127.0.0.1", 2201, "cfguser")
-    assert ssh["identity_files"] == [str(home / ".ssh" / "id_app1")]
+    assert ssh["identity_files"] == [str(home / ".ssh" / "id_app1"), "ssh-agent and default keys"]
     assert ssh["proxy_jump"] is None
 
 
@@ -59,6 +59,20 @@ def test_the_environments_ssh_settings_come_before_ssh_config(project: Project, 
         '[environments.x]\nhosts = ["app1"]\n[environments.x.ssh]\nport = 2202\nuser = "envuser"\n',
     )
     assert (ssh["hostname"], ssh["port"], ssh["user"]) == ("127.0.0.1", 2202, "envuser")
+
+
+def test_deploy_tomls_key_file_is_offered_first_then_ssh_configs(
+    project: Project, home: Path
+) -> None:
+    """Both are offered, in that order (and no agent or default key): what check shows is
+    what the connection tries."""
+    key = home / "deploy_key"
+    ssh = resolved(
+        project,
+        home,
+        f'[environments.x]\nhosts = ["app1"]\n[environments.x.ssh]\nkey_file = "{key}"\n',
+    )
+    assert ssh["identity_files"] == [str(key), str(home / ".ssh" / "id_app1")]
 
 
 def test_a_host_entry_comes_first(project: Project, home: Path) -> None:
@@ -77,6 +91,6 @@ def test_check_verbose_says_it_in_a_line_per_host(project: Project, home: Path) 
         (project.root / "deploy.toml").read_text() + '\n[environments.x]\nhosts = ["app1"]\n',
     )
     table = project.cli("check", "--env", "x", "--verbose", env={"HOME": str(home)})
-    assert f"app1: cfguser@127.0.0.1:2201, keys {home}/.ssh/id_app1" in table.stdout
+    assert f"app1: cfguser@127.0.0.1:2201, keys {home}/.ssh/id_app1, ssh-agent" in table.stdout
     local = project.cli("check", "--env", "dev", "--verbose")
     assert "local: this machine, no SSH" in local.stdout

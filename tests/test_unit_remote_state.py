@@ -115,3 +115,14 @@ def test_removable_protects_current_and_rollback_target() -> None:
     # kept (and reported) rather than guessed about
     assert state.removable(2) == ["C"]
     assert state.unexplained() == ["X"]
+
+
+def test_a_log_line_whose_fields_are_not_text_is_damaged_not_a_crash() -> None:
+    odd = json.dumps({"event": "deploy", "outcome": "success", "release": ["x"]})
+    good = json.dumps(log_entry("deploy", "20260101T000000Z-a"))
+    output = (
+        f"{STATE_MARK}current\nabsent\n{STATE_MARK}releases\n{STATE_MARK}log\nlines=2\n"
+        f"{good}\n{odd}\n\n{STATE_MARK}end\n"
+    )
+    state = parse_state(output)
+    assert [e["release"] for e in state.log] == ["20260101T000000Z-a"] and state.damaged == (2,)

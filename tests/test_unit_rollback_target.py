@@ -54,3 +54,15 @@ def test_to_puts_every_target_on_one_release_or_says_why_not() -> None:
     assert plan.moves == {"a": ONE, "b": ONE} and plan.release == ONE and not plan.split
     missing = rollback_plan({"a": state(TWO, ONE, TWO)}, "20260109T000000Z-zz")
     assert missing.moves == {} and "not there" in missing.problems[0]
+
+
+def test_the_last_deploy_is_told_by_the_logs_not_by_a_clock() -> None:
+    """three was deployed to h1 after two (h1's log says so), from a controller whose clock
+    was an hour behind: its id sorts before two's. Undoing the last deploy moves h1 only."""
+    behind = "20260101T230000Z-r3"  # deployed last, with an earlier time in its id
+    two = "20260102T000000Z-r2"
+    h1 = state(behind, ONE, two, behind)
+    others = state(two, ONE, two)
+    plan = rollback_plan({"h1": h1, "h2": others, "h3": others}, None)
+    assert plan.moves == {"h1": two} and plan.stays == {"h2": two, "h3": two}
+    assert not plan.split

@@ -146,7 +146,10 @@ class LocalBackend(Backend):
         self.default_timeout = default_timeout
         self._running: set[subprocess.Popen[bytes]] = set()
         runner = type("_BackendLocal", (_DeployLocal,), {"running": self._running})
-        self._context = Context(config=Config(overrides={"runners": {"local": runner}}))
+        # lazy: no system or user Invoke config files (~/.invoke.yaml's run.dry, hide, pty...)
+        # change how deploylib runs commands
+        config = Config(overrides={"runners": {"local": runner}}, lazy=True)
+        self._context = Context(config=config)
 
     def run(self, command: Command) -> Result:
         stdin = command.stdin_bytes()

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # pydantic checks ``pattern=`` with Rust's regex engine, whose ``$`` is the end of the text only
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+#: an environment's name: printed and typed on command lines, so no blanks or control characters
+ENV_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 
 
@@ -88,4 +90,7 @@ class EnvironmentModel(_Overridable):
 
 class ProjectModel(_Overridable):
     app: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-    environments: Annotated[dict[str, EnvironmentModel], Field(min_length=1)]
+    environments: Annotated[
+        dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=64)], EnvironmentModel],
+        Field(min_length=1),
+    ]

@@ -158,7 +158,11 @@ def _parse_log(lines: list[str]) -> tuple[tuple[Mapping[str, Any], ...], tuple[i
         if not line.strip():
             continue
         entry = _parse_json_object(line)
-        if entry is None or not entry.keys() >= LOG_KEYS:
+        if (
+            entry is None
+            or not entry.keys() >= LOG_KEYS
+            or not all(isinstance(entry[key], str) for key in LOG_KEYS)
+        ):
             damaged.append(start + offset)
             continue
         entries.append(entry)

@@ -59,11 +59,12 @@ class Opener:
         decide it (deploy.toml first): nothing is opened."""
         target = self.connection_to(address, user=user, port=port)
         config = target.ssh_config
-        keys = (
-            [str(_path(self.settings.key_file, self.project_dir))]
-            if self.settings.key_file
-            else [str(k) for k in config.get("identityfile", [])]
-        )
+        # the keys offered, in order: deploy.toml's key_file, then ~/.ssh/config's IdentityFile
+        # (Fabric merges them); without key_file, the agent's and the default keys after them
+        named = target.connect_kwargs.get("key_filename") or []
+        keys = [str(k) for k in ([named] if isinstance(named, str) else named)]
+        if target.connect_kwargs.get("look_for_keys", True):
+            keys.append("ssh-agent and default keys")
         return {
             "hostname": target.host,
             "port": target.port,
