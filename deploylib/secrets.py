@@ -14,6 +14,7 @@ import re
 import shlex
 import threading
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 from deploylib import envfile
 
@@ -63,7 +64,8 @@ class Redactor:
     long, these forms are masked (``encodings``): the raw text; the dotenv form written to
     ``shared/.env`` (``envfile.value_token``); ``shlex.quote``; the JSON string body, ASCII-only
     and not; the ``repr`` body; the ``printf '%b'`` word the SSH backend sends multi-line values
-    as, and its body. Where found occurrences overlap, their union is masked as one ``***``.
+    as, and its body; its percent-encoded forms, and its head before a ``#`` or ``?`` (where a
+    URL parser cuts it). Where found occurrences overlap, their union is masked as one ``***``.
 
     All forms are searched at once by one compiled regular expression shaped as a prefix tree,
     so the cost grows with the length of the text, hardly with the number of secrets.
@@ -88,6 +90,13 @@ class Redactor:
         for line in text.splitlines():
             if len(line) >= MIN_REDACTED_LENGTH and not line.isspace():
                 forms |= encodings(line)
+        # in a URL (a check's, the webhook's) a value travels percent-encoded, and a parser
+        # cuts it at '#' (a fragment) or '?': its head is what an error message may show
+        forms |= {quote(text, safe=""), quote(text), quote_plus(text)}
+        for cut in ("#", "?"):
+            head = text.split(cut, 1)[0]
+            if head != text and len(head.strip()) >= max(MIN_REDACTED_LENGTH, 6):
+                forms |= encodings(head)
         with self._lock:
             self._forms |= {form for form in forms if len(form) >= MIN_REDACTED_LENGTH}
             self._pattern = None

@@ -187,3 +187,15 @@ def test_status_and_releases_never_show_a_secret_a_host_wrote(project: Project, 
         assert result.returncode == 0, result.stderr
         assert MASK in result.stdout
         assert secret not in result.stdout + result.stderr
+
+
+def test_a_secret_in_a_url_is_masked_encoded_and_where_a_parser_cuts_it() -> None:
+    secret = "s3cr et/+&=?#value"
+    redact = Redactor([secret]).redact
+    for shown in (
+        f"GET http://127.0.0.1:1/health?t={secret}",
+        "GET http://127.0.0.1:1/health?t=s3cr et/+&=?: status 500",  # cut at '#'
+        "GET http://127.0.0.1:1/health?t=s3cr%20et%2F%2B%26%3D%3F%23value",
+        "GET http://127.0.0.1:1/health?t=s3cr+et%2F%2B%26%3D%3F%23value",
+    ):
+        assert "s3cr" not in redact(shown), redact(shown)
