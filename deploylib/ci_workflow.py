@@ -25,6 +25,16 @@ UPLOAD_ARTIFACT = "actions/upload-artifact@b4b15b8c7c6ac21ea08fcf65892d2ee8f75cf
 #: the environments the workflow deploys, each a GitHub environment of the same name
 ENVIRONMENTS = ("staging", "production")
 
+#: the first steps of every job: the checkout (its token not kept) and Python
+_SETUP = """\
+      - uses: {checkout}
+        with:
+          persist-credentials: false
+      - uses: {setup_python}
+        with:
+          python-version: "3.11"
+"""
+
 _DEPLOY_JOB = """\
   {env}:
     needs: test
@@ -36,13 +46,7 @@ _DEPLOY_JOB = """\
       group: deploy-{env}
       cancel-in-progress: false
     steps:
-      - uses: {checkout}
-        with:
-          persist-credentials: false
-      - uses: {setup_python}
-        with:
-          python-version: "3.11"
-      - name: Install deploylib (pinned in requirements-deploy.txt)
+{setup}      - name: Install deploylib (pinned in requirements-deploy.txt)
         run: |
           if ! grep -Eq '^deploylib *(==|@ )' requirements-deploy.txt; then
             echo "::error::pin deploylib in requirements-deploy.txt"
@@ -84,13 +88,7 @@ jobs:
     runs-on: ubuntu-latest
     timeout-minutes: 30
     steps:
-      - uses: {checkout}
-        with:
-          persist-credentials: false
-      - uses: {setup_python}
-        with:
-          python-version: "3.11"
-      - name: Run the project's tests
+{setup}      - name: Run the project's tests
         run: |
           for file in requirements.txt requirements-dev.txt; do
             if [ -f "$file" ]; then python -m pip install -r "$file"; fi
@@ -109,6 +107,7 @@ jobs:
 def github_workflow() -> str:
     """The workflow's text."""
     pins = {"checkout": CHECKOUT, "setup_python": SETUP_PYTHON, "upload": UPLOAD_ARTIFACT}
+    pins["setup"] = _SETUP.format(**pins)
     conditions = {
         "staging": "github.event_name == 'push'",
         "production": "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'",
