@@ -20,6 +20,9 @@ release log, cleanup), ``recovery`` (what a failure undoes, by phase, in one pla
 rollback target is ``rollback_target``'s pure choice. Every change deploylib makes to a target
 after LOCK checks the lock's token first: a deploy that lost its lock stops changing that target
 and ends with ``LockLost`` (exit 3).
+
+Longer than the other modules on purpose: a deploy and a rollback are each read here, whole and
+in order; everything they call lives in the modules named above.
 """
 
 from __future__ import annotations
