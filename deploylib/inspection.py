@@ -23,7 +23,7 @@ from deploylib.remote import lock as remote_lock
 from deploylib.remote import reading as state_reading
 from deploylib.remote.layout import Layout
 from deploylib.remote.state import TargetState
-from deploylib.reporting import Event
+from deploylib.reporting import SilentReporter
 from deploylib.wiring import Loaded, backend_factory
 
 __all__ = ["check", "read_states", "release_history", "run_everywhere", "status_rows", "unlock"]
@@ -52,7 +52,7 @@ def run_everywhere(
     """A command (the same, or one per host) on every host, outside a deploy (status, check,
     unlock): ``ssh.parallel`` at a time, the results by host name. It runs as a deploy's steps
     do (``fleet.run_parallel``): Ctrl-C stops what runs on every host before it returns."""
-    make = backend_factory(env, dry_run=False, reporter=_Silent())
+    make = backend_factory(env, dry_run=False, reporter=SilentReporter())
     targets = [Target(host, make(host)) for host in hosts]
     results: dict[str, Result] = {}
 
@@ -189,6 +189,7 @@ def check(loaded: Loaded, *, verbose: bool = False) -> list[dict[str, Any]]:
     )
     rows = []
     results = run_everywhere(env, loaded.hosts, Command(script, timeout=30))
+    make = backend_factory(env, dry_run=False, reporter=SilentReporter())
     for host in loaded.hosts:
         result = results[host.name]
         facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -210,7 +211,6 @@ def check(loaded: Loaded, *, verbose: bool = False) -> list[dict[str, Any]]:
             }
         )
         if verbose:
-            make = backend_factory(env, dry_run=False, reporter=_Silent())
             rows[-1]["ssh"] = make(host).resolved() or None
     return rows
 
@@ -249,8 +249,3 @@ def unlock(env: Environment, hosts: Sequence[Host], *, force: bool = False) -> l
 
 def _is_token(text: str) -> bool:
     return re.fullmatch(r"[0-9a-f]{8,64}", text) is not None
-
-
-class _Silent:
-    def emit(self, event: Event) -> None:
-        del event

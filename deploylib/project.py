@@ -131,9 +131,10 @@ class Project:
         Raises ``DeployFailed`` (exit 1: the fleet is back on one release), ``LockHeld`` or
         ``LockLost`` (3), ``FleetInconsistent`` (4) or ``ConfigError`` (2)."""
         from deploylib import actions
+        from deploylib.reporting import SilentReporter
 
         loaded = self._load(env, pipeline, hosts, roles)
-        quiet = reporter or _Silent()
+        quiet = reporter or SilentReporter()
         return actions.deploy(loaded, reporter=quiet, revision=revision, dry_run=dry_run)
 
     def rollback(
@@ -148,9 +149,10 @@ class Project:
         every host on ``to``. Checks that fail on the release gone back to raise
         ``DeployFailed`` while it stays live; ``verify=False`` skips them."""
         from deploylib import actions
+        from deploylib.reporting import SilentReporter
 
         loaded = self._load(env, None, None, None)
-        quiet = reporter or _Silent()
+        quiet = reporter or SilentReporter()
         return actions.rollback(loaded, reporter=quiet, to=to, verify=verify)
 
     def status(self, env: str) -> list[HostStatus]:
@@ -236,13 +238,6 @@ def _typed(kind: type[T], redact: Callable[[str], str], row: Mapping[str, Any]) 
 
     names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
     return kind(**{k: clean(v) for k, v in row.items() if k in names})
-
-
-class _Silent:
-    """No reporter: the results say what happened."""
-
-    def emit(self, event: Any) -> None:
-        pass
 
 
 __all__ = ["HostCheck", "HostStatus", "Project", "ReleaseRecord"]

@@ -25,7 +25,7 @@ from deploylib.reporting.console import ConsoleReporter
 from deploylib.reporting.events import Event, Reporter
 from deploylib.reporting.json_lines import JsonLinesReporter
 from deploylib.reporting.live import LiveReporter
-from deploylib.reporting.recording import RecordingReporter
+from deploylib.reporting.recording import RecordingReporter, SilentReporter
 from deploylib.reporting.redacting import Redacting
 from deploylib.reporting.webhook import WebhookReporter
 
@@ -37,5 +37,6 @@ __all__ = [
     "RecordingReporter",
     "Redacting",
     "Reporter",
+    "SilentReporter",
     "WebhookReporter",
 ]

@@ -1,4 +1,5 @@
-"""``RecordingReporter``: every event kept in memory, for tests."""
+"""``RecordingReporter``: every event kept in memory, for tests; ``SilentReporter``: none kept,
+for runs whose results say what happened (the read-only tasks, the Python API)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ class RecordingReporter:
         return "\n".join(
             f"{e.kind} {e.host or ''} {e.step or ''} {e.message} {e.data}" for e in self.events
         )
+
+
+class SilentReporter:
+    """Keeps and shows nothing."""
+
+    def emit(self, event: Event) -> None:
+        del event
