@@ -22,7 +22,17 @@ from deploylib.errors import (
 )
 from deploylib.pipeline import Pipeline
 from deploylib.secrets import Secret
-from deploylib.steps import build, migrate, push, rollback, run, step, switch, verify
+from deploylib.steps import (
+    build,
+    migrate,
+    push,
+    python_env,
+    rollback,
+    run,
+    step,
+    switch,
+    verify,
+)
 
 if TYPE_CHECKING:
     from deploylib.project import HostCheck, HostStatus, Project, ReleaseRecord
@@ -67,6 +77,7 @@ __all__ = [
     "http",
     "migrate",
     "push",
+    "python_env",
     "rollback",
     "run",
     "step",

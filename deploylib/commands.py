@@ -69,18 +69,23 @@ class Command:
 
 @dataclass(frozen=True)
 class Upload:
-    """Copy ``local`` to ``remote`` on the target, with ``mode``."""
+    """Copy ``local`` to ``remote`` on the target, with ``mode``.
+
+    ``unless``: a shell test run on the target first; when it passes, what the file is for is
+    already there and nothing is sent (e.g. an environment made from it earlier)."""
 
     local: Path
     remote: str
     mode: int = 0o644
     description: str = ""
     timeout: float | None = None
+    unless: str = ""
 
     @property
     def line(self) -> str:
         local, remote = shlex.quote(str(self.local)), shlex.quote(self.remote)
-        return f"upload {local} -> {remote} (mode {self.mode:o})"
+        unless = f" unless {self.unless}" if self.unless else ""
+        return f"upload {local} -> {remote} (mode {self.mode:o}){unless}"
 
 
 @dataclass(frozen=True)

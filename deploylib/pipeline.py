@@ -99,6 +99,13 @@ class Pipeline:
             raise ConfigError("switch() needs a push() before it", file=file, key="switch")
         if pushes and not switches:
             raise ConfigError("push() without switch() would never go live", file=file, key="push")
+        for index, each in enumerate(flat):
+            if each.needs_release and (not pushes or index < pushes[0]):
+                raise ConfigError(
+                    f"{each.name}() works in the new release: put it after push()",
+                    file=file,
+                    key=each.name,
+                )
         if switches and flat.index(switches[0]) < pushes[0]:
             raise ConfigError("switch() must come after push()", file=file, key="switch")
         for s in switches:

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "remote.layout",
         "remote.gnu",
         "whereabouts",
+        "python_deps",
     },
     # configuration, requests from the controller, the commands run on targets
     {
@@ -44,6 +45,8 @@ LAYERS: list[set[str]] = [
         "remote.log",
         "remote.release",
         "rollback_target",
+        "remote.python_env",
+        "wheelhouse",
     },
     # where commands run, and what a step sees
     {
@@ -71,6 +74,7 @@ LAYERS: list[set[str]] = [
         "steps.builtin",
         "steps.custom",
         "steps.dsl",
+        "steps.python_env",
         "strategies",
         "strategies.base",
         "strategies.all",

@@ -30,6 +30,12 @@ class Backend(ABC):
         if isinstance(op, Command):
             return self.run(op)
         if isinstance(op, Upload):
+            if op.unless and not self.dry:
+                present = self.run(Command(op.unless, timeout=op.timeout, description="test"))
+                if present.unreachable or present.timed_out or present.exit_code == INTERRUPTED:
+                    return present
+                if present.ok:
+                    return Result(0, note="", stdout="already there: not sent\n")
             return self.upload(op)
         return self.probe(op)
 

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
 from deploylib.commands import Command, Upload
-from deploylib.remote import gnu
+from deploylib.remote import gnu, python_env
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
@@ -216,7 +216,8 @@ def remove_release_command(
     layout: Layout, releases: Iterable[str], token: str | None = None
 ) -> Command:
     """Remove release dirs and their uploads (also a partial upload) — never the release
-    ``current`` points at, whatever the controller believes: that one is kept, and said."""
+    ``current`` points at, whatever the controller believes: that one is kept, and said —
+    then the Python environments no remaining release links to."""
     q = shlex.quote
     lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)"', "rc=0"]
     for release in releases:
@@ -227,7 +228,7 @@ def remove_release_command(
             f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
             "|| rc=1; fi"
         )
-    lines.append("exit $rc")
+    lines += [*python_env.prune_lines(layout), "exit $rc"]
     return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))
 
 

@@ -1,12 +1,13 @@
 """The pipeline steps: each turns a ``StepContext`` into operations, and runs nothing itself.
 
 ``build`` runs once on this machine; ``push``, ``run``, ``switch``, ``verify`` and ``rollback``
-run on every target; ``migrate`` (and ``run(once=True)``) on one target. A custom step is a
-function decorated ``@step``. Every step takes ``before=`` and ``after=`` hooks: steps, or
-strings that become ``run(...)``.
+run on every target; ``migrate`` (and ``run(once=True)``) on one target; ``python_env``
+gives each release its virtual environment. A custom step is a function decorated ``@step``.
+Every step takes ``before=`` and ``after=`` hooks: steps, or strings that become ``run(...)``.
 
-The package: ``base`` (what a step is), ``builtin`` (the step kinds), ``custom`` (``@step``)
-and ``dsl`` (the functions pipelines are written with).
+The package: ``base`` (what a step is), ``builtin`` (the step kinds), ``custom`` (``@step``),
+``dsl`` (the functions pipelines are written with) and ``python_env`` (a virtual
+environment per release).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from deploylib.steps.dsl import (
     switch,
     verify,
 )
+from deploylib.steps.python_env import PythonBundle, PythonEnv, python_env
 
 __all__ = [
     "Build",
@@ -32,6 +34,8 @@ __all__ = [
     "HookSpec",
     "Placement",
     "Push",
+    "PythonBundle",
+    "PythonEnv",
     "Retry",
     "Rollback",
     "Run",
@@ -43,6 +47,7 @@ __all__ = [
     "build",
     "migrate",
     "push",
+    "python_env",
     "rollback",
     "run",
     "step",

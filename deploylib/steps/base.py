@@ -37,6 +37,8 @@ class Step:
     moves_current: ClassVar[bool] = False
     #: the step sends the build's artifact to the targets (push): the build must have made it
     ships_artifact: ClassVar[bool] = False
+    #: the step works in the new release's directory on the target: it comes after push()
+    needs_release: ClassVar[bool] = False
 
     name: str = "step"
     placement: Placement = "each"
