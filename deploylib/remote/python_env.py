@@ -72,6 +72,9 @@ class Install:
     wheels: bool = True
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
+    #: where uv is on the targets; None: on PATH, else ~/.local/bin or ~/.cargo/bin (where
+    #: uv's own installer puts it, off the PATH of a non-interactive SSH session)
+    uv: str | None = None
 
 
 def ensure_command(
@@ -92,20 +95,29 @@ def ensure_command(
     pip = shlex.join(
         [venv_python, "-m", "pip", "install", *PIP_QUIET, *sources, "-r", requirements]
     )
-    uv_install = shlex.join(
-        ["uv", "pip", "install", "--quiet", "--python", venv_python, *sources, "-r", requirements]
+    uv_install = '"$uv" ' + shlex.join(
+        ["pip", "install", "--quiet", "--python", venv_python, *sources, "-r", requirements]
     )
     with_pip = (
         f'{{ "$py" -m venv {q(paths.venv)} || {{ echo {q(_no_venv(install.python))} >&2; '
         f"exit 1; }}; }} && {pip}"
     )
-    with_uv = f'uv venv --quiet --python "$py" {q(paths.venv)} && {uv_install}'
+    with_uv = f'"$uv" venv --quiet --python "$py" {q(paths.venv)} && {uv_install}'
+    if install.uv:
+        find_uv = f"uv={q(install.uv)}"
+    else:
+        find_uv = (
+            'uv="$(command -v uv || for c in "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv"; '
+            'do [ ! -x "$c" ] || { echo "$c"; break; }; done)"'
+        )
+    no_uv = "uv is not on this host (python_env(installer='uv')): pip install uv, or uv=PATH"
     if install.installer == "uv":
-        make = with_uv
+        make = f'{{ {find_uv}; [ -n "$uv" ] || {{ echo {q(no_uv)} >&2; exit 1; }}; {with_uv}; }}'
     elif install.installer == "pip":
         make = with_pip
     else:
-        make = f"if command -v uv >/dev/null 2>&1; then {with_uv}; else {with_pip}; fi"
+        make = f'{{ {find_uv}; if [ -n "$uv" ]; then {with_uv}; else {with_pip}; fi; }}'
+
     missing = f"{install.python} is not installed on this host (python_env(python=...))"
     build = [
         f'py="$(command -v {q(install.python)})" || {{ echo {q(missing)} >&2; exit 1; }}',

@@ -135,6 +135,7 @@ def python_env(
     index_url: str | None = None,
     extra_index_urls: Sequence[str] = (),
     installer: str = "auto",
+    uv: str | None = None,
     timeout: float | None = None,
 ) -> Step:
     """A virtual environment for each release on every target, linked as
@@ -145,7 +146,8 @@ def python_env(
     first of those found). ``python``: the interpreter on the targets. ``wheels=True`` builds
     every wheel here, once, and ships them (targets need no index); ``wheels=False`` installs
     on each target from the index (``index_url``). ``installer``: "auto" (uv where the target
-    has it, else pip), "uv" or "pip"."""
+    has it, else pip), "uv" or "pip"; ``uv``: its path on the targets when it is neither on
+    their PATH nor in ``~/.local/bin`` or ``~/.cargo/bin``."""
     if installer not in INSTALLERS:
         raise ConfigError(f"python_env(installer={installer!r}): one of {', '.join(INSTALLERS)}")
     if not python or any(c.isspace() for c in python):
@@ -161,6 +163,7 @@ def python_env(
             wheels=wheels,
             index_url=index_url,
             extra_index_urls=tuple(extra_index_urls),
+            uv=uv,
         ),
     )
     bundle = PythonBundle(name="py deps", placement="local", settings=settings)
