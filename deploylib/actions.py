@@ -111,7 +111,9 @@ def rollback(
     to: str | None = None,
     verify: bool = True,
     clock: Clock = utc_now,
+    accept_schema: bool = False,
 ) -> Outcome:
-    """Undo the last deploy, or put every host on ``to``; ``verify=False`` skips the checks."""
+    """Undo the last deploy, or put every host on ``to``; ``verify=False`` skips the checks;
+    ``accept_schema`` goes back even to a release that does not know every live migration."""
     runner = runner_for(loaded, reporter=reporter, clock=clock)
-    return runner.rollback(loaded.hosts, to, verify=verify)
+    return runner.rollback(loaded.hosts, to, verify=verify, accept_schema=accept_schema)

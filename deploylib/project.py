@@ -143,17 +143,22 @@ class Project:
         *,
         to: str | None = None,
         verify: bool = True,
+        accept_schema: bool = False,
         reporter: Reporter | None = None,
     ) -> Outcome:
         """Undo the last deploy (each host it changed back to what it ran before), or put
         every host on ``to``. Checks that fail on the release gone back to raise
-        ``DeployFailed`` while it stays live; ``verify=False`` skips them."""
+        ``DeployFailed`` while it stays live; ``verify=False`` skips them. A release that does
+        not know every migration of the live database is refused (``DeployFailed``, nothing
+        changed) unless ``accept_schema`` (the command line's ``--yes``)."""
         from deploylib import actions
         from deploylib.reporting import SilentReporter
 
         loaded = self._load(env, None, None, None)
         quiet = reporter or SilentReporter()
-        return actions.rollback(loaded, reporter=quiet, to=to, verify=verify)
+        return actions.rollback(
+            loaded, reporter=quiet, to=to, verify=verify, accept_schema=accept_schema
+        )
 
     def status(self, env: str) -> list[HostStatus]:
         """Where every host is; changes nothing."""

@@ -45,6 +45,7 @@ def record_all(
             controller=run.controller_name,
             time=now,
             error=run.redact(error) if error else None,
+            extra={"schema": list(run.schema)} if run.schema is not None else {},
         )
         command = release_log.record_command(run.layout, entry, target.token)
         result = run.execute(target, command, "record")

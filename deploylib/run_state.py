@@ -64,6 +64,8 @@ class Run:
     targets: list[Target] = field(default_factory=list)
     #: targets left out of a rollback because they could not be reached
     unreachable: list[Target] = field(default_factory=list)
+    #: the migration state the deploy's ``migrate(schema=...)`` read, for the release log
+    schema: tuple[str, ...] | None = None
     #: the checks that passed on the new release, for the final message
     verified: list[str] = field(default_factory=list)
     #: set on Ctrl-C: health checks stop retrying

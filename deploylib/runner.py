@@ -55,6 +55,7 @@ from deploylib.remote import layout as remote_layout
 from deploylib.reporting import Reporter
 from deploylib.rollback_target import RollbackPlan, revision_of, rollback_plan
 from deploylib.run_state import Clock, Phase, Run
+from deploylib.schema_rollback import settle_schema
 from deploylib.signal_scope import SignalScope
 from deploylib.step_execution import StepExecution
 from deploylib.steps import Step
@@ -199,11 +200,18 @@ class Runner:
     # ------------------------------------------------------------------ rollback
 
     def rollback(
-        self, hosts: Sequence[Host], to: str | None = None, *, verify: bool = True
+        self,
+        hosts: Sequence[Host],
+        to: str | None = None,
+        *,
+        verify: bool = True,
+        accept_schema: bool = False,
     ) -> Outcome:
         """Undo the last deploy (each target it made current back to what it ran before), or
         put every target on ``to``. Checks that fail on the release gone back to are reported
-        (exit 1) but never undo the rollback; ``verify=False`` skips them."""
+        (exit 1) but never undo the rollback; ``verify=False`` skips them. A release that does
+        not know every migration of the live database is gone back to only with
+        ``accept_schema`` or the pipeline's ``migrate(undo=...)`` (see ``schema_rollback``)."""
         run = self.run
         if to is not None and not remote_layout.is_release_id(to):
             raise ConfigError(
@@ -234,6 +242,7 @@ class Runner:
                     run.revision = revision_of(first.state, plan.release)
                 if plan.split:
                     run.emit("warning", _split_warning(plan))
+                settle_schema(run, self.steps, self.pipeline, plan, accept=accept_schema)
                 phase = Phase.SWITCH
                 unwell = self._go_back(plan, verify=verify)
                 phase = Phase.RECORD

@@ -126,6 +126,7 @@ class StepExecution:
             if step.moves_current:
                 target.switching(None if restoring else ctx.release)
             deadline = started + run.env.step_timeout
+            outputs: list[str] = []
             for index, op in enumerate(step.operations(ctx)):
                 if target.lock_lost:
                     raise StepFailed(step.name, target.name, "the deploy lock here was lost")
@@ -144,6 +145,10 @@ class StepExecution:
                     if result.unreachable:
                         target.connection_lost()
                     raise StepFailed(step.name, target.name, run.summary(result), result)
+                outputs.append(result.stdout)
+            schema = step.schema_from(outputs)
+            if schema is not None and not run.dry:
+                run.schema = schema
         run.emit(
             "step.ok",
             host=target.name,

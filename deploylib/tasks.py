@@ -31,7 +31,8 @@ OPTION_HELP = {
     "to": "put every host on this release id (default: undo the last deploy, each host back "
     "to what it ran before it)",
     "no-verify": "do not run the checks on the release gone back to",
-    "yes": "skip the confirmation of environments with confirm = true",
+    "yes": "skip the confirmation of environments with confirm = true; rollback: go back also "
+    "to a release that does not know every migration of the live database",
     "force": "remove the lock even if its deploy looks alive (asks first)",
     "events": "append JSON Lines events to FILE",
     "json": "print JSON instead of a table",
@@ -115,7 +116,7 @@ def rollback(
         loaded = actions.load(config, env)
         reporter = reporter_for(loaded.env, events, verbose)  # a bad --events fails before asking
         confirm(loaded.env, len(loaded.hosts), yes)
-        actions.rollback(loaded, reporter=reporter, to=to, verify=not no_verify)
+        actions.rollback(loaded, reporter=reporter, to=to, verify=not no_verify, accept_schema=yes)
 
     _run(body)
 

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "remote.gnu",
         "whereabouts",
         "python_deps",
+        "schema_state",
     },
     # configuration, requests from the controller, the commands run on targets
     {
@@ -75,6 +76,7 @@ LAYERS: list[set[str]] = [
         "steps.custom",
         "steps.dsl",
         "steps.python_env",
+        "steps.migrations",
         "strategies",
         "strategies.base",
         "strategies.all",
@@ -102,7 +104,7 @@ LAYERS: list[set[str]] = [
         "check_retries",
     },
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
-    {"fleet_lock", "step_execution", "records", "recovery", "runner"},
+    {"fleet_lock", "step_execution", "records", "recovery", "schema_rollback", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
     {"actions", "wiring", "inspection", "testing", "project"},
     # the command line

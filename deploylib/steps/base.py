@@ -55,6 +55,11 @@ class Step:
     def operations(self, ctx: StepContext) -> list[Operation]:
         return []
 
+    def schema_from(self, outputs: list[str]) -> tuple[str, ...] | None:
+        """The migration state this step's operations printed (``outputs``: their stdout, in
+        order), for the release log; None: the step reports none (see ``migrate(schema=)``)."""
+        return None
+
     def templates(self) -> Iterable[str]:
         """Every template this step fills, for validation before any target is touched."""
         return ()

@@ -10,6 +10,7 @@ from deploylib.checks import Check
 from deploylib.errors import ConfigError
 from deploylib.steps.base import Step
 from deploylib.steps.builtin import Build, Push, Rollback, Run, Switch, Verify
+from deploylib.steps.migrations import Migrate
 
 HookSpec = Step | str | Sequence[Step | str] | None
 
@@ -79,12 +80,25 @@ def migrate(
     *,
     cwd: str | None = "{release_path}",
     timeout: float | None = None,
+    schema: str | None = None,
+    undo: str | None = None,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
+    """Run ``command`` once per deploy: on the first target with role ``db``, else the first.
+
+    ``schema``: record the migration state with the release (``"django"``, ``"alembic"`` or
+    a command printing one migration a line), so ``rollback`` to a release that does not know
+    every live migration names them and asks for ``--yes``; ``undo`` (``"django"`` or a
+    command) reverses them first instead."""
     _check_timeout("migrate", timeout)
-    return Run(
+    if undo is not None and not schema:
+        raise ConfigError("migrate(undo=...) needs schema=: the state says what to undo")
+    if undo == "django" and schema != "django":
+        raise ConfigError('migrate(undo="django") needs schema="django"')
+    return Migrate(
+        schema=schema,
+        undo=undo,
         name="migrate",
         placement="once",
         roles=("db",),

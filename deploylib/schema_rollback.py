@@ -1,0 +1,79 @@
+"""Before a rollback switches: what the live database has beyond the release gone back to.
+
+The states come from the release log (``migrate(schema=...)`` records one with every deploy).
+When the target release does not know every live migration, the rollback stops with nothing
+changed and names them, unless the pipeline's ``migrate(undo=...)`` reverses them first (run
+once, in the live release, which has the newer migrations' code) or the user accepts them
+(``--yes``)."""
+
+from __future__ import annotations
+
+from deploylib import schema_state
+from deploylib.errors import DeployFailed, StepFailed
+from deploylib.pipeline import Pipeline
+from deploylib.rollback_target import RollbackPlan
+from deploylib.run_state import Run
+from deploylib.step_execution import StepExecution
+from deploylib.steps.migrations import Migrate
+
+
+def settle_schema(
+    run: Run, steps: StepExecution, pipeline: Pipeline, plan: RollbackPlan, *, accept: bool
+) -> None:
+    logs = [t.state.log for t in run.targets if t.name in plan.moves]
+    live = next((s for s in map(schema_state.recorded, logs) if s is not None), None)
+    if live is None:
+        return  # no migration state recorded: nothing to compare
+    behind: dict[str, list[str]] = {}
+    targets: dict[str, tuple[str, ...]] = {}
+    for release in sorted(set(plan.moves.values())):
+        known = next(
+            (s for s in (schema_state.recorded(log, release) for log in logs) if s is not None),
+            None,
+        )
+        if known is None:
+            run.emit(
+                "warning",
+                f"no migration state is recorded for {release}: whether the live database "
+                "has migrations it does not know cannot be told",
+            )
+            continue
+        missing = schema_state.beyond(live, known)
+        if missing:
+            behind[release], targets[release] = missing, known
+    if not behind:
+        return
+    listed = "; ".join(f"{r} does not know {', '.join(m)}" for r, m in behind.items())
+    migrate = next((s for s in pipeline.flat() if isinstance(s, Migrate) and s.schema), None)
+    if migrate is not None and migrate.undo and len(targets) == 1:
+        ((release, known),) = targets.items()
+        _undo(run, steps, migrate, live, known)
+        run.schema = known
+        run.emit("warning", f"reversed the migrations {release} does not know: {listed}")
+        return
+    if accept:
+        run.schema = live
+        run.emit("warning", f"the live database keeps migrations: {listed} (--yes)")
+        return
+    raise DeployFailed(
+        f"cannot roll back, nothing changed: the live database has migrations the release "
+        f"gone back to does not know: {listed}. Reverse them first (migrate(..., undo=...) in "
+        "the pipeline), or roll back anyway with --yes",
+        run.placement(),
+    )
+
+
+def _undo(
+    run: Run, steps: StepExecution, migrate: Migrate, live: tuple[str, ...], known: tuple[str, ...]
+) -> None:
+    assert migrate.undo is not None
+    chosen = steps.targets_for(migrate, run.targets)
+    if not chosen:
+        return
+    target = chosen[0]
+    ctx = steps.context(target)
+    script = schema_state.django_undo(live, known) if migrate.undo == "django" else migrate.undo
+    command = ctx.command(script, cwd=ctx.layout.current, description="undo migrations")
+    result = run.execute(target, command, "migrate")
+    if not result.ok:
+        raise StepFailed("undo migrations", target.name, run.summary(result), result)
