@@ -12,6 +12,7 @@ is ``deploylib.terminal``'s. They are re-exported here, so ``actions.X`` keeps w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from deploylib.config import Environment, load_environment
@@ -99,11 +100,20 @@ def deploy(
     revision: str | None = None,
     dry_run: bool = False,
     allow_dirty: bool = False,
+    outputs: Sequence[Path] = (),
     clock: Clock = utc_now,
 ) -> Outcome:
     """Settle what is shipped (``deploylib.source``: the revision, a changed working tree),
-    then run the pipeline; ``allow_dirty`` deploys a working tree with uncommitted changes."""
-    source = settle(loaded.env, loaded.pipeline, revision, allow_dirty=allow_dirty, dry_run=dry_run)
+    then run the pipeline; ``allow_dirty`` deploys a working tree with uncommitted changes,
+    ``outputs`` are files the deploy writes itself (``--events``), never such changes."""
+    source = settle(
+        loaded.env,
+        loaded.pipeline,
+        revision,
+        allow_dirty=allow_dirty,
+        dry_run=dry_run,
+        outputs=outputs,
+    )
     for warning in source.warnings:
         reporter.emit(Event("warning", warning, data={"dry_run": True} if dry_run else {}))
     runner = runner_for(

@@ -13,6 +13,7 @@ it always was, and a git build is refused.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def settle(
     *,
     allow_dirty: bool = False,
     dry_run: bool = False,
+    outputs: Sequence[Path] = (),
 ) -> Source:
-    """The deploy's revision, after the checks above; ``ConfigError`` (exit 2) when refused."""
+    """The deploy's revision, after the checks above; ``ConfigError`` (exit 2) when refused.
+    ``outputs``: files the deploy writes itself (its ``--events`` file), never changes."""
     tree = work_tree(env.project_dir)
     builds = [s for s in pipeline.flat() if isinstance(s, Build)]
     if tree is None:
@@ -62,7 +65,7 @@ def settle(
     if not any(b.git is None for b in builds):
         return Source(commit)
     # a deploy_to inside the project dir is deploylib's own output, not a change to pack
-    changes = tree.changes(ignore=(Path(env.deploy_to),))
+    changes = tree.changes(ignore=(Path(env.deploy_to), *outputs))
     if not changes:
         return Source(commit)
     listed = ", ".join(changes[:SHOWN_CHANGES])

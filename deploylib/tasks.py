@@ -101,6 +101,7 @@ def deploy(
             revision=revision,
             dry_run=dry_run,
             allow_dirty=allow_dirty,
+            outputs=[Path(events).absolute()] if events else [],
         )
 
     _run(body)

@@ -253,6 +253,12 @@ def test_ignored_files_and_the_deploy_target_are_not_changes(repo: Project) -> N
     assert "warning" not in reporter.kinds()
 
 
+def test_the_deploys_own_events_file_is_not_a_change(repo: Project) -> None:
+    result = repo.cli("deploy", "--env", "dev", "--revision", "HEAD", "--events", "events.jsonl")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo.root / "events.jsonl").read_text().count("deploy.ok") == 1
+
+
 def test_a_git_build_does_not_mind_a_changed_working_tree(repo: Project) -> None:
     use_git_build(repo)
     repo.write("app/index.txt", "edited\n")
