@@ -65,7 +65,10 @@ def settle(
     if not any(b.git is None for b in builds):
         return Source(commit)
     # a deploy_to inside the project dir is deploylib's own output, not a change to pack
-    changes = tree.changes(ignore=(Path(env.deploy_to), *outputs))
+    try:
+        changes = tree.changes(ignore=(Path(env.deploy_to), *outputs))
+    except OSError as exc:
+        raise ConfigError(f"cannot tell whether {env.project_dir} has changes: {exc}") from None
     if not changes:
         return Source(commit)
     listed = ", ".join(changes[:SHOWN_CHANGES])

@@ -66,7 +66,8 @@ def _git_path(path: object) -> str:
     """``build(git=...)``'s directory: relative to the project dir, inside it, normalised."""
     text = path if isinstance(path, str) else ""
     parts = PurePosixPath(text).parts
-    if not text or text.startswith("/") or ".." in parts or any(ord(c) < 32 for c in text):
+    control = any(ord(c) < 32 or c == "\x7f" for c in text)
+    if not text or text.startswith("/") or ".." in parts or control:
         raise ConfigError(
             f"build(git={path!r}): a directory relative to the project dir, inside it "
             '(no "..", not absolute; "." for the whole project dir)'
