@@ -12,6 +12,7 @@ is ``deploylib.terminal``'s. They are re-exported here, so ``actions.X`` keeps w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from deploylib.config import Environment, load_environment
@@ -26,8 +27,9 @@ from deploylib.inspection import (
     unlock,
 )
 from deploylib.pipeline import load_pipeline
-from deploylib.reporting import Reporter
+from deploylib.reporting import Event, Reporter
 from deploylib.runner import Clock, Outcome, utc_now
+from deploylib.source import settle
 from deploylib.terminal import is_interactive
 from deploylib.wiring import REVISION_RE, Loaded, backend_factory, resolve_revision, runner_for
 
@@ -97,10 +99,26 @@ def deploy(
     reporter: Reporter,
     revision: str | None = None,
     dry_run: bool = False,
+    allow_dirty: bool = False,
+    outputs: Sequence[Path] = (),
     clock: Clock = utc_now,
 ) -> Outcome:
-    revision = resolve_revision(loaded.env, revision)
-    runner = runner_for(loaded, reporter=reporter, dry_run=dry_run, revision=revision, clock=clock)
+    """Settle what is shipped (``deploylib.source``: the revision, a changed working tree),
+    then run the pipeline; ``allow_dirty`` deploys a working tree with uncommitted changes,
+    ``outputs`` are files the deploy writes itself (``--events``), never such changes."""
+    source = settle(
+        loaded.env,
+        loaded.pipeline,
+        revision,
+        allow_dirty=allow_dirty,
+        dry_run=dry_run,
+        outputs=outputs,
+    )
+    for warning in source.warnings:
+        reporter.emit(Event("warning", warning, data={"dry_run": True} if dry_run else {}))
+    runner = runner_for(
+        loaded, reporter=reporter, dry_run=dry_run, revision=source.revision, clock=clock
+    )
     return runner.deploy(loaded.hosts)
 
 

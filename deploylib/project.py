@@ -124,18 +124,23 @@ class Project:
         roles: Sequence[str] | None = None,
         revision: str | None = None,
         dry_run: bool = False,
+        allow_dirty: bool = False,
         reporter: Reporter | None = None,
     ) -> Outcome:
         """Build, push, switch and verify a release; every host back where it was on failure.
 
-        Raises ``DeployFailed`` (exit 1: the fleet is back on one release), ``LockHeld`` or
-        ``LockLost`` (3), ``FleetInconsistent`` (4) or ``ConfigError`` (2)."""
+        In a git work tree ``revision`` (default ``HEAD``) must name a commit, recorded by its
+        full id; a build that packs a working tree with uncommitted changes is refused unless
+        ``allow_dirty``. Raises ``DeployFailed`` (exit 1: the fleet is back on one release),
+        ``LockHeld`` or ``LockLost`` (3), ``FleetInconsistent`` (4) or ``ConfigError`` (2)."""
         from deploylib import actions
         from deploylib.reporting import SilentReporter
 
         loaded = self._load(env, pipeline, hosts, roles)
         quiet = reporter or SilentReporter()
-        return actions.deploy(loaded, reporter=quiet, revision=revision, dry_run=dry_run)
+        return actions.deploy(
+            loaded, reporter=quiet, revision=revision, dry_run=dry_run, allow_dirty=allow_dirty
+        )
 
     def rollback(
         self,

@@ -26,7 +26,10 @@ OPTION_HELP = {
     "pipeline": "pipeline name: pipelines/NAME.py (default: deploy.toml's pipeline)",
     "hosts": "only these hosts, comma-separated",
     "roles": "only hosts with these roles, comma-separated",
-    "revision": "revision to record (default: git rev-parse HEAD)",
+    "revision": "commit to deploy in a git work tree, recorded by its full id (default: HEAD); "
+    "elsewhere a label to record",
+    "allow-dirty": "deploy even though the build packs a working tree with uncommitted changes "
+    "(recorded as <commit>-dirty)",
     "dry-run": "print the exact commands per host; change nothing",
     "to": "put every host on this release id (default: undo the last deploy, each host back "
     "to what it ran before it)",
@@ -77,6 +80,7 @@ def deploy(
     roles: str | None = None,
     revision: str | None = None,
     dry_run: bool = False,
+    allow_dirty: bool = False,
     yes: bool = False,
     events: str | None = None,
     config: str = "deploy.toml",
@@ -92,7 +96,14 @@ def deploy(
         reporter = reporter_for(loaded.env, events, verbose, dry_run=dry_run)
         if not dry_run:
             confirm(loaded.env, len(loaded.hosts), yes)
-        actions.deploy(loaded, reporter=reporter, revision=revision, dry_run=dry_run)
+        actions.deploy(
+            loaded,
+            reporter=reporter,
+            revision=revision,
+            dry_run=dry_run,
+            allow_dirty=allow_dirty,
+            outputs=[Path(events).absolute()] if events else [],
+        )
 
     _run(body)
 

@@ -1,6 +1,7 @@
 """How a task's run is put together: what it works on (``Loaded``: an environment, a pipeline,
-the chosen hosts), the backend that works on each host, the revision a deploy records, and the
-``Runner`` of a deploy or rollback over real targets.
+the chosen hosts), the backend that works on each host, and the ``Runner`` of a deploy or
+rollback over real targets. The revision a deploy records is ``deploylib.source``'s
+(``resolve_revision`` is re-exported here).
 
 ``deploylib.actions`` (deploy, rollback) and ``deploylib.inspection`` (status, releases, check,
 unlock) both reach hosts through ``backend_factory``; the test kit (``deploylib.testing``) builds
@@ -9,22 +10,20 @@ its ``Runner`` over fake backends instead.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
 from deploylib.backends.printer import PrinterBackend
-from deploylib.commands import Command
 from deploylib.config import Environment
-from deploylib.errors import ConfigError
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline
 from deploylib.reporting import Event, Reporter
 from deploylib.runner import Clock, Runner, utc_now
+from deploylib.source import REVISION_RE, resolve_revision
 
-REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,127}")
+__all__ = ["REVISION_RE", "Loaded", "backend_factory", "resolve_revision", "runner_for"]
 
 
 @dataclass(frozen=True)
@@ -53,24 +52,6 @@ def backend_factory(
         )
 
     return make
-
-
-def resolve_revision(env: Environment, revision: str | None) -> str:
-    if revision is None:
-        result = LocalBackend(LOCAL).run(
-            Command.of(
-                "git", "rev-parse", "--short=12", "HEAD", cwd=str(env.project_dir), timeout=10
-            )
-        )
-        revision = result.stdout.strip() if result.ok else "unknown"
-        if not REVISION_RE.fullmatch(revision):
-            revision = "unknown"
-    if not REVISION_RE.fullmatch(revision):
-        raise ConfigError(
-            f"not a revision: {revision!r} (letters, digits and ._+/@:- only, at most 128)",
-            key="--revision",
-        )
-    return revision
 
 
 def runner_for(

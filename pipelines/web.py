@@ -1,5 +1,9 @@
 """Deploys the bundled example app (examples/hello) and serves it with gunicorn on 127.0.0.1.
 
+The build archives examples/hello as the deploy's commit has it (``git archive``): what is
+deployed is what was committed, whatever is edited in the working tree; ``--revision`` picks
+another commit.
+
 The first deploy starts gunicorn from ``current``; later deploys send it HUP, which starts
 workers on the new release and lets the old ones finish their requests.
 """
@@ -17,7 +21,7 @@ fi
 """
 
 pipeline = Pipeline(
-    build("tar -czf {artifact} --exclude=__pycache__ -C examples/hello ."),
+    build(git="examples/hello"),
     push(),
     switch(restart=SERVE),
     verify(

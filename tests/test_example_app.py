@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, program
+from tests.conftest import REPO
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,6 +58,10 @@ class Example:
             env={**os.environ, "HELLO_PORT": str(self.port), "CI": "true"},
         )
 
+    def git(self, *args: str) -> None:
+        done = self.run("git", "-c", "user.name=t", "-c", "user.email=t@t", *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
     @property
     def pidfile(self) -> Path:
         return self.root / ".deploy" / "dev" / "shared" / "gunicorn.pid"
@@ -73,7 +77,12 @@ def example(tmp_path: Path) -> Iterator[Example]:
     shutil.copytree(
         REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__")
     )
+    (root / ".gitignore").write_text(".deploy/\n__pycache__/\n")
     project = Example(root, free_port())
+    # a clone, as CI has it: the pipeline deploys the committed example (git archive)
+    project.git("init", "-q")
+    project.git("add", "-A")
+    project.git("commit", "-q", "-m", "the example")
     yield project
     if project.pidfile.exists():
         pid = int(project.pidfile.read_text())
@@ -134,9 +143,12 @@ def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example:
     assert f"http://127.0.0.1:{example.port}/health" in first.stdout  # where it runs
     pid = int(example.pidfile.read_text())
 
+    # an uncommitted edit is not deployed; the next commit is
+    (example.root / "examples" / "hello" / "app.py").write_text("raise SystemExit('edit')\n")
+    example.git("commit", "-q", "--allow-empty", "-m", "the next commit")
     with Load(example.port) as load:
         load.wait_for_answers(10)  # requests are flowing before the deploy
-        second = example.run(*program("deploy", "--env", "dev"))
+        second = example.run(sys.executable, "-m", "deploylib", "deploy", "--env", "dev")
         load.wait_for_answers(10)  # and go on after it
     assert second.returncode == 0, second.stdout + second.stderr
     release_2 = get(example.port, "/health").split()[1]
@@ -145,6 +157,9 @@ def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example:
     assert sum(load.bodies.values()) > 20
     assert f"hello from release {release_2}" in load.bodies
     assert int(example.pidfile.read_text()) == pid  # reloaded in place, not restarted
+    head = example.run("git", "rev-parse", "HEAD").stdout.strip()
+    revision = example.root / ".deploy" / "dev" / "releases" / release_2 / "REVISION"
+    assert revision.read_text().split() == [release_2, head]  # the commit, by its full id
 
     back = example.run(sys.executable, "-m", "deploylib", "rollback", "--env", "dev")
     assert back.returncode == 0, back.stdout + back.stderr

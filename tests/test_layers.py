@@ -39,6 +39,7 @@ LAYERS: list[set[str]] = [
         "config.host_list",
         "config.paths",
         "probes",
+        "repository",
         "remote",
         "remote.state",
         "remote.reading",
@@ -106,7 +107,7 @@ LAYERS: list[set[str]] = [
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "schema_rollback", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
-    {"actions", "wiring", "inspection", "testing", "project"},
+    {"actions", "wiring", "source", "inspection", "testing", "project"},
     # the command line
     # the command line, and the package's exports (the DSL, and the API on first use)
     {"tasks", "cli", "__main__", ""},

@@ -3,27 +3,61 @@ and ``Rollback`` (on targets)."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from deploylib.checks import Check
-from deploylib.commands import Operation
+from deploylib.commands import Command, Operation
 from deploylib.context import StepContext
+from deploylib.errors import ConfigError
 from deploylib.remote import release as remote_release
+from deploylib.repository import is_object_id
 from deploylib.steps.base import Retry, Step
 
 
 @dataclass(frozen=True)
 class Build(Step):
+    """Write the artifact on this machine: run ``command`` in the project dir (it packs the
+    working tree), or, with ``git`` set, archive the deploy's commit: the directory ``git``
+    (relative to the project dir, ``"."`` for all of it) as it is in that commit, its contents
+    at the root of the artifact."""
+
     command: str = ""
     cwd: str | None = None
+    git: str | None = None
 
     def operations(self, ctx: StepContext) -> list[Operation]:
+        if self.git is not None:
+            return [self.archive(ctx, self.git)]
         cwd = ctx.shell(self.cwd) if self.cwd else str(ctx.env.project_dir)
         return [ctx.command(self.command, cwd=cwd, description="build")]
 
+    def archive(self, ctx: StepContext, path: str) -> Command:
+        """``git archive`` of the deploy's commit, run in the archived directory: git takes the
+        directory's tree from the commit, so its contents are at the root of the artifact. Every
+        value is an argv word; the commit, a full object id, comes after ``--end-of-options``."""
+        if not is_object_id(ctx.revision):
+            raise ConfigError(
+                f"build(git={path!r}) archives the deploy's commit, but the revision "
+                f"{ctx.revision!r} is not a commit id: the project dir must be in a git work tree"
+            )
+        return Command.of(
+            "git",
+            "archive",
+            "--format=tar.gz",
+            f"--output={ctx.artifact}",
+            "--end-of-options",
+            ctx.revision,
+            cwd=posixpath.normpath(posixpath.join(str(ctx.env.project_dir), path)),
+            timeout=ctx.env.command_timeout,
+            description="build",
+        )
+
     def templates(self) -> Iterable[str]:
+        if self.git is not None:
+            return []
         return [self.command, *([self.cwd] if self.cwd else [])]
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 
 from deploylib.checks import Check
 from deploylib.errors import ConfigError
@@ -32,17 +33,47 @@ def as_steps(spec: Step | str | Sequence[Step | str] | None) -> tuple[Step, ...]
 
 
 def build(
-    command: str, *, cwd: str | None = None, before: HookSpec = None, after: HookSpec = None
+    command: str | None = None,
+    *,
+    git: str | None = None,
+    cwd: str | None = None,
+    before: HookSpec = None,
+    after: HookSpec = None,
 ) -> Step:
-    """Run ``command`` once on this machine; it must write the artifact to ``{artifact}``."""
+    """Write the artifact once, on this machine: ``build("tar -czf {artifact} ...")`` runs a
+    command, which must write it to ``{artifact}``; ``build(git="app")`` archives the directory
+    ``app`` (``"."``: the project dir) as the deploy's commit has it, with ``git archive``."""
+    if (command is None) == (git is None):
+        raise ConfigError(
+            'build(): give a command, build("tar -czf {artifact} ..."), or a directory to '
+            'archive from git, build(git="app"); not both'
+        )
+    if git is not None:
+        if cwd is not None:
+            raise ConfigError(f"build(git={git!r}): cwd= is for a command build")
+        git = _git_path(git)
     return Build(
         name="build",
         placement="local",
-        command=command,
+        command=command or "",
         cwd=cwd,
+        git=git,
         before=as_steps(before),
         after=as_steps(after),
     )
+
+
+def _git_path(path: object) -> str:
+    """``build(git=...)``'s directory: relative to the project dir, inside it, normalised."""
+    text = path if isinstance(path, str) else ""
+    parts = PurePosixPath(text).parts
+    control = any(ord(c) < 32 or c == "\x7f" for c in text)
+    if not text or text.startswith("/") or ".." in parts or control:
+        raise ConfigError(
+            f"build(git={path!r}): a directory relative to the project dir, inside it "
+            '(no "..", not absolute; "." for the whole project dir)'
+        )
+    return str(PurePosixPath(text))
 
 
 def push(*, before: HookSpec = None, after: HookSpec = None) -> Step:
