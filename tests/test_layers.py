@@ -26,6 +26,8 @@ LAYERS: list[set[str]] = [
         "remote.layout",
         "remote.gnu",
         "whereabouts",
+        "stdin_env",
+        "sudo",
     },
     # configuration, requests from the controller, the commands run on targets
     {

@@ -10,6 +10,7 @@ from deploylib.checks import Check
 from deploylib.errors import ConfigError
 from deploylib.steps.base import Step
 from deploylib.steps.builtin import Build, Push, Rollback, Run, Switch, Verify
+from deploylib.sudo import USER_NAME
 
 HookSpec = Step | str | Sequence[Step | str] | None
 
@@ -57,11 +58,17 @@ def run(
     roles: Sequence[str] = (),
     timeout: float | None = None,
     name: str = "run",
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
+    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``).
+
+    ``sudo=True`` runs it as the environment's ``become`` user (root when it has none),
+    ``sudo="name"`` as that user: through ``sudo -n``, which fails at once, saying which
+    sudoers rule is missing, rather than asking for a password."""
     _check_timeout("run", timeout)
+    _check_sudo("run", sudo)
     return Run(
         name=name,
         placement="once" if once else "each",
@@ -69,6 +76,7 @@ def run(
         command=command,
         cwd=cwd,
         timeout=timeout,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -79,11 +87,13 @@ def migrate(
     *,
     cwd: str | None = "{release_path}",
     timeout: float | None = None,
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
     """Run ``command`` once per deploy: on the first target with role ``db``, else the first."""
     _check_timeout("migrate", timeout)
+    _check_sudo("migrate", sudo)
     return Run(
         name="migrate",
         placement="once",
@@ -91,6 +101,7 @@ def migrate(
         command=command,
         cwd=cwd,
         timeout=timeout,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -101,15 +112,19 @@ def switch(
     restart: str | None = None,
     start: str | None = None,
     stop: str | None = None,
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Point ``current`` at the new release atomically, then ``restart`` the app."""
+    """Point ``current`` at the new release atomically, then ``restart`` the app (as another
+    user with ``sudo``, as in ``run``; a put-back restarts the same way)."""
+    _check_sudo("switch", sudo)
     return Switch(
         name="switch",
         restart=restart,
         start=start,
         stop=stop,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -140,11 +155,20 @@ def verify(
 
 
 def rollback(
-    *, restart: str | None = None, before: HookSpec = None, after: HookSpec = None
+    *,
+    restart: str | None = None,
+    sudo: bool | str = False,
+    before: HookSpec = None,
+    after: HookSpec = None,
 ) -> Step:
     """Switch back to the previous release (see ``Rollback``)."""
+    _check_sudo("rollback", sudo)
     return Rollback(
-        name="rollback", restart=restart, before=as_steps(before), after=as_steps(after)
+        name="rollback",
+        restart=restart,
+        sudo=sudo,
+        before=as_steps(before),
+        after=as_steps(after),
     )
 
 
@@ -153,3 +177,10 @@ def _check_timeout(what: str, timeout: float | None) -> None:
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
     ):
         raise ConfigError(f"{what}(timeout={timeout!r}): a timeout is a number of seconds > 0")
+
+
+def _check_sudo(what: str, sudo: bool | str) -> None:
+    if isinstance(sudo, bool):
+        return
+    if not isinstance(sudo, str) or not USER_NAME.fullmatch(sudo):
+        raise ConfigError(f"{what}(sudo={sudo!r}): sudo is True, False or a user name")
