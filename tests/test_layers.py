@@ -81,6 +81,10 @@ LAYERS: list[set[str]] = [
         "pipeline",
         "scaffold",
         "ci_workflow",
+        "recipes",
+        "recipes.gunicorn",
+        "recipes.systemd",
+        "recipes.supervisord",
     },
     # the run's plumbing and how it is shown
     {
