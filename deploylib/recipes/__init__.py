@@ -7,5 +7,13 @@ serves the app rather than how (docs/python-apps.md, "Process managers")::
 """
 
 from deploylib.recipes.gunicorn import gunicorn, gunicorn_restart
+from deploylib.recipes.systemd import gunicorn_command, systemd, systemd_restart, systemd_unit
 
-__all__ = ["gunicorn", "gunicorn_restart"]
+__all__ = [
+    "gunicorn",
+    "gunicorn_command",
+    "gunicorn_restart",
+    "systemd",
+    "systemd_restart",
+    "systemd_unit",
+]
