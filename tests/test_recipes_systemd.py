@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def target() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
-def script(root: Path, **options: object) -> str:
+def script(root: Path, **options: Any) -> str:
     template = systemd_restart(
         "hello",
         exec_start=gunicorn_command("app:app", bind="127.0.0.1:8000", workers=2),

@@ -7,12 +7,15 @@ serves the app rather than how (docs/python-apps.md, "Process managers")::
 """
 
 from deploylib.recipes.gunicorn import gunicorn, gunicorn_restart
+from deploylib.recipes.supervisord import supervisord, supervisord_restart
 from deploylib.recipes.systemd import gunicorn_command, systemd, systemd_restart, systemd_unit
 
 __all__ = [
     "gunicorn",
     "gunicorn_command",
     "gunicorn_restart",
+    "supervisord",
+    "supervisord_restart",
     "systemd",
     "systemd_restart",
     "systemd_unit",

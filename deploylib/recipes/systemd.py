@@ -68,8 +68,8 @@ as_root() {{  # as_root COMMAND...: directly as root, else through sudo -n
   sudo -n "$@" && return
   __s=$?
   if ! sudo -n -l "$@" >/dev/null 2>&1; then
-    echo "deploylib: sudo -n may not run '$*' without a password (deploylib never waits for one)." \\
-      "Allow it in {sudoers} (edit with visudo -f {sudoers}):" >&2
+    echo "deploylib: sudo -n may not run '$*' without a password" \\
+      "(deploylib never waits for one). Allow it in {sudoers} (edit with visudo -f {sudoers}):" >&2
     __c=$(command -v systemctl || echo /usr/bin/systemctl)
     echo "  $(id -un) ALL=(root) NOPASSWD: $__c daemon-reload, $__c enable $service.service," \\
       "$__c {action} $service.service," \\
