@@ -6,7 +6,7 @@ serves the app rather than how (docs/python-apps.md, "Process managers")::
     pipeline = Pipeline(build(...), push(), gunicorn("app:app", bind="127.0.0.1:8000"), verify(...))
 """
 
-from deploylib.recipes.gunicorn import gunicorn, gunicorn_restart
+from deploylib.recipes.gunicorn import gunicorn, gunicorn_restart, uvicorn
 from deploylib.recipes.supervisord import supervisord, supervisord_restart
 from deploylib.recipes.systemd import gunicorn_command, systemd, systemd_restart, systemd_unit
 
@@ -19,4 +19,5 @@ __all__ = [
     "systemd",
     "systemd_restart",
     "systemd_unit",
+    "uvicorn",
 ]

@@ -17,7 +17,9 @@ release it is ``python3 -m gunicorn`` from the PATH.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from deploylib.errors import ConfigError
 from deploylib.steps.base import Step
 from deploylib.steps.dsl import HookSpec, switch
 
@@ -92,7 +94,7 @@ def gunicorn_restart(
 ) -> str:
     """The restart script of ``gunicorn(...)``, for a ``switch(restart=...)`` of your own."""
     if workers < 1 or timeout < 1:
-        raise ValueError("gunicorn(): workers and timeout must be at least 1")
+        raise ConfigError("gunicorn(): workers and timeout must be at least 1")
     options = ""
     if worker_class:
         options += f" --worker-class {worker_class}"
@@ -149,3 +151,18 @@ def gunicorn(
         before=before,
         after=after,
     )
+
+
+#: the ASGI worker of the uvicorn-worker package (``uvicorn.workers`` is deprecated upstream)
+UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+
+
+def uvicorn(
+    app: str = "app:app",
+    *,
+    worker_class: str = UVICORN_WORKER,
+    **options: Any,
+) -> Step:
+    """An ASGI app served by gunicorn with uvicorn's worker: ``gunicorn(...)`` with
+    ``worker_class`` (install ``uvicorn-worker`` into the release's venv)."""
+    return gunicorn(app, worker_class=worker_class, **options)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from deploylib.errors import ConfigError
 from deploylib.steps.base import Step
 from deploylib.steps.dsl import HookSpec, switch
 
@@ -95,9 +96,9 @@ def supervisord_restart(
 ) -> str:
     """The restart script of ``supervisord(...)``."""
     if not PROGRAM_NAME.fullmatch(program):
-        raise ValueError(f"supervisord(): not a program name: {program!r}")
+        raise ConfigError(f"supervisord(): not a program name: {program!r}")
     if "\n" in command or "\n" in socket:
-        raise ValueError("supervisord(): the command and the socket are one line each")
+        raise ConfigError("supervisord(): the command and the socket are one line each")
     config = _CONFIG.format(
         socket=socket,
         program=program,

@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from deploylib.errors import ConfigError
 from deploylib.recipes.gunicorn import LOGFILE
 from deploylib.steps.base import Step
 from deploylib.steps.dsl import HookSpec, switch
@@ -112,10 +113,10 @@ def systemd_unit(
     """The unit's text, ``{current_path}``, ``{shared_path}``, ``{deploy_to}``, ``{app}`` and
     ``{env}`` in it still to fill."""
     if not SERVICE_NAME.fullmatch(service):
-        raise ValueError(f"systemd(): not a service name: {service!r}")
+        raise ConfigError(f"systemd(): not a service name: {service!r}")
     for text in (exec_start, description, *(service_settings or {}).values()):
         if "\n" in text:
-            raise ValueError("systemd(): unit settings are single lines")
+            raise ConfigError("systemd(): unit settings are single lines")
     return _UNIT.format(
         description=description or f"{service} ({{app}} {{env}}, deployed by deploylib)",
         type=type,
