@@ -13,6 +13,7 @@ from deploylib.locks import INHERITED_LOCK
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret, reveal
+from deploylib.sudo import as_user
 
 if TYPE_CHECKING:
     from deploylib.config import Environment
@@ -84,16 +85,20 @@ class StepContext:
         timeout: float | None = None,
         description: str = "",
         inherit_lock: bool = True,
+        sudo: bool | str = False,
     ) -> Command:
         """A user command: placeholders filled and quoted, env-file variables in its environment.
 
         With ``inherit_lock`` it also gets the lock's token, so that a deploy it starts runs
         under this one's lock. Restarts do not: what they leave running in the background
-        outlives this deploy, and must never act under its lock."""
+        outlives this deploy, and must never act under its lock.
+
+        ``sudo`` runs it as another user through ``sudo -n`` (see ``deploylib.sudo``): a user
+        name, or ``True`` for the environment's ``become`` user (root when it has none)."""
         env: dict[str, str | Secret] = dict(self.env.variables)
         if self.lock_token and inherit_lock:
             env[INHERITED_LOCK] = self.lock_token
-        return Command(
+        command = Command(
             self.shell(template),
             cwd=placeholders.render_text(cwd, self.values, {}) if cwd else None,
             env=env,
@@ -101,3 +106,11 @@ class StepContext:
             description=description,
             guard=guard_for(self.layout, self.guard_token or None),
         )
+        user = self.sudo_user(sudo)
+        return as_user(command, user) if user else command
+
+    def sudo_user(self, sudo: bool | str) -> str | None:
+        """Who a command with this ``sudo`` option runs as (``None``: the login user)."""
+        if sudo is True:
+            return self.env.become or "root"
+        return sudo or None

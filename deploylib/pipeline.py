@@ -80,7 +80,7 @@ class Pipeline:
         switch = self.phases().switch
         revert = self.revert or Rollback(name="rollback")
         if revert.restart is None and switch is not None and switch.restart:
-            revert = replace(revert, restart=switch.restart)
+            revert = replace(revert, restart=switch.restart, sudo=switch.sudo)
         return revert
 
     def validate(self, file: str = "") -> None:

@@ -73,7 +73,9 @@ def _undo(
     target = chosen[0]
     ctx = steps.context(target)
     script = schema_state.django_undo(live, known) if migrate.undo == "django" else migrate.undo
-    command = ctx.command(script, cwd=ctx.layout.current, description="undo migrations")
+    command = ctx.command(
+        script, cwd=ctx.layout.current, description="undo migrations", sudo=migrate.sudo
+    )
     result = run.execute(target, command, "migrate")
     if not result.ok:
         raise StepFailed("undo migrations", target.name, run.summary(result), result)

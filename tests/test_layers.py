@@ -28,6 +28,8 @@ LAYERS: list[set[str]] = [
         "whereabouts",
         "python_deps",
         "schema_state",
+        "stdin_env",
+        "sudo",
     },
     # configuration, requests from the controller, the commands run on targets
     {
@@ -86,6 +88,10 @@ LAYERS: list[set[str]] = [
         "pipeline",
         "scaffold",
         "ci_workflow",
+        "recipes",
+        "recipes.gunicorn",
+        "recipes.systemd",
+        "recipes.supervisord",
     },
     # the run's plumbing and how it is shown
     {

@@ -44,6 +44,8 @@ class Environment:
     strategy: StrategySettings
     notify: NotifySettings
     metrics_file: str | None = None
+    #: who ``sudo=True`` commands run as (``None``: root)
+    become: str | None = None
     variables: Mapping[str, str | Secret] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
     #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
@@ -146,6 +148,7 @@ def resolve(
         strategy=strategy,
         notify=notify,
         metrics_file=setting("metrics_file"),
+        become=setting("become"),
         variables=variables,
         redactor=redactor,
         lookup=lookup,

@@ -78,6 +78,8 @@ class _Overridable(_Model):
     command_timeout: Annotated[float, Field(gt=0)] | None = None
     step_timeout: Annotated[float, Field(gt=0)] | None = None
     env_file: str | None = None
+    #: the user commands with ``sudo=True`` run as, through ``sudo -n -u`` (default: root)
+    become: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
     ssh: SSHSettings | None = None
     strategy: StrategySettings | None = None
     notify: NotifySettings | None = None

@@ -89,10 +89,18 @@ class Run(Step):
     command: str = ""
     cwd: str | None = None
     timeout: float | None = None
+    #: run as another user through ``sudo -n`` (see ``StepContext.command``)
+    sudo: bool | str = False
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         return [
-            ctx.command(self.command, cwd=self.cwd, timeout=self.timeout, description=self.name)
+            ctx.command(
+                self.command,
+                cwd=self.cwd,
+                timeout=self.timeout,
+                description=self.name,
+                sudo=self.sudo,
+            )
         ]
 
     def templates(self) -> Iterable[str]:
@@ -108,6 +116,8 @@ class Switch(Step):
     restart: str | None = None
     start: str | None = None
     stop: str | None = None
+    #: the restart runs as another user through ``sudo -n`` (see ``StepContext.command``)
+    sudo: bool | str = False
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         switch = remote_release.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
@@ -118,7 +128,11 @@ class Switch(Step):
             return []
         return [
             ctx.command(
-                self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+                self.restart,
+                cwd=ctx.layout.current,
+                description="restart",
+                inherit_lock=False,
+                sudo=self.sudo,
             )
         ]
 
@@ -156,6 +170,7 @@ class Rollback(Step):
     moves_current: ClassVar[bool] = True
 
     restart: str | None = None
+    sudo: bool | str = False
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         # putting back the release that was live needs only its directory; a rollback target
@@ -168,7 +183,11 @@ class Rollback(Step):
         if self.restart:
             ops.append(
                 ctx.command(
-                    self.restart, cwd=ctx.layout.current, description="restart", inherit_lock=False
+                    self.restart,
+                    cwd=ctx.layout.current,
+                    description="restart",
+                    inherit_lock=False,
+                    sudo=self.sudo,
                 )
             )
         return ops

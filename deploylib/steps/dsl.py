@@ -12,6 +12,7 @@ from deploylib.errors import ConfigError
 from deploylib.steps.base import Step
 from deploylib.steps.builtin import Build, Push, Rollback, Run, Switch, Verify
 from deploylib.steps.migrations import Migrate
+from deploylib.sudo import USER_NAME
 
 HookSpec = Step | str | Sequence[Step | str] | None
 
@@ -89,11 +90,17 @@ def run(
     roles: Sequence[str] = (),
     timeout: float | None = None,
     name: str = "run",
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``)."""
+    """Run ``command`` on every target (or one, with ``once=True``; or those with ``roles``).
+
+    ``sudo=True`` runs it as the environment's ``become`` user (root when it has none),
+    ``sudo="name"`` as that user: through ``sudo -n``, which fails at once, saying which
+    sudoers rule is missing, rather than asking for a password."""
     _check_timeout("run", timeout)
+    _check_sudo("run", sudo)
     return Run(
         name=name,
         placement="once" if once else "each",
@@ -101,6 +108,7 @@ def run(
         command=command,
         cwd=cwd,
         timeout=timeout,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -113,6 +121,7 @@ def migrate(
     timeout: float | None = None,
     schema: str | None = None,
     undo: str | None = None,
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
@@ -127,6 +136,7 @@ def migrate(
         raise ConfigError("migrate(undo=...) needs schema=: the state says what to undo")
     if undo == "django" and schema != "django":
         raise ConfigError('migrate(undo="django") needs schema="django"')
+    _check_sudo("migrate", sudo)
     return Migrate(
         schema=schema,
         undo=undo,
@@ -136,6 +146,7 @@ def migrate(
         command=command,
         cwd=cwd,
         timeout=timeout,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -146,15 +157,19 @@ def switch(
     restart: str | None = None,
     start: str | None = None,
     stop: str | None = None,
+    sudo: bool | str = False,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
-    """Point ``current`` at the new release atomically, then ``restart`` the app."""
+    """Point ``current`` at the new release atomically, then ``restart`` the app (as another
+    user with ``sudo``, as in ``run``; a put-back restarts the same way)."""
+    _check_sudo("switch", sudo)
     return Switch(
         name="switch",
         restart=restart,
         start=start,
         stop=stop,
+        sudo=sudo,
         before=as_steps(before),
         after=as_steps(after),
     )
@@ -185,11 +200,20 @@ def verify(
 
 
 def rollback(
-    *, restart: str | None = None, before: HookSpec = None, after: HookSpec = None
+    *,
+    restart: str | None = None,
+    sudo: bool | str = False,
+    before: HookSpec = None,
+    after: HookSpec = None,
 ) -> Step:
     """Switch back to the previous release (see ``Rollback``)."""
+    _check_sudo("rollback", sudo)
     return Rollback(
-        name="rollback", restart=restart, before=as_steps(before), after=as_steps(after)
+        name="rollback",
+        restart=restart,
+        sudo=sudo,
+        before=as_steps(before),
+        after=as_steps(after),
     )
 
 
@@ -198,3 +222,10 @@ def _check_timeout(what: str, timeout: float | None) -> None:
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
     ):
         raise ConfigError(f"{what}(timeout={timeout!r}): a timeout is a number of seconds > 0")
+
+
+def _check_sudo(what: str, sudo: bool | str) -> None:
+    if isinstance(sudo, bool):
+        return
+    if not isinstance(sudo, str) or not USER_NAME.fullmatch(sudo):
+        raise ConfigError(f"{what}(sudo={sudo!r}): sudo is True, False or a user name")

@@ -26,7 +26,7 @@ class Migrate(Run):
         ops = super().operations(ctx)
         if self.schema:
             script = schema_state.schema_script(self.schema)
-            ops.append(ctx.command(script, cwd=self.cwd, description="schema"))
+            ops.append(ctx.command(script, cwd=self.cwd, description="schema", sudo=self.sudo))
         return ops
 
     def schema_from(self, outputs: list[str]) -> tuple[str, ...] | None:

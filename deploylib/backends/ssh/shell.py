@@ -5,18 +5,11 @@ given up on."""
 
 from __future__ import annotations
 
-import re
 import secrets
-import shlex
 
-from deploylib.envfile import printf_escaped
+from deploylib.stdin_env import ENV_PRELUDE, env_line
 
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-# Reads "export NAME=..." lines from stdin up to an empty line, then runs the command; the
-# rest of stdin is the command's own. `read` takes one byte at a time from a pipe, so it never
-# swallows what the command should read.
-ENV_PRELUDE = 'while IFS= read -r __dl && [ -n "$__dl" ]; do eval "$__dl"; done; '
+__all__ = ["ENV_PRELUDE", "RemoteShell", "env_line", "stop_group_script"]
 
 #: how long a stopped command's processes get between TERM and KILL
 STOP_GRACE = 2.0
@@ -24,16 +17,6 @@ STOP_GRACE = 2.0
 PID_WAIT = 3.0
 #: how far into stderr the pid line is looked for (a shell's start-up may print before it)
 PID_SEARCH = 1 << 16
-
-
-def env_line(name: str, value: str) -> str:
-    """One line of shell that exports ``name``; values with newlines are escaped for printf."""
-    if not ENV_NAME.fullmatch(name):
-        raise ValueError(f"not an environment variable name: {name!r}")
-    if "\n" not in value:
-        return f"export {name}={shlex.quote(value)}"
-    # the trailing x survives command substitution's trimming of final newlines
-    return f'__dlv="$(printf \'%bx\' {printf_escaped(value)})"; export {name}="${{__dlv%x}}"'
 
 
 def stop_group_script(pid: int) -> str:
