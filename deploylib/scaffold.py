@@ -10,6 +10,8 @@ from pathlib import Path
 
 from deploylib.ci_workflow import ENVIRONMENTS, github_workflow, requirements_deploy
 from deploylib.errors import ConfigError
+from deploylib.presets import PRESETS, preset_files
+from deploylib.repository import work_tree
 
 DEPLOY_TOML = """\
 app = "{app}"
@@ -79,11 +81,22 @@ class InitReport:
     todo: list[str] = field(default_factory=list)
 
 
-def init(project_dir: Path, *, ci: str | None = None, force: bool = False) -> InitReport:
+def init(
+    project_dir: Path,
+    *,
+    ci: str | None = None,
+    force: bool = False,
+    preset: str | None = None,
+) -> InitReport:
     """Write the scaffold into ``project_dir``: the files that are missing (all of them with
-    ``force``), and the .gitignore lines it lacks."""
+    ``force``), and the .gitignore lines it lacks. ``preset``: the files of a Python web app
+    (see ``presets``)."""
     if ci not in (None, "github"):
         raise ConfigError(f"unknown CI {ci!r} (supported: github)", key="--ci")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {preset!r} (supported: {', '.join(PRESETS)})", key="--preset"
+        )
     app = re.sub(r"[^a-z0-9_-]", "-", project_dir.resolve().name.lower()).strip("-_") or "app"
     if not app[0].isalnum():
         app = "app"
@@ -95,6 +108,12 @@ def init(project_dir: Path, *, ci: str | None = None, force: bool = False) -> In
         project_dir / "tasks.py": TASKS,
         project_dir / ".env.example": ENV_EXAMPLE,
     }
+    if preset is not None:
+        chosen = preset_files(project_dir, preset, app, in_git=work_tree(project_dir) is not None)
+        files.update(chosen.files)
+        if ci == "github":
+            files[project_dir / "deploy.toml"] += CI_ENVIRONMENTS
+        report.todo += chosen.todo
     if ci == "github":
         requirements, pinned = requirements_deploy()
         files[project_dir / ".github" / "workflows" / "deploy.yml"] = github_workflow()

@@ -216,15 +216,18 @@ def check(
     _run(body)
 
 
-@_task(force="overwrite the files that exist")
-def init(c: Any, ci: str | None = None, force: bool = False) -> None:
+@_task(
+    force="overwrite the files that exist",
+    preset="a Python web app: django, flask or fastapi (requirements, python_env, gunicorn)",
+)
+def init(c: Any, ci: str | None = None, force: bool = False, preset: str | None = None) -> None:
     """Scaffold deploy.toml, pipelines/web.py, tasks.py, .env.example and .gitignore lines."""
 
     def body() -> None:
         from deploylib.scaffold import init as scaffold
 
         here = Path.cwd()
-        report = scaffold(here, ci=ci, force=force)
+        report = scaffold(here, ci=ci, force=force, preset=preset)
         out = console()
         for path in report.written:
             out.print(f"wrote {escape(str(path.relative_to(here)))}")

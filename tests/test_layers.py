@@ -87,6 +87,7 @@ LAYERS: list[set[str]] = [
         "strategies.canary",
         "pipeline",
         "scaffold",
+        "presets",
         "ci_workflow",
         "recipes",
         "recipes.gunicorn",
