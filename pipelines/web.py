@@ -4,28 +4,22 @@ The build archives examples/hello as the deploy's commit has it (``git archive``
 deployed is what was committed, whatever is edited in the working tree; ``--revision`` picks
 another commit.
 
-The first deploy starts gunicorn from ``current``; later deploys send it HUP, which starts
-workers on the new release and lets the old ones finish their requests.
+``gunicorn(...)`` (deploylib.recipes) starts gunicorn from ``current`` on the first deploy; later
+deploys (and a rollback) start a new master on the new release with USR2, then stop the old
+one gracefully once the new one's workers are up: no request fails.
 """
 
-from deploylib import Pipeline, build, http, push, switch, verify
+from deploylib import Pipeline, build, http, push, verify
+from deploylib.recipes import gunicorn
 
-SERVE = """\
-pidfile={shared_path}/gunicorn.pid
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  kill -HUP "$(cat "$pidfile")"
-else
-  gunicorn --chdir {current_path} --bind "127.0.0.1:${HELLO_PORT:-8000}" --workers 2 \\
-    --pid "$pidfile" --daemon --error-logfile {shared_path}/log/gunicorn.log app:app
-fi
-"""
+PORT = "${HELLO_PORT:-8000}"
 
 pipeline = Pipeline(
     build(git="examples/hello"),
     push(),
-    switch(restart=SERVE),
+    gunicorn("app:app", bind=f"127.0.0.1:{PORT}", workers=2),
     verify(
-        http("http://{host_address}:${HELLO_PORT:-8000}/health", contains="{release}"),
+        http(f"http://{{host_address}}:{PORT}/health", contains="{release}"),
         attempts=20,
         wait=0.25,
         deadline=30,
