@@ -28,13 +28,14 @@ LONGEST_LINE = 1 << 16
 
 class HostLines:
     """Writes lines of many hosts to ``out`` and ``err``, each prefixed by its host's name,
-    cleaned by ``redact`` and ``printable``; ``on_line`` (if given) also gets every line."""
+    cleaned by ``redact`` and ``printable``; ``on_line`` (if given) also gets every line,
+    cleaned, without the prefix. A stream given as None is not written to."""
 
     def __init__(
         self,
         redact: Callable[[str], str],
-        out: TextIO,
-        err: TextIO,
+        out: TextIO | None,
+        err: TextIO | None,
         on_line: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._redact = redact
@@ -50,8 +51,9 @@ class HostLines:
         text = self.clean(line)
         with self._lock:
             target = self._streams[stream]
-            target.write(f"{host} | {text}\n")
-            target.flush()
+            if target is not None:
+                target.write(f"{host} | {text}\n")
+                target.flush()
             if self._on_line is not None:
                 self._on_line(host, stream, text)
 
@@ -104,17 +106,20 @@ class Streamed:
         """The worst host's exit status, the hosts Ctrl-C stopped left out: 0 when every
         one is 0, else the highest. A host that could not be reached counts as
         ``UNREACHABLE`` (255); a command killed by a signal as 128+N, as shells say it."""
-        worst = 0
-        for name, result in self.results.items():
-            if name in self.stopped:
-                continue
-            status = result.exit_code
-            if result.unreachable:
-                status = UNREACHABLE
-            elif status < 0:
-                status = 128 - status
-            worst = max(worst, status)
-        return worst
+        statuses = [
+            self.status_of(result)
+            for name, result in self.results.items()
+            if name not in self.stopped
+        ]
+        return max(statuses, default=0)
+
+    @staticmethod
+    def status_of(result: Result) -> int:
+        """One host's exit status as a shell would say it: 255 for a host that could not be
+        reached, 128+N for a command killed by signal N."""
+        if result.unreachable:
+            return UNREACHABLE
+        return 128 - result.exit_code if result.exit_code < 0 else result.exit_code
 
 
 def run_streamed(

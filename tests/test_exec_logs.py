@@ -361,3 +361,21 @@ def test_a_backend_that_cannot_stream_hands_the_output_over_at_the_end() -> None
     assert arrived == [("stdout", "out\n"), ("stderr", "err\n")]
     fake.halt()
     assert fake.stream(Command("x"), lambda *piece: None).exit_code == 130
+
+
+def test_exec_from_python_returns_each_hosts_lines_and_status(deployed: Project) -> None:
+    from deploylib import HostRun
+    from deploylib import Project as Api
+
+    arrived: list[tuple[str, str, str]] = []
+    [run] = Api(deployed.root).exec(
+        "dev", 'echo "$API_TOKEN"; echo warn >&2; exit 4', on_line=lambda *a: arrived.append(a)
+    )
+    assert isinstance(run, HostRun)
+    assert (run.host, run.exit_code, run.ok, run.error) == ("local", 4, False, None)
+    assert (run.stdout, run.stderr) == (("***",), ("warn",))
+    assert sorted(arrived) == [("local", "stderr", "warn"), ("local", "stdout", "***")]
+    with pytest.raises(ConfigError):
+        Api(deployed.root).exec("dev", "true", hosts="local")
+    [slow] = Api(deployed.root).exec("dev", "sleep 20", timeout=0.3)
+    assert slow.exit_code == 124 and slow.error == "timed out after 0.3 s"
