@@ -35,13 +35,13 @@ from deploylib.steps import (
 )
 
 if TYPE_CHECKING:
-    from deploylib.project import HostCheck, HostStatus, Project, ReleaseRecord
+    from deploylib.project import HostCheck, HostRun, HostStatus, Project, ReleaseRecord
 
 __version__ = "0.1.0"
 
 #: the Python API (docs/api.md), imported on first use: a pipeline file that imports the DSL
 #: does not pay for the machinery that runs it
-_API = frozenset({"Project", "HostStatus", "ReleaseRecord", "HostCheck"})
+_API = frozenset({"Project", "HostStatus", "ReleaseRecord", "HostCheck", "HostRun"})
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +59,7 @@ __all__ = [
     "DeployFailed",
     "FleetInconsistent",
     "HostCheck",
+    "HostRun",
     "HostStatus",
     "LockHeld",
     "LockLost",

@@ -27,10 +27,16 @@ PROGRAM_OPTIONS = (
     Argument(names=("list", "l"), kind=bool, default=False, help="list the tasks and exit"),
 )
 USAGE = "Usage: deploylib [--config FILE] <task> [--task-options]"
+#: the tasks that take words of their own, and the option those words fill: ``exec``'s command
+#: after ``--``, ``logs``' PATHs (as words anywhere, or after ``--``)
+TRAILING_WORDS = {"exec": "command", "logs": "path"}
 
 
 class DeployProgram(Program):
     """Invoke's Program, narrowed to what deploylib users type."""
+
+    #: the words after ``--``, as given (see ``TRAILING_WORDS``)
+    trailing: tuple[str, ...] = ()
 
     def core_args(self) -> list[Argument]:
         return [
@@ -44,6 +50,8 @@ class DeployProgram(Program):
         """``deploylib --config FILE TASK ...`` is ``deploylib TASK --config FILE ...``."""
         super().normalize_argv(argv)
         words = list(self.argv)
+        # what follows the first "--" word for word (Invoke keeps it only joined by spaces)
+        self.trailing = tuple(words[words.index("--") + 1 :]) if "--" in words else ()
         head, rest = words[:1], words[1:]
         moved: list[str] = []
         while rest and rest[0].startswith("-") and rest[0] != "--":
@@ -67,15 +75,58 @@ class DeployProgram(Program):
             print(f"deploylib {__version__}")
             raise Exit
 
+    def parse_tasks(self) -> None:
+        """``logs --env E a.log b.log``: the words that are no option nor an option's value
+        become ``--path`` options (Invoke would take them for task names)."""
+        words = list(self.core.unparsed)
+        if words and TRAILING_WORDS.get(words[0]) == "path":
+            # the options that take a value: the task's parameters that are not flags (a
+            # parser made here would use up the options' help: Invoke pops it when it reads it)
+            parameters = inspect.signature(self.collection[words[0]].body).parameters
+            valued = {f"--{p.name.replace('_', '-')}" for p in parameters.values()}
+            valued -= {
+                f"--{p.name.replace('_', '-')}" for p in parameters.values() if p.default is False
+            }
+            out, waiting = words[:1], False
+            for word in words[1:]:
+                if waiting or word.startswith("-"):
+                    out.append(word)
+                    waiting = not waiting and word in valued
+                else:
+                    out += ["--path", word]
+            self.core.unparsed = out
+        super().parse_tasks()
+
+    def _take_trailing(self) -> None:
+        """The words after ``--`` go to the task that takes them, or are a usage error."""
+        task = self.tasks[0] if self.tasks else None
+        option = TRAILING_WORDS.get(getattr(task, "name", "") or "")
+        if not self.trailing or task is None:
+            if self.core.remainder:
+                raise ParseError(f"unexpected words after '--': {self.core.remainder!r}", task)
+            return
+        if option is None:
+            raise ParseError(f"unexpected words after '--': {self.core.remainder!r}", task)
+        argument = task.args[option]
+        if option == "path":
+            for word in self.trailing:
+                argument.value = word
+            return
+        from deploylib.errors import ConfigError
+        from deploylib.remote.oneoff import command_of
+
+        try:
+            argument.value = command_of(argument.value, self.trailing)
+        except ConfigError as exc:
+            raise ParseError(exc.message, task) from None
+
     def parse_cleanup(self) -> None:
         # the program's options are read again here: Invoke also takes them after the task
         # (``deploy --env dev -V``), where they must stop the task just as well
         if self.args.version.value:
             print(f"deploylib {__version__}")
             raise Exit
-        if self.core.remainder:
-            task = self.tasks[0] if self.tasks else None
-            raise ParseError(f"unexpected words after '--': {self.core.remainder!r}", task)
+        self._take_trailing()
         wanted = self.args.help.value
         if wanted is True:
             self.print_help()

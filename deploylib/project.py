@@ -26,6 +26,7 @@ from deploylib.pipeline import Pipeline
 
 if TYPE_CHECKING:  # the machinery is imported when a task runs
     from deploylib.config import Environment
+    from deploylib.hosts import Host
     from deploylib.reporting import Reporter
     from deploylib.runner import Outcome
     from deploylib.wiring import Loaded
@@ -85,6 +86,23 @@ class HostCheck:
     writable: bool
     free_mb: int | None
     problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostRun:
+    """How a command went on one host (``exec``): its exit status and its output, line by
+    line, with secrets masked and control characters made visible. ``error`` is deploylib's
+    own word when it gave up on the host (unreachable: ``exit_code`` 255; timed out: 124)."""
+
+    host: str
+    exit_code: int
+    stdout: tuple[str, ...]
+    stderr: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
 
 
 class Project:
@@ -190,7 +208,70 @@ class Project:
         rows = inspection.check(loaded)
         return [_typed(HostCheck, loaded.env.redactor.redact, row) for row in rows]
 
+    def exec(
+        self,
+        env: str,
+        command: str,
+        *,
+        hosts: Sequence[str] | None = None,
+        roles: Sequence[str] | None = None,
+        once: bool = False,
+        timeout: float | None = None,
+        on_line: Callable[[str, str, str], None] | None = None,
+    ) -> list[HostRun]:
+        """Run ``command`` (one shell script, as given) in ``current`` on the chosen hosts
+        with the release's environment, as ``deploylib exec`` does; one ``HostRun`` per host,
+        in the environment's order. ``on_line(host, stream, line)`` gets each line as it
+        arrives. A failing command raises nothing: look at ``exit_code``. Ctrl-C stops the
+        command on every host, then raises ``KeyboardInterrupt``."""
+        from deploylib import oneoff
+        from deploylib.remote.oneoff import command_of
+        from deploylib.streaming import HostLines, Streamed
+
+        script = command_of(command)
+        environment, chosen = self._load_hosts(env, hosts, roles)
+        seconds = oneoff.timeout_of(environment, timeout)
+        kept: dict[tuple[str, str], list[str]] = {}
+
+        def keep(host: str, stream: str, line: str) -> None:
+            kept.setdefault((host, stream), []).append(line)
+            if on_line is not None:
+                on_line(host, stream, line)
+
+        lines = HostLines(environment.redactor.redact, None, None, on_line=keep)
+        streamed = oneoff.exec_on(environment, chosen, script, lines, once=once, timeout=seconds)
+        if streamed.interrupted:
+            raise KeyboardInterrupt
+        runs = []
+        for name, result in streamed.results.items():
+            gave_up = result.unreachable or result.timed_out
+            runs.append(
+                HostRun(
+                    host=name,
+                    exit_code=Streamed.status_of(result),
+                    stdout=tuple(kept.get((name, "stdout"), ())),
+                    stderr=tuple(kept.get((name, "stderr"), ())),
+                    error=lines.clean(result.stderr.strip()) if gave_up else None,
+                )
+            )
+        return runs
+
     # ------------------------------------------------------------------ loading
+
+    def _load_hosts(
+        self, env: str, hosts: Sequence[str] | None, roles: Sequence[str] | None
+    ) -> tuple[Environment, tuple[Host, ...]]:
+        """The environment and the hosts ``hosts``/``roles`` choose; no pipeline is read."""
+        from deploylib.actions import select_hosts
+
+        _refuse_strings(hosts, roles)
+        environment = self._environment(env)
+        selected = select_hosts(
+            environment,
+            ",".join(hosts) if hosts is not None else None,
+            ",".join(roles) if roles is not None else None,
+        )
+        return environment, selected
 
     def _environment(self, env: str) -> Environment:
         from deploylib.config.loading import environment_from, load_environment
@@ -210,10 +291,7 @@ class Project:
         from deploylib.pipeline import load_pipeline
         from deploylib.wiring import Loaded
 
-        for key, names in (("hosts", hosts), ("roles", roles)):
-            if isinstance(names, str):  # a string is a sequence of letters: say so
-                raise ConfigError(f"a list of names, not the string {names!r}", key=key)
-
+        _refuse_strings(hosts, roles)
         environment = self._environment(env)
         name = pipeline or environment.pipeline
         if name in self.pipelines:
@@ -233,6 +311,12 @@ class Project:
         return Loaded(environment, chosen, selected)
 
 
+def _refuse_strings(hosts: Sequence[str] | None, roles: Sequence[str] | None) -> None:
+    for key, names in (("hosts", hosts), ("roles", roles)):
+        if isinstance(names, str):  # a string is a sequence of letters: say so
+            raise ConfigError(f"a list of names, not the string {names!r}", key=key)
+
+
 def _typed(kind: type[T], redact: Callable[[str], str], row: Mapping[str, Any]) -> T:
     """A result row as ``kind``: its fields taken from the row (lists become tuples), every
     string from a host passed through the redactor."""
@@ -250,4 +334,4 @@ def _typed(kind: type[T], redact: Callable[[str], str], row: Mapping[str, Any]) 
     return kind(**{k: clean(v) for k, v in row.items() if k in names})
 
 
-__all__ = ["HostCheck", "HostStatus", "Project", "ReleaseRecord"]
+__all__ = ["HostCheck", "HostRun", "HostStatus", "Project", "ReleaseRecord"]

@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from inspect import signature
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deploylib.terminal import ask, confirm, console, escape, reporter_for
+
+if TYPE_CHECKING:
+    from deploylib.config import Environment
+    from deploylib.streaming import HostLines, Streamed
 
 #: the help of every task option, by option; each task shows the entries of its own options
 OPTION_HELP = {
@@ -42,17 +46,29 @@ OPTION_HELP = {
     "ci": "also write a CI workflow: github",
     "config": "path of deploy.toml (default: ./deploy.toml)",
     "verbose": "show every command as it runs",
+    "once": "run on the first chosen host only",
+    "timeout": "stop the command after S seconds (default: the environment's command_timeout)",
+    "command": "the command to run, as one shell script (the same as CMD after '--')",
+    "follow": "keep showing lines as they are written, until Ctrl-C",
+    "lines": "show the last N lines of each file",
+    "path": "a file to show instead of shared/log/*.log, relative to shared/; repeatable "
+    "(the deploylib program also takes them as words: logs --env E log/a.log log/b.log)",
 }
 
 
-def _task(**own_help: str) -> Callable[[Callable[..., None]], Any]:
+def _task(
+    *, task_name: str | None = None, iterable: tuple[str, ...] = (), **own_help: str
+) -> Callable[[Callable[..., None]], Any]:
     """``@task`` with each option's help from ``OPTION_HELP``, or from ``own_help`` where this
-    task means more by it; an option with no help is an error at import."""
+    task means more by it; an option with no help is an error at import. ``task_name`` names a
+    task whose function cannot bear its name (``exec``); ``iterable`` options repeat."""
 
     def wrap(body: Callable[..., None]) -> Any:
         options = [name.replace("_", "-") for name in signature(body).parameters][1:]
         texts = {name: own_help.get(name) or OPTION_HELP[name] for name in options}
-        return task(auto_shortflags=False, help=texts)(body)
+        return task(auto_shortflags=False, help=texts, name=task_name, iterable=list(iterable))(
+            body
+        )
 
     return wrap
 
@@ -264,6 +280,98 @@ def unlock(
     _run(body)
 
 
-ns = Collection(deploy, rollback, status, releases, check, init, unlock)
+@_task(task_name="exec")
+def exec_(
+    c: Any,
+    env: str | None = None,
+    roles: str | None = None,
+    hosts: str | None = None,
+    once: bool = False,
+    timeout: str | None = None,
+    command: str | None = None,
+    config: str = "deploy.toml",
+) -> None:
+    """Run a command in current on the chosen hosts, with the release's environment.
+
+    deploylib exec --env E [--roles r] [--hosts a,b] [--once] -- CMD (with invoke: --command
+    CMD). Each output line is prefixed by its host; the exit status is the worst host's
+    (255: a host could not be reached; 130: Ctrl-C)."""
+
+    def body() -> None:
+        from deploylib import actions, oneoff
+        from deploylib.config import load_environment
+        from deploylib.remote.oneoff import command_of
+
+        script = command_of(command)
+        environment = load_environment(Path(config), env or "")
+        chosen = actions.select_hosts(environment, hosts, roles)
+        seconds = oneoff.timeout_of(environment, timeout)
+        streamed = oneoff.exec_on(
+            environment, chosen, script, _host_lines(environment), once=once, timeout=seconds
+        )
+        _end(streamed, follow=False)
+
+    _run(body)
+
+
+@_task(iterable=("path",))
+def logs(
+    c: Any,
+    env: str | None = None,
+    follow: bool = False,
+    lines: int = 100,
+    roles: str | None = None,
+    hosts: str | None = None,
+    path: list[str] | None = None,
+    config: str = "deploy.toml",
+) -> None:
+    """Show the last lines of shared/log/*.log (or of PATHs) on every host, prefixed by host.
+
+    deploylib logs --env E [--follow] [--lines N] [PATH...]: a PATH is relative to shared/.
+    --follow goes on until Ctrl-C, which stops every remote tail (exit 0)."""
+
+    def body() -> None:
+        from deploylib import actions, oneoff
+        from deploylib.config import load_environment
+
+        environment = load_environment(Path(config), env or "")
+        chosen = actions.select_hosts(environment, hosts, roles)
+        streamed = oneoff.logs_of(
+            environment,
+            chosen,
+            path or [],
+            _host_lines(environment),
+            count=lines,
+            follow=follow,
+        )
+        _end(streamed, follow=follow)
+
+    _run(body)
+
+
+def _host_lines(environment: Environment) -> HostLines:
+    import sys
+
+    from deploylib.streaming import HostLines
+
+    return HostLines(environment.redactor.redact, sys.stdout, sys.stderr)
+
+
+def _end(streamed: Streamed, *, follow: bool) -> None:
+    """Exit with the worst host's status; Ctrl-C is 130, except when it ends ``--follow``."""
+    if streamed.interrupted and not follow:
+        raise KeyboardInterrupt
+    status = streamed.exit_status()
+    if status:
+        failed = [
+            f"{name} ({'unreachable' if r.unreachable else f'exit {r.exit_code}'})"
+            for name, r in streamed.results.items()
+            if name not in streamed.stopped and (r.exit_code or r.unreachable)
+        ]
+        console(stderr=True).print(f"[red]failed on[/] {escape(', '.join(failed))}")
+        raise Exit(code=status)
+
+
+ns = Collection(deploy, rollback, status, releases, check, init, unlock, exec_, logs)
 
 __all__ = ["ns"]

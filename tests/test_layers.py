@@ -48,6 +48,7 @@ LAYERS: list[set[str]] = [
         "remote.lock",
         "remote.log",
         "remote.release",
+        "remote.oneoff",
         "rollback_target",
         "remote.python_env",
         "wheelhouse",
@@ -110,11 +111,12 @@ LAYERS: list[set[str]] = [
         "run_state",
         "signal_scope",
         "check_retries",
+        "streaming",
     },
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "schema_rollback", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
-    {"actions", "wiring", "source", "inspection", "testing", "project"},
+    {"actions", "wiring", "source", "inspection", "testing", "project", "oneoff"},
     # the command line
     # the command line, and the package's exports (the DSL, and the API on first use)
     {"tasks", "cli", "__main__", ""},

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import replace
 
 from deploylib.commands import Command, Operation, Probe, Result, Upload
 from deploylib.hosts import Host
 from deploylib.probes import perform_probe
 
-__all__ = ["INTERRUPTED", "Backend", "Result"]
+__all__ = ["INTERRUPTED", "Backend", "OutputSink", "Result"]
 
 #: the exit status of an operation stopped, or refused, because of Ctrl-C
 INTERRUPTED = 130
+
+#: where a streamed command's output goes as it arrives: the stream (``"stdout"`` or
+#: ``"stderr"``) and a piece of its text, of any size (lines are the receiver's business).
+#: Called from the thread that runs the command.
+OutputSink = Callable[[str, str], None]
 
 
 class Backend(ABC):
@@ -41,6 +48,26 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, command: Command) -> Result: ...
+
+    def stream(self, command: Command, sink: OutputSink) -> Result:
+        """Run ``command`` with its output handed to ``sink`` as it arrives instead of kept:
+        the result's stdout is empty and its stderr holds only what the backend itself has to
+        say (why it gave up: unreachable, timed out, interrupted). For output without end
+        (``tail -F``), which ``run`` would keep in memory."""
+        if self._halted:
+            return Result(INTERRUPTED, stderr="interrupted")
+        return self._stream(command, sink)
+
+    def _stream(self, command: Command, sink: OutputSink) -> Result:
+        """Backends that cannot stream (fake, printer) hand over the whole output at the end."""
+        result = self.run(command)
+        if result.stdout:
+            sink("stdout", result.stdout)
+        if result.unreachable or result.timed_out:
+            return replace(result, stdout="")  # its stderr says why: the backend's own words
+        if result.stderr:
+            sink("stderr", result.stderr)
+        return replace(result, stdout="", stderr="")
 
     @abstractmethod
     def upload(self, upload: Upload) -> Result: ...

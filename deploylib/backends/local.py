@@ -21,7 +21,7 @@ from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local
 from invoke.runners import Result as InvokeResult
 
-from deploylib.backends.base import Backend
+from deploylib.backends.base import Backend, OutputSink
 from deploylib.commands import Command, Result, Upload
 from deploylib.hosts import LOCAL, Host
 from deploylib.secrets import reveal
@@ -40,6 +40,21 @@ def output_left_open_note(exit_code: int | None, afterwards: str) -> str:
         f"{OUTPUT_GRACE:g} s; {afterwards}. Redirect the background process's output, e.g. "
         "`nohup srv >/dev/null 2>&1 </dev/null &` (or `>>log/srv.log 2>&1 </dev/null &`)"
     )
+
+
+class _SinkStream:
+    """What Invoke writes a streamed command's output to: handed to a sink as it arrives."""
+
+    def __init__(self, sink: OutputSink, name: str) -> None:
+        self.sink = sink
+        self.name = name
+
+    def write(self, text: str) -> int:
+        self.sink(self.name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class _LocalResult(InvokeResult):
@@ -99,6 +114,15 @@ class _DeployLocal(Local):
         result.output_left_open = self._left_open
         return result
 
+    def _handle_output(
+        self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[..., Any]
+    ) -> None:
+        if isinstance(output, _SinkStream):  # streamed: handed on, not kept (``tail -F``)
+            for data in self.read_proc_output(reader):
+                output.write(data)
+            return
+        super()._handle_output(buffer_, hide, output, reader)
+
     def read_our_stdin(self, input_: IO[str]) -> str | None:
         if isinstance(input_, io.StringIO):
             return input_.read(1 << 16)
@@ -152,8 +176,26 @@ class LocalBackend(Backend):
         self._context = Context(config=config)
 
     def run(self, command: Command) -> Result:
+        return self._run(command, None)
+
+    def _stream(self, command: Command, sink: OutputSink) -> Result:
+        result = self._run(command, sink)
+        if result.timed_out:
+            return Result(
+                124,
+                stderr=f"timed out after {command.timeout or self.default_timeout:g} s",
+                timed_out=True,
+            )
+        return Result(result.exit_code, note=result.note)
+
+    def _run(self, command: Command, sink: OutputSink | None) -> Result:
         stdin = command.stdin_bytes()
         env = {name: reveal(value) for name, value in command.env.items()}
+        streams = (
+            {"out_stream": _SinkStream(sink, "stdout"), "err_stream": _SinkStream(sink, "stderr")}
+            if sink is not None
+            else {}
+        )
         try:
             result = self._context.run(
                 command.full_line,
@@ -164,6 +206,7 @@ class LocalBackend(Backend):
                 echo=False,
                 timeout=command.timeout or self.default_timeout,
                 in_stream=io.StringIO(stdin.decode()) if stdin is not None else False,
+                **streams,
             )
         except CommandTimedOut as exc:
             return Result(

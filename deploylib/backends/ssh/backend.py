@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploylib.backends.base import Backend
+from deploylib.backends.base import Backend, OutputSink
 from deploylib.backends.ssh.channels import CHUNK, Channels
 from deploylib.backends.ssh.connection import HostConnection
 from deploylib.backends.ssh.failures import quiet_paramiko
@@ -56,6 +56,12 @@ class SSHBackend(Backend):
         return self.connection.opener.resolved(self.host.address, user=self.user, port=self.port)
 
     def run(self, command: Command) -> Result:
+        return self._run(command, None)
+
+    def _stream(self, command: Command, sink: OutputSink) -> Result:
+        return self._run(command, sink)
+
+    def _run(self, command: Command, sink: OutputSink | None) -> Result:
         line = command.full_line
         stdin = command.stdin_bytes()
         if command.env:
@@ -67,7 +73,7 @@ class SSHBackend(Backend):
             line = ENV_PRELUDE + line
             stdin = block.encode() + (stdin or b"")
         chunks = iter([stdin]) if stdin else iter(())
-        return self.channels.exec(line, chunks, command.timeout or self.default_timeout)
+        return self.channels.exec(line, chunks, command.timeout or self.default_timeout, sink)
 
     def upload(self, upload: Upload) -> Result:
         """Stream the file through ``cat`` on an exec channel; check its sha256 on arrival."""

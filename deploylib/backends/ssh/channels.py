@@ -5,6 +5,7 @@ nothing of it runs on after deploylib moved on (a put-back, the unlock, the next
 
 from __future__ import annotations
 
+import codecs
 import select
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import paramiko
 
+from deploylib.backends.base import OutputSink
 from deploylib.backends.local import OUTPUT_GRACE, output_left_open_note
 from deploylib.backends.ssh.connection import HostConnection
 from deploylib.backends.ssh.failures import Failed
@@ -36,10 +38,15 @@ class Channels:
         self._aborted: set[paramiko.Channel] = set()
         self._lock = threading.Lock()
 
-    def exec(self, line: str, stdin: Iterator[bytes], timeout: float) -> Result:
+    def exec(
+        self, line: str, stdin: Iterator[bytes], timeout: float, sink: OutputSink | None = None
+    ) -> Result:
         """Run ``line`` on a channel of its own. A command that times out or is aborted is not
         only abandoned: its process group on the host is stopped (TERM, then KILL), so nothing
-        of it runs on after deploylib moved on (a put-back, the unlock, the next deploy)."""
+        of it runs on after deploylib moved on (a put-back, the unlock, the next deploy).
+
+        With ``sink``, the output goes there as it arrives (the pid line taken out first)
+        instead of into the result."""
         try:
             transport = self.connection.transport()
         except Failed as failed:
@@ -61,7 +68,7 @@ class Channels:
             return Result(INTERRUPTED, stderr="interrupted")
         try:
             channel.exec_command(remote.prelude + line)
-            result = self._converse(channel, stdin, deadline, timeout, remote)
+            result = self._converse(channel, stdin, deadline, timeout, _Output(remote, sink))
         except (paramiko.SSHException, EOFError, OSError) as exc:
             result = (
                 Result(INTERRUPTED, stderr="interrupted")
@@ -114,13 +121,12 @@ class Channels:
         stdin: Iterator[bytes],
         deadline: float,
         timeout: float,
-        remote: RemoteShell,
+        output: _Output,
     ) -> Result:
         """Feed stdin (in a thread: paramiko wakes it when the window opens) while reading
         stdout and stderr here, until the command exits or a deadline passes. The shell's pid
         line on stderr (``RemoteShell.prelude``) goes to ``remote``, not to the result."""
-        out: list[bytes] = []
-        err: list[bytes] = remote.stderr
+        remote = output.remote
         exited_at: float | None = None
         aborted_at: float | None = None
         stop_feeding = threading.Event()
@@ -136,8 +142,7 @@ class Channels:
                     aborted_at = aborted_at or time.monotonic()
                     stop_feeding.set()
                     while channel.recv_stderr_ready():
-                        err.append(channel.recv_stderr(CHUNK))
-                    remote.take_pid()
+                        output.stderr(channel.recv_stderr(CHUNK))
                     waited = time.monotonic() - aborted_at
                     if remote.pid is not None or waited > PID_WAIT or channel.closed:
                         if remote.pid is not None:
@@ -145,33 +150,38 @@ class Channels:
                             if transport is not None:
                                 self._stop_group(transport, remote.pid)
                             remote.stopped = True
-                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
+                        return Result(
+                            INTERRUPTED, output.kept_out(), output.kept_err() + "\ninterrupted"
+                        )
                 if self.connection.dead:
                     message = self.connection.dead_message()
-                    return Result(UNREACHABLE, _text(out), message, unreachable=True)
+                    return Result(UNREACHABLE, output.kept_out(), message, unreachable=True)
                 if time.monotonic() > deadline:
                     note = f"\ntimed out after {timeout:g} s"
-                    return Result(TIMED_OUT, _text(out), _text(err) + note, timed_out=True)
+                    return Result(
+                        TIMED_OUT, output.kept_out(), output.kept_err() + note, timed_out=True
+                    )
                 busy = False
                 while channel.recv_ready():
-                    out.append(channel.recv(CHUNK))
+                    output.stdout(channel.recv(CHUNK))
                     busy = True
                 while channel.recv_stderr_ready():
-                    err.append(channel.recv_stderr(CHUNK))
+                    output.stderr(channel.recv_stderr(CHUNK))
                     busy = True
-                remote.take_pid()
                 drained = not channel.recv_ready() and not channel.recv_stderr_ready()
                 finished = channel.closed or channel.eof_received
                 if channel.exit_status_ready() and drained and finished:
-                    return Result(channel.recv_exit_status(), _text(out), _text(err))
+                    return Result(channel.recv_exit_status(), output.kept_out(), output.kept_err())
                 if channel.exit_status_ready() and drained:
                     # exited, but something (a background process) still holds its output
                     exited_at = exited_at or time.monotonic()
                     if time.monotonic() - exited_at > OUTPUT_GRACE:
-                        return _left_open(channel.recv_exit_status(), out, err)
+                        return _left_open(channel.recv_exit_status(), output)
                 if channel.closed and not channel.exit_status_ready():
                     if channel in self._aborted:
-                        return Result(INTERRUPTED, _text(out), _text(err) + "\ninterrupted")
+                        return Result(
+                            INTERRUPTED, output.kept_out(), output.kept_err() + "\ninterrupted"
+                        )
                     return self._lost("the channel closed without an exit status")
                 if not busy:
                     select.select([channel], [], [], 0.01)
@@ -185,14 +195,63 @@ class Channels:
         return Result(UNREACHABLE, stderr=f"{self.connection.where}: {detail}", unreachable=True)
 
 
-def _left_open(status: int, out: list[bytes], err: list[bytes]) -> Result:
+def _left_open(status: int, output: _Output) -> Result:
     """The result of a command that exited while its output was still held open."""
     note = output_left_open_note(
         status,
         "its channel is closed, so what that process writes there from now on is lost "
         "(and a write may kill it with SIGPIPE)",
     )
-    return Result(status, _text(out), _text(err), note=note)
+    return Result(status, output.kept_out(), output.kept_err(), note=note)
+
+
+class _Output:
+    """A command's output as it is read: kept for its result, or with a ``sink``, handed there
+    as it arrives (decoded as UTF-8 across chunk boundaries). Its stderr is held back while
+    the shell's pid line may still be in it, so that line never reaches the sink."""
+
+    def __init__(self, remote: RemoteShell, sink: OutputSink | None) -> None:
+        self.remote = remote
+        self.sink = sink
+        self.out: list[bytes] = []
+        self.err: list[bytes] = remote.stderr
+        self._decoders = {
+            name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("out", "err")
+        }
+
+    def stdout(self, data: bytes) -> None:
+        if self.sink is None:
+            self.out.append(data)
+        else:
+            self._hand_on("stdout", data, final=False)
+
+    def stderr(self, data: bytes) -> None:
+        self.err.append(data)
+        self.remote.take_pid()
+        if self.sink is not None and not self.remote.looking:
+            self._pass_err(final=False)
+
+    def kept_out(self) -> str:
+        """The stdout of the result: all of it, or, when streamed, nothing (sent on now)."""
+        if self.sink is not None:
+            self._hand_on("stdout", b"", final=True)
+        return _text(self.out)
+
+    def kept_err(self) -> str:
+        if self.sink is not None:
+            self._pass_err(final=True)
+        return _text(self.err)
+
+    def _pass_err(self, *, final: bool) -> None:
+        data = b"".join(self.err)
+        self.err.clear()
+        self._hand_on("stderr", data, final=final)
+
+    def _hand_on(self, stream: str, data: bytes, *, final: bool) -> None:
+        assert self.sink is not None
+        text = self._decoders[stream[3:]].decode(data, final)
+        if text:
+            self.sink(stream, text)
 
 
 def _feed(

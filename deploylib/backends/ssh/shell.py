@@ -46,6 +46,11 @@ class RemoteShell:
         self._looking = True
 
     @property
+    def looking(self) -> bool:
+        """The pid line may still be in what stderr brings: hold stderr back from the user."""
+        return self._looking
+
+    @property
     def prelude(self) -> str:
         return f"printf '{self.mark.decode()}%s\\n' \"$$\" >&2; "
 
