@@ -6,6 +6,9 @@ system outside ``/srv``); host h2 has the role ``db``. Release 1 has migration 0
 dependency ``appdep`` 1.0; release 2 adds migration 0002 and ``appdep`` 2.0. Requests go through
 nginx on 127.0.0.1 to the hosts' gunicorns (``deploylib.recipes.gunicorn``) the whole time.
 
+Then release 2's code again, and a rollback with ``migrate(undo="django")``, which reverses
+0002 in the live release before switching.
+
 Wheels: Django and gunicorn from /opt/deploylib-test/wheels (.ci/run downloads them), appdep made
 here; no index is contacted (PIP_NO_INDEX, PIP_FIND_LINKS)."""
 
@@ -282,6 +285,25 @@ def test_a_django_project_on_three_hosts_behind_nginx(
         lines = shown.stdout.splitlines()
         assert all(line.startswith(f"{db_host.name} | ") for line in lines), shown.stdout
         assert lines[-1] == f"{db_host.name} | 0001_initial 0002_price", shown.stdout
+
+        # the same code again, then back to release 1 with the pipeline reversing 0002 first
+        third = deploylib("deploy", "--env", "fleet")
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert ran.read_text().split() == [db_host.name] * 3
+        pipeline = project.root / "pipelines" / "web.py"
+        pipeline.write_text(
+            pipeline.read_text().replace('schema="django",', 'schema="django", undo="django",')
+        )
+        undone = deploylib("rollback", "--env", "fleet")
+        assert undone.returncode == 0, undone.stdout + undone.stderr
+        assert "reversed the migrations" in undone.stdout + undone.stderr
+        assert set(fleet.currents().values()) == {release_1}
+        again = deploylib(
+            "exec", "--env", "fleet", "--roles", "db", "--",
+            f".venv/bin/python manage.py shell -c {shlex.quote(query)}",
+        )  # fmt: skip
+        assert again.stdout.splitlines()[-1] == f"{db_host.name} | 0001_initial", again.stdout
+        assert on_every_host("/health") == {f"{release_1} appdep=1.0 items=0"}
 
         # logs: each host's own access log, by name
         logs = deploylib("logs", "--env", "fleet", "--lines", "1", "log/access.log")
