@@ -85,9 +85,11 @@ def get(url: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_flask_preset_deploys_as_written(tmp_path: Path) -> None:
-    if not list(WHEELS.glob("flask-*.whl")) or not list(WHEELS.glob("gunicorn-*.whl")):
-        pytest.skip(f"no Flask and gunicorn wheels in {WHEELS} (.ci/run downloads them)")
+@pytest.mark.parametrize(("preset", "wheel"), [("flask", "flask"), ("fastapi", "uvicorn_worker")])
+def test_the_preset_deploys_as_written(tmp_path: Path, preset: str, wheel: str) -> None:
+    """Flask through gunicorn; FastAPI through gunicorn with uvicorn's ASGI worker."""
+    if not list(WHEELS.glob(f"{wheel}-*.whl")) or not list(WHEELS.glob("gunicorn-*.whl")):
+        pytest.skip(f"no {wheel} and gunicorn wheels in {WHEELS} (.ci/run downloads them)")
     project = tmp_path / "site"
     project.mkdir()
     port = free_port()
@@ -100,7 +102,7 @@ def test_the_flask_preset_deploys_as_written(tmp_path: Path) -> None:
         "PORT": str(port),
     }
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    assert cli(project, "init", "--preset", "flask").returncode == 0
+    assert cli(project, "init", "--preset", preset).returncode == 0
     assert 'build(git=".")' in (project / "pipelines" / "web.py").read_text()
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run(
@@ -114,7 +116,8 @@ def test_the_flask_preset_deploys_as_written(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stdout + first.stderr
         release = os.readlink(project / ".deploy" / "dev" / "current").rsplit("/", 1)[-1]
         assert get(f"http://127.0.0.1:{port}/health").strip() == release
-        assert (project / ".deploy" / "dev" / "current" / ".venv" / "bin" / "flask").exists()
+        venv = project / ".deploy" / "dev" / "current" / ".venv"
+        assert list(venv.glob(f"lib/python*/site-packages/{wheel}"))
 
         (project / "app.py").write_text(
             (project / "app.py").read_text().replace('"hello\\n"', '"hello again\\n"')
