@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Fleet
-from tests.test_example_app import Load, free_port
+from tests.testbed.load import Load, free_port
 from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.slow

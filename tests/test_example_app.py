@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.testbed.load import Load, free_port, get
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn is not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(port: int, path: str) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read().decode()
-        assert response.status == 200
-        return body
-    finally:
-        connection.close()
 
 
 class Example:
@@ -95,45 +74,6 @@ def example(tmp_path: Path) -> Iterator[Example]:
             if state == "Z":
                 break
             time.sleep(0.1)
-
-
-class Load:
-    """A bounded request loop on loopback: a fresh connection per request, like most clients."""
-
-    def __init__(self, port: int, max_requests: int = 100_000, max_seconds: float = 60) -> None:
-        self.port = port
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.stop = threading.Event()
-        self.bodies: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(self.max_requests):
-            if self.stop.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                self.bodies[get(self.port, "/").strip()] += 1
-            except (OSError, AssertionError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-
-    def wait_for_answers(self, count: int, timeout: float = 30) -> None:
-        """Wait until ``count`` more requests were answered (or failed) than now."""
-        target = sum(self.bodies.values()) + len(self.failures) + count
-        deadline = time.monotonic() + timeout
-        while sum(self.bodies.values()) + len(self.failures) < target:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the load stalled"
-            time.sleep(0.01)
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
 
 def test_example_deploys_reloads_without_failed_requests_and_rolls_back(example: Example) -> None:

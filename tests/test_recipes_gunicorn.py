@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_example_app import Load, free_port, get
+from tests.testbed.load import Load, free_port, get
 from tests.testbed.pyapp import PyApp, build_and_venv, stop
 
 pytestmark = [

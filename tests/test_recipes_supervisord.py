@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_example_app import free_port, get
+from tests.testbed.load import free_port, get
 from tests.testbed.pyapp import PyApp, build_and_venv
 
 pytestmark = pytest.mark.slow
