@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -308,3 +309,44 @@ def test_ssh_hosts_get_environments_from_wheels_built_here(
         assert version.stdout.strip() == "2.0", version.stderr
         assert not list((root / ".deploylib" / "python").glob("*/bundle.tar"))
     assert first.release != second.release
+
+
+@pytest.mark.slow
+def test_a_uv_lock_is_exported_and_installed(project: Project, wheels: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed (pip install -e '.[dev]' installs it)")
+    project.write("pipelines/web.py", PIPELINE.format(args=""))
+    project.write(
+        "app/pyproject.toml",
+        '[project]\nname = "site"\nversion = "0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["dep==2.0", "helper"]\n',
+    )
+    locked = subprocess.run(
+        [uv, "lock", "--no-index", "--find-links", str(wheels)],
+        cwd=project.root / "app",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_NO_CONFIG": "1"},
+    )
+    assert locked.returncode == 0, locked.stderr
+    project.deploy(revision="r1")
+    assert served_version(project) == "2.0"
+    assert len(envs(project)) == 1
+    bundle = next((Path(os.environ["XDG_CACHE_HOME"]) / "deploylib" / "python").glob("*.tar"))
+    with tarfile.open(bundle) as tar:
+        exported = tar.extractfile("requirements.txt")
+        assert exported is not None
+        text = exported.read().decode()
+    assert "dep==2.0" in text and "helper==1.0" in text  # what uv export pinned
+
+
+@pytest.mark.slow
+def test_an_interpreter_the_host_lacks_fails_the_deploy_clearly(
+    project: Project, wheels: Path
+) -> None:
+    python_project(project, 'python="python3.99"')
+    result = project.cli("deploy", "--env", "dev")
+    assert result.returncode == 1
+    assert "python3.99 is not installed on this host" in result.stdout + result.stderr
+    assert project.current() is None
