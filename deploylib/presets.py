@@ -145,6 +145,10 @@ def preset_files(project_dir: Path, preset: str, app: str, *, in_git: bool) -> P
         extra = "Django's checks and migrations run before the switch,\n"
         title = "A Django project"
         todo.append(DJANGO_HEALTH)
+        todo.append(
+            "point DATABASES at a database outside the release (a server, or a file under "
+            "shared/): startproject's db.sqlite3 would be a new, empty one in every release"
+        )
         if module == "config":
             todo.append(
                 "no manage.py naming DJANGO_SETTINGS_MODULE was found: set the WSGI app in "

@@ -21,7 +21,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,12 +28,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Fleet
+from tests.testbed.django_tools import WHEELS, tools_python
 from tests.testbed.load import Load, free_port
 from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.slow
-
-WHEELS = Path("/opt/deploylib-test/wheels")
 
 PIPELINE = """\
 from deploylib import Pipeline, build, http, migrate, push, python_env, verify
@@ -102,24 +100,6 @@ http {{
     }}
 }}
 """
-
-
-def tools_python(tmp_path: Path) -> Path:
-    """A venv on this machine with Django, for django-admin and makemigrations."""
-    uv = shutil.which("uv")
-    venv = tmp_path / "tools"
-    if uv:
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-        install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
-    else:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run(
-        [*install, "--no-index", "--find-links", str(WHEELS), "django"],
-        check=True,
-        env={**os.environ, "UV_NO_CONFIG": "1"},
-    )
-    return venv / "bin" / "python"
 
 
 def make_project(app: Path, python: Path, database: Path) -> None:

@@ -6,9 +6,9 @@ PIP_FIND_LINKS, so no test contacts an index)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import program
-
-WHEELS = Path("/opt/deploylib-test/wheels")
+from tests.testbed.django_tools import WHEELS, tools_python
+from tests.testbed.load import free_port
 
 
 def cli(
@@ -71,12 +71,6 @@ def test_an_unknown_preset_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--preset" in done.stdout + done.stderr
     assert not (tmp_path / "deploy.toml").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> str:
@@ -140,3 +134,66 @@ def test_the_preset_deploys_as_written(tmp_path: Path, preset: str, wheel: str) 
                 except ProcessLookupError:
                     break
                 time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_django_preset_deploys_with_the_view_it_asks_for(tmp_path: Path) -> None:
+    """A project from django-admin startproject, the preset, and only the lines init names."""
+    if not list(WHEELS.glob("django-*.whl")) or not list(WHEELS.glob("gunicorn-*.whl")):
+        pytest.skip(f"no Django and gunicorn wheels in {WHEELS} (.ci/run downloads them)")
+    python = tools_python(tmp_path)
+    project = tmp_path / "site"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(
+        [str(python), "-m", "django", "startproject", "mysite", str(project)], check=True
+    )
+    made = cli(project, "init", "--preset", "django")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "/health view" in made.stdout
+    # what init asks for: the health view, STATIC_ROOT, ALLOWED_HOSTS
+    urls = project / "mysite" / "urls.py"
+    urls.write_text(
+        urls.read_text() + "\nfrom pathlib import Path\nfrom django.http import HttpResponse\n\n"
+        "urlpatterns += [\n"
+        '    path("health",\n'
+        '         lambda request: HttpResponse(Path("REVISION").read_text().split()[0]))\n'
+        "]\n"
+    )
+    settings = project / "mysite" / "settings.py"
+    settings.write_text(
+        settings.read_text().replace("ALLOWED_HOSTS = []", 'ALLOWED_HOSTS = ["127.0.0.1"]')
+        + '\nSTATIC_ROOT = BASE_DIR / "static"\n'
+    )
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "site"],
+        cwd=project,
+        check=True,
+    )
+    port = free_port()
+    env = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(WHEELS),
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(WHEELS),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PORT": str(port),
+    }
+    pidfile = project / ".deploy" / "dev" / "shared" / "gunicorn.pid"
+    try:
+        done = cli(project, "deploy", "--env", "dev", "--revision", "HEAD", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        current = project / ".deploy" / "dev" / "current"
+        release = os.readlink(current).rsplit("/", 1)[-1]
+        assert get(f"http://127.0.0.1:{port}/health") == release
+        assert (current / "static" / "admin").is_dir()  # collectstatic ran
+        entry = json.loads(
+            (project / ".deploy" / "dev" / ".deploylib" / "releases.jsonl")
+            .read_text()
+            .splitlines()[-1]
+        )
+        assert "auth.0001_initial" in entry["schema"]  # migrated, and the state recorded
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)

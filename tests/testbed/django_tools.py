@@ -1,0 +1,31 @@
+"""Django on this machine for the tests that make a project: a venv with Django from the
+wheels .ci/run downloads (no index is contacted)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+#: wheels fetched by .ci/run, installed from with no index
+WHEELS = Path("/opt/deploylib-test/wheels")
+
+
+def tools_python(tmp_path: Path) -> Path:
+    """A venv on this machine with Django, for django-admin and makemigrations."""
+    uv = shutil.which("uv")
+    venv = tmp_path / "tools"
+    if uv:
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+        install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+    else:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run(
+        [*install, "--no-index", "--find-links", str(WHEELS), "django"],
+        check=True,
+        env={**os.environ, "UV_NO_CONFIG": "1"},
+    )
+    return venv / "bin" / "python"
