@@ -128,6 +128,9 @@ def test_python_env_must_follow_push_and_checks_its_arguments() -> None:
         python_env(installer="conda")
     with pytest.raises(ConfigError, match="python="):
         python_env(python="python3; rm -rf /")
+    for outside in ("../requirements.txt", "/etc/passwd", "req/../../x.txt", "a\nb", " "):
+        with pytest.raises(ConfigError, match="a path inside the release"):
+            python_env(outside)
 
 
 def test_the_bundle_is_not_sent_where_the_environment_is_usable() -> None:

@@ -152,6 +152,16 @@ def python_env(
         raise ConfigError(f"python_env(installer={installer!r}): one of {', '.join(INSTALLERS)}")
     if not python or any(c.isspace() for c in python):
         raise ConfigError(f"python_env(python={python!r}): an interpreter name or path")
+    if requirements is not None and (
+        not requirements.strip()
+        or requirements.startswith("/")
+        or ".." in requirements.split("/")
+        or any(ord(c) < 32 for c in requirements)
+    ):
+        raise ConfigError(
+            f"python_env(requirements={requirements!r}): a path inside the release, "
+            "e.g. requirements.txt or requirements/prod.txt"
+        )
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"python_env(timeout={timeout!r}): a number of seconds > 0")
     settings = PythonSettings(
