@@ -72,7 +72,7 @@ def _undo(
         return
     target = chosen[0]
     ctx = steps.context(target)
-    script = schema_state.django_undo(live, known) if migrate.undo == "django" else migrate.undo
+    script = schema_state.undo_script(migrate.undo, live, known)
     command = ctx.command(
         script, cwd=ctx.layout.current, description="undo migrations", sudo=migrate.sudo
     )

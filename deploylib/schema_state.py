@@ -91,3 +91,23 @@ def django_undo(live: Sequence[str], target: Sequence[str]) -> str:
         back_to = shlex.join([app, mine[-1] if mine else "zero"])
         lines.append(_TOOLS + '"$py" manage.py migrate --no-input ' + back_to)
     return "\n".join(lines)
+
+
+def alembic_undo(target: Sequence[str]) -> str:
+    """``alembic downgrade`` to the target release's head (``base`` when it had none); a
+    target with several heads is gone back to one at a time, as Alembic requires."""
+    heads = list(target) or ["base"]
+    return "\n".join(_TOOLS + '"$alembic" downgrade ' + shlex.quote(head) for head in heads)
+
+
+#: what ``migrate(undo=...)`` names besides a command of the user's
+UNDO_KINDS = ("django", "alembic")
+
+
+def undo_script(undo: str, live: Sequence[str], target: Sequence[str]) -> str:
+    """The shell that takes the database from ``live`` back to ``target``."""
+    if undo == "django":
+        return django_undo(live, target)
+    if undo == "alembic":
+        return alembic_undo(target)
+    return undo

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Fleet
-from tests.testbed.django_tools import WHEELS, tools_python
 from tests.testbed.load import Load, free_port
+from tests.testbed.offline_wheels import WHEELS, tools_python
 from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.slow

@@ -7,12 +7,16 @@ The database here is a file in shared/ (one applied migration a line); each rele
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from deploylib import schema_state
 from deploylib.errors import ConfigError
 from deploylib.steps import migrate
 from tests.conftest import Project
+from tests.testbed.offline_wheels import WHEELS
 
 PIPELINE = """\
 from deploylib import Pipeline, build, push, migrate, switch, verify, command
@@ -149,3 +153,103 @@ def test_django_undo_goes_back_per_app() -> None:
 def test_undo_needs_a_schema() -> None:
     with pytest.raises(ConfigError, match="needs schema"):
         migrate("./manage.py migrate", undo="django")
+    with pytest.raises(ConfigError, match='needs schema="alembic"'):
+        migrate("alembic upgrade head", schema="django", undo="alembic")
+
+
+ALEMBIC_PIPELINE = """\
+from deploylib import Pipeline, build, push, migrate, python_env, switch, verify, command
+
+pipeline = Pipeline(
+    build("tar -czf {artifact} -C app ."),
+    push(),
+    python_env(),
+    migrate(".venv/bin/alembic upgrade head", schema="alembic", undo="alembic"),
+    switch(),
+    verify(command("test -x {current_path}/.venv/bin/alembic"), attempts=1, wait=0),
+)
+"""
+
+ALEMBIC_ENV = """\
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+config = context.config
+engine = engine_from_config(
+    config.get_section(config.config_ini_section), prefix="sqlalchemy.", poolclass=pool.NullPool
+)
+with engine.connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+REVISION = """\
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+
+
+def upgrade():
+    {upgrade}
+
+
+def downgrade():
+    {downgrade}
+"""
+
+
+@pytest.mark.slow
+def test_a_real_alembic_head_is_recorded_and_downgraded(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not list(WHEELS.glob("alembic-*.whl")):
+        pytest.skip(f"no alembic wheels in {WHEELS} (.ci/run downloads them)")
+    for name, value in {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(WHEELS),
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(WHEELS),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    database = tmp_path / "db.sqlite3"
+    project.write("pipelines/web.py", ALEMBIC_PIPELINE)
+    project.write("app/requirements.txt", "alembic\n")
+    project.write(
+        "app/alembic.ini",
+        f"[alembic]\nscript_location = migrations\nsqlalchemy.url = sqlite:///{database}\n",
+    )
+    project.write("app/migrations/env.py", ALEMBIC_ENV)
+    items = 'op.create_table("items", sa.Column("id", sa.Integer, primary_key=True))'
+    project.write(
+        "app/migrations/versions/a1_items.py",
+        REVISION.format(
+            revision="a1", down=None, upgrade=items, downgrade='op.drop_table("items")'
+        ),
+    )
+    first, _ = project.deploy(revision="r1")
+    add = 'op.add_column("items", sa.Column("price", sa.Integer))'
+    project.write(
+        "app/migrations/versions/b2_price.py",
+        REVISION.format(
+            revision="b2", down="a1", upgrade=add, downgrade='op.drop_column("items", "price")'
+        ),
+    )
+    second, _ = project.deploy(revision="r2")
+    heads = {e["release"]: e.get("schema") for e in project.log() if e["event"] == "deploy"}
+    assert heads == {first.release: ["a1"], second.release: ["b2"]}
+
+    def columns() -> list[str]:
+        with sqlite3.connect(database) as db:
+            return [row[1] for row in db.execute("pragma table_info(items)")]
+
+    assert columns() == ["id", "price"]
+    done = project.cli("rollback", "--env", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reversed the migrations" in done.stdout + done.stderr
+    assert project.current() == first.release
+    assert columns() == ["id"]  # downgraded to a1 before the switch
+    assert project.log()[-1]["schema"] == ["a1"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import program
-from tests.testbed.django_tools import WHEELS, tools_python
 from tests.testbed.load import free_port
+from tests.testbed.offline_wheels import WHEELS, tools_python
 
 
 def cli(

@@ -129,13 +129,14 @@ def migrate(
 
     ``schema``: record the migration state with the release (``"django"``, ``"alembic"`` or
     a command printing one migration a line), so ``rollback`` to a release that does not know
-    every live migration names them and asks for ``--yes``; ``undo`` (``"django"`` or a
-    command) reverses them first instead."""
+    every live migration names them and asks for ``--yes``; ``undo`` (``"django"``,
+    ``"alembic"`` or a command) reverses them first instead."""
     _check_timeout("migrate", timeout)
     if undo is not None and not schema:
         raise ConfigError("migrate(undo=...) needs schema=: the state says what to undo")
-    if undo == "django" and schema != "django":
-        raise ConfigError('migrate(undo="django") needs schema="django"')
+    for kind in ("django", "alembic"):
+        if undo == kind and schema != kind:
+            raise ConfigError(f'migrate(undo="{kind}") needs schema="{kind}"')
     _check_sudo("migrate", sudo)
     return Migrate(
         schema=schema,

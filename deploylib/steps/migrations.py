@@ -17,7 +17,8 @@ class Migrate(Run):
     """``Run`` once (role ``db`` first), then, with ``schema``, the command that prints the
     migration state: ``"django"``, ``"alembic"`` or a command of the user's, one migration a
     line. ``undo`` reverses what a rollback target does not know (``"django"``: computed per
-    app; or the user's command), run in the live release before a rollback switches."""
+    app; ``"alembic"``: a downgrade to the target's head; or the user's command), run in the
+    live release before a rollback switches."""
 
     schema: str | None = None
     undo: str | None = None
@@ -35,5 +36,5 @@ class Migrate(Run):
         return schema_state.parse(self.schema, outputs[-1])
 
     def templates(self) -> list[str]:
-        extra = [self.undo] if self.undo and self.undo != "django" else []
+        extra = [self.undo] if self.undo and self.undo not in schema_state.UNDO_KINDS else []
         return [*super().templates(), *extra]

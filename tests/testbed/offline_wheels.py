@@ -1,5 +1,6 @@
-"""Django on this machine for the tests that make a project: a venv with Django from the
-wheels .ci/run downloads (no index is contacted)."""
+"""Wheels on this machine's disk, downloaded by .ci/run (Flask, FastAPI, Django, gunicorn,
+alembic), for tests that install packages with no index; and a venv with Django for the tests
+that make a Django project."""
 
 from __future__ import annotations
 
