@@ -1,0 +1,95 @@
+"""Attacks on python_env(), migration-aware rollback, exec and logs: each test here failed on
+the code before the fix committed with it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from deploylib.secrets import Redactor
+from deploylib.streaming import LONGEST_LINE, HostLines
+from tests.conftest import Project
+from tests.test_migration_rollback import PIPELINE as MIGRATE_PIPELINE
+from tests.test_python_env import envs, python_project, served_version, wheels
+
+__all__ = ["wheels"]  # the fixture, used by name
+
+SECRET = "hunter2-very-secret-value"
+
+
+# ---------------------------------------------------------------- python_env()
+
+
+def test_a_damaged_bundle_in_the_cache_is_made_again(project: Project, wheels: Path) -> None:
+    """A bundle cut short in ~/.cache/deploylib/python (a full disk, a crash: the rename is
+    not fsynced) failed every later deploy with tar's 'Unexpected EOF', naming no file, until
+    someone found and removed the cache entry."""
+    python_project(project)
+    project.deploy(revision="r1")
+    (key,) = envs(project)
+    bundle = Path(os.environ["XDG_CACHE_HOME"]) / "deploylib" / "python" / f"{key}.tar"
+    whole = bundle.read_bytes()
+    for damaged in (whole[: len(whole) // 2 // 512 * 512], b"", whole[:-1024]):
+        shutil.rmtree(project.target)  # a new host: the bundle must be sent
+        bundle.write_bytes(damaged)
+        done = project.cli("deploy", "--env", "dev")
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output
+        assert served_version(project) == "1.0"
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def test_a_secret_the_schema_command_prints_stays_out_of_the_release_log(
+    project: Project,
+) -> None:
+    """The lines the schema command printed were written to releases.jsonl as they were: a
+    command that prints a connection string put the password in the log on every host."""
+    project.write(".env", f"DB_PASSWORD={SECRET}\n")
+    pipeline = MIGRATE_PIPELINE.format(undo="").replace(
+        'schema="cat {shared_path}/db.txt"',
+        'schema="cat {shared_path}/db.txt; echo connecting with $DB_PASSWORD"',
+    )
+    project.write("pipelines/web.py", pipeline)
+    project.write("app/migrations.txt", "users.0001\n")
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (project.target / ".deploylib" / "releases.jsonl").read_text()
+    assert "users.0001" in log
+    assert SECRET not in log and "hunter2" not in log
+
+
+# ---------------------------------------------------------------- exec and logs
+
+
+def test_a_secret_across_the_cut_of_a_long_line_is_masked(project: Project) -> None:
+    """A line longer than LONGEST_LINE is written in pieces; a secret that straddled the cut
+    came out in two unmasked halves ('...hunter' then '2-very-secret-value')."""
+    project.write(".env", f"API_TOKEN={SECRET}\n")
+    assert project.cli("deploy", "--env", "dev").returncode == 0
+    script = (
+        'python3 -c \'import os, sys, time; t = os.environ["API_TOKEN"]; '
+        'sys.stdout.write("x" * 65530 + t[:11]); sys.stdout.flush(); time.sleep(0.3); '
+        "print(t[11:])'"
+    )
+    done = project.cli("exec", "--env", "dev", "--", script)
+    assert done.returncode == 0, done.stderr
+    assert "hunter" not in done.stdout and "secret-value" not in done.stdout
+    assert "***" in done.stdout
+
+
+def test_host_lines_never_cut_through_a_secret() -> None:
+    redactor = Redactor([SECRET])
+    written: list[str] = []
+    lines = HostLines(redactor, None, None, on_line=lambda host, stream, text: written.append(text))
+    sink = lines.sink("web1")
+    for offset in range(-len(SECRET), 2):
+        written.clear()
+        text = "x" * (LONGEST_LINE + offset) + SECRET + "y" * 10
+        for start in range(0, len(text), 4096):  # as chunks arrive
+            sink("stdout", text[start : start + 4096])
+        sink.flush()
+        assert not any(part in line for line in written for part in ("hunter", "value")), offset
+        assert sum(line.count("***") for line in written) == 1
