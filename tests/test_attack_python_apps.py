@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from deploylib.secrets import Redactor
 from deploylib.streaming import LONGEST_LINE, HostLines
@@ -93,3 +97,25 @@ def test_host_lines_never_cut_through_a_secret() -> None:
         sink.flush()
         assert not any(part in line for line in written for part in ("hunter", "value")), offset
         assert sum(line.count("***") for line in written) == 1
+
+
+def test_lines_that_is_no_number_is_a_usage_error(deployed_dir: Path) -> None:
+    """``logs --lines abc`` ended in Invoke's ValueError traceback, exit 1 (the exit code of a
+    deploy that failed and was put back), instead of a usage error, exit 2."""
+    for value in ("abc", "1e9", "5; touch pwned", ""):
+        done = subprocess.run(
+            [sys.executable, "-m", "deploylib", "logs", "--env", "dev", "--lines", value],
+            cwd=deployed_dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"--lines: not a whole number: {value!r}" in done.stderr
+    assert not (deployed_dir / "pwned").exists()
+
+
+@pytest.fixture
+def deployed_dir(project: Project) -> Path:
+    return project.root
