@@ -119,3 +119,22 @@ def test_lines_that_is_no_number_is_a_usage_error(deployed_dir: Path) -> None:
 @pytest.fixture
 def deployed_dir(project: Project) -> Path:
     return project.root
+
+
+@pytest.mark.slow
+def test_an_environment_of_another_python_version_is_made_again(
+    project: Project, wheels: Path
+) -> None:
+    """The system's python3 upgraded from 3.X to 3.Y: the venv's bin/python (a link to it)
+    still starts, so `python -c ''` passed, the environment was reused and the release could
+    import none of its packages (its site-packages is lib/python3.X). Here the environment is
+    made to look as if made by another minor version."""
+    python_project(project)
+    project.deploy(revision="r1")
+    (key,) = envs(project)
+    lib = project.target / ".deploylib" / "python" / key / "venv" / "lib"
+    (made,) = lib.iterdir()
+    made.rename(lib / "python3.0")
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert served_version(project) == "1.0"
