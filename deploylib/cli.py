@@ -95,7 +95,22 @@ class DeployProgram(Program):
                 else:
                     out += ["--path", word]
             self.core.unparsed = out
-        super().parse_tasks()
+        try:
+            super().parse_tasks()
+        except ValueError as exc:  # Invoke's int() of an option's value, not a ParseError
+            name = words[0] if words else ""
+            body = self.collection[name].body if name in self.collection.task_names else None
+            numbers = [
+                f"--{p.name.replace('_', '-')}"
+                for p in (inspect.signature(body).parameters.values() if body else ())
+                if type(p.default) is int
+            ]
+            value = str(exc).rpartition(": ")[2]
+            parser = getattr(self, "parser", None)
+            context = parser.contexts.get(name) if parser is not None else None
+            raise ParseError(
+                f"{' or '.join(numbers) or 'an option'}: not a whole number: {value}", context
+            ) from None
 
     def _take_trailing(self) -> None:
         """The words after ``--`` go to the task that takes them, or are a usage error."""

@@ -238,7 +238,7 @@ class Project:
             if on_line is not None:
                 on_line(host, stream, line)
 
-        lines = HostLines(environment.redactor.redact, None, None, on_line=keep)
+        lines = HostLines(environment.redactor, None, None, on_line=keep)
         streamed = oneoff.exec_on(environment, chosen, script, lines, once=once, timeout=seconds)
         if streamed.interrupted:
             raise KeyboardInterrupt

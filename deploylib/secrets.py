@@ -122,6 +122,23 @@ class Redactor:
     def __call__(self, text: str) -> str:
         return self.redact(text)
 
+    def longest(self) -> int:
+        """The length of the longest form masked: text cut this far from its end cannot
+        split a secret that the text holds whole."""
+        with self._lock:
+            return max(map(len, self._forms), default=0)
+
+    def safe_cut(self, text: str, at: int) -> int:
+        """A position at or before ``at`` (after it only when a secret starts at 0) that lies
+        inside no occurrence of a secret in ``text``: cutting there splits none."""
+        pattern = self._compiled()
+        if pattern is None:
+            return at
+        for start, stop in _merged(match.span(1) for match in pattern.finditer(text)):
+            if start < at < stop:
+                return start if start > 0 else stop
+        return at
+
     def __bool__(self) -> bool:
         return bool(self._forms)
 

@@ -148,7 +148,8 @@ class StepExecution:
                 outputs.append(result.stdout)
             schema = step.schema_from(outputs)
             if schema is not None and not run.dry:
-                run.schema = schema
+                # the release log is output too: a secret the command printed stays out of it
+                run.schema = tuple(run.redact(name) for name in schema)
         run.emit(
             "step.ok",
             host=target.name,

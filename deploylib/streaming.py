@@ -18,6 +18,7 @@ from typing import TextIO
 from deploylib import fleet
 from deploylib.commands import Command, Result
 from deploylib.fleet import Target
+from deploylib.secrets import Redactor
 from deploylib.text import printable
 
 #: the exit status of a host that could not be reached, or stopped answering (as ssh's)
@@ -39,6 +40,8 @@ class HostLines:
         on_line: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._redact = redact
+        #: cuts a long line where no secret is split (the redactor's, when it is one)
+        self._redactor = redact if isinstance(redact, Redactor) else None
         self._streams = {"stdout": out, "stderr": err}
         self._on_line = on_line
         self._lock = threading.Lock()
@@ -62,6 +65,15 @@ class HostLines:
         for line in message.strip().splitlines() or [""]:
             self.write(host, "stderr", f"deploylib: {line}")
 
+    def holdback(self) -> int:
+        """How much longer than ``LONGEST_LINE`` a line is kept before it is cut: the longest
+        secret, so a secret that straddles the cut is whole in the text cut."""
+        return self._redactor.longest() if self._redactor is not None else 0
+
+    def cut(self, text: str, at: int) -> int:
+        """Where to cut ``text`` near ``at`` without splitting a secret in two."""
+        return self._redactor.safe_cut(text, at) if self._redactor is not None else at
+
     def sink(self, host: str) -> HostSink:
         return HostSink(self, host)
 
@@ -79,9 +91,12 @@ class HostSink:
         *complete, rest = pending.split("\n")
         for line in complete:
             self._lines.write(self._host, stream, line.removesuffix("\r"))
-        while len(rest) > LONGEST_LINE:
-            self._lines.write(self._host, stream, rest[:LONGEST_LINE])
-            rest = rest[LONGEST_LINE:]
+        hold = self._lines.holdback()
+        while len(rest) > LONGEST_LINE + hold:
+            # never through a secret: each piece is masked alone
+            cut = self._lines.cut(rest, LONGEST_LINE)
+            self._lines.write(self._host, stream, rest[:cut])
+            rest = rest[cut:]
         self._pending[stream] = rest
 
     def flush(self) -> None:

@@ -354,7 +354,7 @@ def _host_lines(environment: Environment) -> HostLines:
 
     from deploylib.streaming import HostLines
 
-    return HostLines(environment.redactor.redact, sys.stdout, sys.stderr)
+    return HostLines(environment.redactor, sys.stdout, sys.stderr)
 
 
 def _end(streamed: Streamed, *, follow: bool) -> None:

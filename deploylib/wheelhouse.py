@@ -6,12 +6,17 @@ A bundle is an uncompressed tar (wheels are compressed already)::
     requirements.txt     what the target's installer reads
     src/...              the release's requirements files it includes (``-r``), by path
     wheels/*.whl         with --wheels: every package, built here with ``pip wheel``
+    manifest.json        last: the sha256 of every other file (a cached bundle is checked
+                         against it before it is used again, and made again when it disagrees)
 
 Made under a temporary name and renamed into place: a bundle in the cache is whole."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
 import os
 import posixpath
 import subprocess
@@ -21,6 +26,9 @@ import tempfile
 from pathlib import Path
 
 from deploylib.python_deps import DependencyError, read_dependency_set, requirements_text
+
+#: the last member of a bundle: the sha256 of every other file, by name
+MANIFEST = "manifest.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.is_file():
-        print(f"python bundle {out.stem}: made before, kept in {out.parent}")
-        return 0
+        problem = damage(out)
+        if problem is None:
+            print(f"python bundle {out.stem}: made before, kept in {out.parent}")
+            return 0
+        print(f"python bundle {out}: {problem}; made again", file=sys.stderr)
+        out.unlink()
     try:
         deps = read_dependency_set(args.artifact, args.requirements, args.extra)
         text, included = requirements_text(deps)
@@ -77,15 +89,50 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             count = len(list(wheels.glob("*.whl")))
         partial = Path(tmp) / "bundle.tar"
+        digests: dict[str, str] = {}
         with tarfile.open(partial, "w") as tar:
             for path in sorted(root.rglob("*")):
                 name = posixpath.join(*path.relative_to(root).parts)
                 tar.add(path, arcname=name, recursive=False)
+                if path.is_file():
+                    digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            # last: a bundle cut short (a full disk, a crash) lacks it or disagrees with it
+            manifest = json.dumps(digests, sort_keys=True).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(manifest)
+            tar.addfile(info, io.BytesIO(manifest))
         os.replace(partial, out)
     size = out.stat().st_size / 1e6
     what = f"{count} wheel{'s' if count != 1 else ''}, " if args.wheels else ""
     print(f"python bundle {out.stem} from {deps.source}: {what}{size:.1f} MB")
     return 0
+
+
+def damage(bundle: Path) -> str | None:
+    """What is wrong with a bundle in the cache (truncated, altered, not a tar, made
+    without a manifest), or None when every file is there as it was made."""
+    try:
+        with tarfile.open(bundle, "r:") as tar:
+            found: dict[str, str] = {}
+            listed: object = None
+            for member in tar:
+                if not member.isfile():
+                    continue
+                extracted = tar.extractfile(member)
+                data = extracted.read() if extracted is not None else b""
+                if len(data) != member.size:
+                    return f"{member.name} is cut short"
+                if member.name == MANIFEST:
+                    listed = json.loads(data)
+                else:
+                    found[member.name] = hashlib.sha256(data).hexdigest()
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        return f"not a whole bundle ({exc})"
+    if listed is None:
+        return f"no {MANIFEST} (cut short, or made by an older deploylib)"
+    if listed != found or "requirements.txt" not in found:
+        return f"its files disagree with its {MANIFEST}"
+    return None
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -56,9 +56,19 @@ def python_dir(layout: Layout) -> str:
 
 
 def usable_test(paths: EnvPaths) -> str:
-    """Shell that passes when the environment is whole and its interpreter starts."""
+    """Shell that passes when the environment is whole, its interpreter starts and finds
+    its packages: a system Python upgraded to another minor version still starts through the
+    venv's link, but looks for them in a ``lib/pythonX.Y`` the environment does not have."""
     q = shlex.quote
-    return f"[ -f {q(paths.complete)} ] && {q(paths.venv + '/bin/python')} -c '' 2>/dev/null"
+    return (
+        f"[ -f {q(paths.complete)} ] && {q(paths.venv + '/bin/python')} -c {q(_FINDS_PACKAGES)} "
+        "2>/dev/null"
+    )
+
+
+_FINDS_PACKAGES = (
+    "import os, sys, sysconfig; sys.exit(not os.path.isdir(sysconfig.get_path('purelib')))"
+)
 
 
 @dataclass(frozen=True)
