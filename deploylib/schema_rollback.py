@@ -8,7 +8,7 @@ once, in the live release, which has the newer migrations' code) or the user acc
 
 from __future__ import annotations
 
-from deploylib import schema_state
+from deploylib import records, schema_state
 from deploylib.errors import DeployFailed, StepFailed
 from deploylib.pipeline import Pipeline
 from deploylib.rollback_target import RollbackPlan
@@ -47,7 +47,10 @@ def settle_schema(
     migrate = next((s for s in pipeline.flat() if isinstance(s, Migrate) and s.schema), None)
     if migrate is not None and migrate.undo and len(targets) == 1:
         ((release, known),) = targets.items()
-        _undo(run, steps, migrate, live, known)
+        try:
+            _undo(run, steps, migrate, live, known)
+        except StepFailed as exc:
+            raise _undo_failed(run, steps, migrate, plan, exc) from None
         run.schema = known
         run.emit("warning", f"reversed the migrations {release} does not know: {listed}")
         return
@@ -61,6 +64,37 @@ def settle_schema(
         "the pipeline), or roll back anyway with --yes",
         run.placement(),
     )
+
+
+def _undo_failed(
+    run: Run, steps: StepExecution, migrate: Migrate, plan: RollbackPlan, exc: StepFailed
+) -> DeployFailed:
+    """The undo failed part-way, perhaps: no host switched, but the database may have changed.
+    What it holds now is read again and recorded, so the next rollback compares with it."""
+    state = _read_state(run, steps, migrate)
+    now = ""
+    if state is not None:
+        run.schema = state
+        records.record_all(run, "rollback", "failed", plan.moves, error=exc.message)
+        now = f"; it now has: {', '.join(state) or '(no migrations)'} (recorded)"
+    return DeployFailed(
+        f"rollback failed: undoing the migrations failed on {exc.host}: {run.redact(exc.message)}"
+        f". No host was switched, but the database may be partly reversed{now}",
+        run.placement(),
+    )
+
+
+def _read_state(run: Run, steps: StepExecution, migrate: Migrate) -> tuple[str, ...] | None:
+    chosen = steps.targets_for(migrate, run.targets)
+    if not chosen or not migrate.schema:
+        return None
+    ctx = steps.context(chosen[0])
+    script = schema_state.schema_script(migrate.schema)
+    command = ctx.command(script, cwd=ctx.layout.current, description="schema", sudo=migrate.sudo)
+    result = run.execute(chosen[0], command, "migrate")
+    if not result.ok:
+        return None
+    return tuple(run.redact(name) for name in schema_state.parse(migrate.schema, result.stdout))
 
 
 def _undo(

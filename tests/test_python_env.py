@@ -353,3 +353,18 @@ def test_an_interpreter_the_host_lacks_fails_the_deploy_clearly(
     assert result.returncode == 1
     assert "python3.99 is not installed on this host" in result.stdout + result.stderr
     assert project.current() is None
+
+
+def test_an_environment_is_marked_complete_only_under_the_lock() -> None:
+    """A build orphaned by a killed deploy (its shell goes on) must not mark complete an
+    environment that a later deploy, under a lock of its own, is making."""
+    from deploylib.remote import python_env as remote_env
+    from deploylib.remote.layout import Layout
+
+    token = "ab" * 8
+    script = remote_env.ensure_command(
+        Layout("/srv/app"), "k" * 24, "20260101T000000Z-abc", remote_env.Install(), token
+    ).script
+    installed = script.index("pip install")
+    guard = script.index(f"grep -qF {token}", installed)
+    assert installed < guard < script.index("echo made >")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from deploylib.commands import Command
 from deploylib.remote.layout import Layout
-from deploylib.remote.lock import guard_for
+from deploylib.remote.lock import guard_for, lock_guard
 
 LINK = ".venv"
 PIP_QUIET = ("--disable-pip-version-check", "--no-input", "--quiet")
@@ -136,6 +136,9 @@ def ensure_command(
         f"tar -xf {q(paths.bundle)} -C {q(paths.unpacked)}",
         make,
         f"rm -rf {q(paths.unpacked)} {q(paths.bundle)}",
+        # still this deploy's lock: a build orphaned by a killed deploy never marks an
+        # environment that a later deploy is making complete
+        *([lock_guard(layout, token)] if token else []),
         f"echo made > {q(paths.complete)}",
         f"echo {q('made python env ' + key)}",
     ]
