@@ -279,6 +279,33 @@ class Runner:
             )
             return Outcome(run.release, where.releases, {})
 
+    # ------------------------------------------------------------------ setup
+
+    def setup(self, hosts: Sequence[Host], work: Callable[[Target], None]) -> dict[str, str]:
+        """``work`` on every target under the fleet's lock (taken all or nothing), then a
+        ``setup`` line in each target's release log; the errors, worded, by target name."""
+        run = self.run
+        errors: dict[str, BaseException] = {}
+        with self.signals.active():
+            try:
+                run.targets = self._connect(hosts)
+                self.lock.take()
+                errors = run.each(work, run.targets)
+                self.signals.finishing("recording the setup")
+                live = {t.name: t.state.current or "" for t in run.locked()}
+                worded = "; ".join(f"{n}: {run.redact(str(e))}" for n, e in errors.items())
+                outcome = "failed" if errors else "success"
+                records.record_all(run, "setup", outcome, live, error=worded or None)
+            except BaseException:
+                self.signals.failed()
+                raise
+            finally:
+                self.signals.finishing("releasing the locks")
+                self.lock.release()
+                for target in run.targets:
+                    target.backend.close()
+        return {name: run.redact(str(exc)) for name, exc in errors.items()}
+
     # ------------------------------------------------------------------ the parts in order
 
     def _connect(self, hosts: Sequence[Host]) -> list[Target]:

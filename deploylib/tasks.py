@@ -65,7 +65,9 @@ def _task(
 
     def wrap(body: Callable[..., None]) -> Any:
         options = [name.replace("_", "-") for name in signature(body).parameters][1:]
-        texts = {name: own_help.get(name) or OPTION_HELP[name] for name in options}
+        texts = {
+            name: own_help.get(name.replace("-", "_")) or OPTION_HELP[name] for name in options
+        }
         return task(auto_shortflags=False, help=texts, name=task_name, iterable=list(iterable))(
             body
         )
@@ -233,6 +235,60 @@ def check(
 
 
 @_task(
+    dry_run="read every host and say what setup would make and install; change nothing",
+    pipeline="the pipeline whose needs are checked (a Python step: python3 and venv)",
+)
+def setup(
+    c: Any,
+    env: str | None = None,
+    pipeline: str | None = None,
+    hosts: str | None = None,
+    roles: str | None = None,
+    dry_run: bool = False,
+    config: str = "deploy.toml",
+) -> None:
+    """Make hosts deploy-ready: directories, prerequisites, packages; idempotent."""
+
+    def body() -> None:
+        from deploylib import actions, provisioning
+        from deploylib.errors import DeployError
+
+        loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
+        reporter = reporter_for(loaded.env, None, False)
+        rows = provisioning.setup(loaded, reporter=reporter, dry_run=dry_run)
+        out = console()
+        for row in rows:
+            _print_setup(out, row, dry_run=dry_run)
+        failing = [row.host for row in rows if not row.ready]
+        if failing:
+            raise DeployError(f"setup: not ready: {', '.join(failing)}")
+        if not dry_run and not any(row.changed for row in rows):
+            out.print("nothing to change: every host was ready")
+
+    _run(body)
+
+
+def _print_setup(out: Any, row: Any, *, dry_run: bool) -> None:
+    name = escape(row.host)
+    would = "would " if dry_run else ""
+    for path in row.made:
+        out.print(f"{name}: {would}make {escape(path)}")
+    if row.packages:
+        installed = "install" if dry_run else "installed"
+        out.print(f"{name}: {would}{installed} {escape(' '.join(row.packages))}")
+    for what, fix in row.missing:
+        out.print(f"[red]{name}: missing {escape(what)}[/] — {escape(fix)}")
+    for warning in row.warnings:
+        out.print(f"[yellow]{name}: {escape(warning)}[/]")
+    if row.error:
+        out.print(f"[red]{name}: {escape(row.error)}[/]")
+    elif row.ready and not row.changed:
+        out.print(f"{name}: ok, nothing to change")
+    elif row.ready:
+        out.print(f"{name}: ok")
+
+
+@_task(
     force="overwrite the files that exist",
     preset="a Python web app: django, flask or fastapi (requirements, python_env, gunicorn)",
 )
@@ -372,6 +428,6 @@ def _end(streamed: Streamed, *, follow: bool) -> None:
         raise Exit(code=status)
 
 
-ns = Collection(deploy, rollback, status, releases, check, init, unlock, exec_, logs)
+ns = Collection(deploy, rollback, status, releases, check, setup, init, unlock, exec_, logs)
 
 __all__ = ["ns"]

@@ -51,6 +51,7 @@ LAYERS: list[set[str]] = [
         "remote.oneoff",
         "rollback_target",
         "remote.python_env",
+        "remote.provision",
         "wheelhouse",
     },
     # where commands run, and what a step sees
@@ -116,7 +117,7 @@ LAYERS: list[set[str]] = [
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "schema_rollback", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
-    {"actions", "wiring", "source", "inspection", "testing", "project", "oneoff"},
+    {"actions", "wiring", "source", "inspection", "testing", "project", "oneoff", "provisioning"},
     # the command line
     # the command line, and the package's exports (the DSL, and the API on first use)
     {"tasks", "cli", "__main__", ""},

@@ -46,6 +46,8 @@ class Environment:
     metrics_file: str | None = None
     #: who ``sudo=True`` commands run as (``None``: root)
     become: str | None = None
+    #: Debian packages ``setup`` installs where missing
+    packages: tuple[str, ...] = ()
     variables: Mapping[str, str | Secret] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
     #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
@@ -149,6 +151,7 @@ def resolve(
         notify=notify,
         metrics_file=setting("metrics_file"),
         become=setting("become"),
+        packages=tuple(setting("packages") or ()),
         variables=variables,
         redactor=redactor,
         lookup=lookup,

@@ -80,6 +80,8 @@ class _Overridable(_Model):
     env_file: str | None = None
     #: the user commands with ``sudo=True`` run as, through ``sudo -n -u`` (default: root)
     become: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
+    #: Debian packages ``setup`` installs where missing (through ``sudo -n apt-get``)
+    packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] | None = None
     ssh: SSHSettings | None = None
     strategy: StrategySettings | None = None
     notify: NotifySettings | None = None
