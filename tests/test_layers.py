@@ -51,6 +51,8 @@ LAYERS: list[set[str]] = [
         "remote.oneoff",
         "rollback_target",
         "remote.python_env",
+        "remote.firewall",
+        "firewall",
         "wheelhouse",
     },
     # where commands run, and what a step sees
