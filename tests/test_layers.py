@@ -52,6 +52,8 @@ LAYERS: list[set[str]] = [
         "rollback_target",
         "remote.python_env",
         "remote.provision",
+        "remote.firewall",
+        "firewall",
         "wheelhouse",
     },
     # where commands run, and what a step sees

@@ -15,8 +15,15 @@ from deploylib.config.paths import (
     resolve_deploy_to,
     shared_path,
 )
-from deploylib.config.schema import NotifySettings, ProjectModel, SSHSettings, StrategySettings
+from deploylib.config.schema import (
+    FirewallSettings,
+    NotifySettings,
+    ProjectModel,
+    SSHSettings,
+    StrategySettings,
+)
 from deploylib.errors import ConfigError
+from deploylib.firewall import refuse_cutting_ssh
 from deploylib.hosts import Host
 from deploylib.secrets import Redactor, Secret
 
@@ -52,6 +59,10 @@ class Environment:
     redactor: Redactor = field(default_factory=Redactor)
     #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
     lookup: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: ``[firewall]``: what ``setup`` applies (``None``: deploylib leaves the firewall alone)
+    firewall: FirewallSettings | None = None
+    #: where ``firewall`` was set, for messages (``firewall`` or ``environments.X.firewall``)
+    firewall_key: str = "firewall"
 
     def pipeline_file(self, name: str | None = None) -> Path:
         return self.project_dir / "pipelines" / f"{name or self.pipeline}.py"
@@ -132,6 +143,10 @@ def resolve(
                 if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
                 else f"environments.{env}.{key}",
             )
+    firewall: FirewallSettings | None = setting("firewall")
+    ssh: SSHSettings = setting("ssh") or SSHSettings()
+    if firewall is not None:
+        refuse_cutting_ssh(firewall, hosts, ssh.port, file=file, key=key_of("firewall"))
     return Environment(
         project_dir=config_file.parent,
         config_file=config_file,
@@ -146,7 +161,7 @@ def resolve(
         confirm=env_model.confirm,
         command_timeout=setting("command_timeout"),
         step_timeout=setting("step_timeout"),
-        ssh=setting("ssh") or SSHSettings(),
+        ssh=ssh,
         strategy=strategy,
         notify=notify,
         metrics_file=setting("metrics_file"),
@@ -155,4 +170,6 @@ def resolve(
         variables=variables,
         redactor=redactor,
         lookup=lookup,
+        firewall=firewall,
+        firewall_key=key_of("firewall"),
     )

@@ -131,6 +131,6 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
 def _is_union_tag(part: object) -> bool:
     # pydantic names the union member it tried ("str", "HostEntry", "constrained-int") inside
     # the location
-    return part in ("str", "HostEntry", "int") or (
+    return part in ("str", "HostEntry", "FirewallRule", "int") or (
         isinstance(part, str) and part.startswith("constrained-")
     )

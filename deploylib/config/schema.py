@@ -8,9 +8,10 @@ How a validation error is worded is ``loading``'s.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # pydantic checks ``pattern=`` with Rust's regex engine, whose ``$`` is the end of the text only
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -62,6 +63,36 @@ class NotifySettings(_Model):
     webhook: str | None = None
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class FirewallRule(_Model):
+    """One allowed port, as a table: ``{ port = 8000, from = "10.0.0.0/8", proto = "tcp" }``."""
+
+    port: Port
+    source: Annotated[str | None, Field(alias="from")] = None
+    proto: Literal["tcp", "udp"] = "tcp"
+
+    @field_validator("source")
+    @classmethod
+    def _address_or_network(cls, value: str | None) -> str | None:
+        """An IPv4/IPv6 address or CIDR network, written back in its plain form."""
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"must be an IPv4 or IPv6 address or network (CIDR): {exc}") from None
+
+
+class FirewallSettings(_Model):
+    """``[firewall]``: deploylib's own nftables table (or ufw rules), applied by ``setup``."""
+
+    policy: Literal["accept", "drop"] = "accept"
+    allow: list[Port | FirewallRule] = []
+    tool: Literal["nftables", "ufw"] = "nftables"
+
+
 RelPath = Annotated[str, Field(min_length=1)]
 
 
@@ -85,6 +116,7 @@ class _Overridable(_Model):
     ssh: SSHSettings | None = None
     strategy: StrategySettings | None = None
     notify: NotifySettings | None = None
+    firewall: FirewallSettings | None = None
 
 
 class EnvironmentModel(_Overridable):
