@@ -1,9 +1,10 @@
 """``setup``: make hosts deploy-ready, idempotently. Every host is checked for what the
 pipeline needs (deploylib's tools and GNU flags, Python with its venv module when a step
 needs one, free space, a clock in step with this machine's), gets the environment's Debian
-``packages`` it lacks, and the directories of the layout (``releases/``, ``shared/``, shared
-dirs, empty shared files). It runs under the deploy lock and is recorded in each host's
-release log; a second run changes nothing and says so.
+``packages`` it lacks, the directories of the layout (``releases/``, ``shared/``, shared
+dirs, empty shared files) and, with ``[firewall]``, its rules (``firewall``). It runs under
+the deploy lock and is recorded in each host's release log; a second run changes nothing and
+says so.
 
 With ``dry_run`` hosts are read, never changed, and nothing is locked: what would be made or
 installed is reported."""
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from deploylib import fleet
+from deploylib import firewall, fleet
 from deploylib.commands import Command
 from deploylib.config import Environment
 from deploylib.fleet import Target
@@ -43,6 +44,8 @@ class HostSetup:
     made: list[str] = field(default_factory=list)
     #: packages installed (or, in a dry run, that would be)
     packages: list[str] = field(default_factory=list)
+    #: the firewall's change (``+``/``-`` lines), made or, in a dry run, that would be
+    firewall: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -51,7 +54,7 @@ class HostSetup:
 
     @property
     def changed(self) -> bool:
-        return bool(self.made or self.packages)
+        return bool(self.made or self.packages or self.firewall)
 
 
 def setup(loaded: Loaded, *, reporter: Reporter, dry_run: bool = False) -> list[HostSetup]:
@@ -109,6 +112,8 @@ def _set_up(
         )
     )
     row.made = [line.split("=", 1)[1] for line in made if "=" in line]
+    walls = firewall.apply(target.backend, env, target.host, dry_run=dry_run)
+    row.firewall = list(walls.diff) if walls.changed else []
 
 
 class SetupFailed(Exception):

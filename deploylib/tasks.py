@@ -247,7 +247,7 @@ def setup(
     dry_run: bool = False,
     config: str = "deploy.toml",
 ) -> None:
-    """Make hosts deploy-ready: directories, prerequisites, packages; idempotent."""
+    """Make hosts deploy-ready: directories, prerequisites, packages, firewall; idempotent."""
 
     def body() -> None:
         from deploylib import actions, provisioning
@@ -276,6 +276,8 @@ def _print_setup(out: Any, row: Any, *, dry_run: bool) -> None:
     if row.packages:
         installed = "install" if dry_run else "installed"
         out.print(f"{name}: {would}{installed} {escape(' '.join(row.packages))}")
+    for line in row.firewall:
+        out.print(f"{name}: firewall {would}{'change' if dry_run else 'changed'}: {escape(line)}")
     for what, fix in row.missing:
         out.print(f"[red]{name}: missing {escape(what)}[/] — {escape(fix)}")
     for warning in row.warnings:

@@ -165,3 +165,31 @@ def test_accept_only_adds_rules(fleet: Fleet) -> None:
         assert outcome.changed and "policy accept" in outcome.ruleset
         assert reachable(host, 8000) and reachable(host, 9000)
         assert not apply(env).changed
+
+
+def test_setup_applies_the_firewall_once_and_says_what_changed(fleet: Fleet) -> None:
+    """Through `deploylib setup`, as a user runs it: the layout and the firewall together."""
+    host = fleet.hosts.host(1)
+    with_firewall(fleet, 'policy = "drop"\nallow = [22, 8000]')
+    with listening(host, 8000, 9000):
+        dry = fleet.project.cli("setup", "--env", "fleet", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "firewall would change: + tcp dport 8000 accept" in dry.stdout
+        assert reachable(host, 9000)  # nothing applied
+
+        first = fleet.project.cli("setup", "--env", "fleet")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "firewall changed: + policy drop" in first.stdout
+        assert reachable(host, 8000) and not reachable(host, 9000)
+        assert (host.srv / "demo" / "releases").is_dir()
+
+        second = fleet.project.cli("setup", "--env", "fleet")  # over SSH, through the firewall
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "nothing to change" in second.stdout and "firewall" not in second.stdout
+
+        with_firewall(fleet, 'policy = "drop"\nallow = [22]')
+        third = fleet.project.cli("setup", "--env", "fleet")
+        assert "firewall changed: - tcp dport 8000 accept" in third.stdout, third.stdout
+        assert not reachable(host, 8000)
+    log = (host.srv / "demo" / ".deploylib" / "releases.jsonl").read_text().splitlines()
+    assert len(log) == 3 and all('"event": "setup"' in line for line in log)

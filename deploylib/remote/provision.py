@@ -60,7 +60,7 @@ def facts_command(layout: Layout, *, python: str | None) -> Command:
         lines.append(
             f"if ! command -v {q(python)} >/dev/null 2>&1; then echo python=missing; "
             f"elif {q(python)} -c 'import venv, ensurepip' >/dev/null 2>&1; then echo python=ok; "
-            "elif command -v uv >/dev/null 2>&1 || [ -x \"$HOME/.local/bin/uv\" ]; "
+            'elif command -v uv >/dev/null 2>&1 || [ -x "$HOME/.local/bin/uv" ]; '
             "then echo python=uv; else echo python=novenv; fi"
         )
     lines += [
