@@ -202,6 +202,7 @@ def _show(config: str, env: str | None, as_json: bool, what: str) -> None:
 @_task(
     pipeline="pipeline to validate too",
     verbose="show how each host is reached: host name, port, user, key files, jump host",
+    ports="also connect from here to each port the pipeline's checks use on each host",
 )
 def check(
     c: Any,
@@ -209,27 +210,47 @@ def check(
     pipeline: str | None = None,
     json: bool = False,
     verbose: bool = False,
+    ports: bool = False,
     config: str = "deploy.toml",
 ) -> None:
     """Validate config and pipeline, reach every host; change nothing."""
 
     def body() -> None:
-        from deploylib import actions, inspection, views
+        from deploylib import actions, inspection, port_needs, views
         from deploylib.errors import DeployError
 
         loaded = actions.load(config, env, pipeline=pipeline)
         checked = inspection.check(loaded, verbose=verbose)
         rows = views.redacted(checked, loaded.env.redactor.redact)
+        needed = port_needs.needed_ports(loaded.pipeline, loaded.env, loaded.hosts)
+        warnings = port_needs.firewall_warnings(loaded.env, needed)
+        reached = port_needs.reach(needed) if ports else []
         out = console()
         if json:
+            for row in rows:
+                row["warnings"] = [w for w in warnings if w.startswith(f"{row['host']}: ")]
+                row["ports"] = [
+                    {"port": need.port, "check": need.check, "state": state}
+                    for need, state in reached
+                    if need.host == row["host"]
+                ]
             views.print_json(out, rows)
         else:
             out.print(views.check_table(rows, loaded.env.name))
             for row in rows if verbose else []:
                 out.print(views.reached_line(row))
+            for warning in warnings:
+                out.print(f"[yellow]warning: {escape(warning)}[/]")
+            for need, state in reached:
+                colour = {"open": "green", "refused": "yellow"}.get(state, "red")
+                out.print(
+                    f"{escape(need.host)}: port {need.port} [{colour}]{state}[/]"
+                    f" ({escape(need.check)})"
+                )
         failing = [row["host"] for row in rows if not row["ok"]]
+        failing += [need.host for need, state in reached if state == "no answer"]
         if failing:
-            raise DeployError(f"check failed on {', '.join(failing)}")
+            raise DeployError(f"check failed on {', '.join(dict.fromkeys(failing))}")
 
     _run(body)
 

@@ -119,7 +119,17 @@ LAYERS: list[set[str]] = [
     # a deploy or rollback of a fleet: its locks, steps, records, recovery, and their order
     {"fleet_lock", "step_execution", "records", "recovery", "schema_rollback", "runner"},
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit
-    {"actions", "wiring", "source", "inspection", "testing", "project", "oneoff", "provisioning"},
+    {
+        "actions",
+        "wiring",
+        "source",
+        "inspection",
+        "testing",
+        "project",
+        "oneoff",
+        "provisioning",
+        "port_needs",
+    },
     # the command line
     # the command line, and the package's exports (the DSL, and the API on first use)
     {"tasks", "cli", "__main__", ""},

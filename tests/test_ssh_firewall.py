@@ -193,3 +193,29 @@ def test_setup_applies_the_firewall_once_and_says_what_changed(fleet: Fleet) -> 
         assert not reachable(host, 8000)
     log = (host.srv / "demo" / ".deploylib" / "releases.jsonl").read_text().splitlines()
     assert len(log) == 3 and all('"event": "setup"' in line for line in log)
+
+
+def test_check_names_the_ports_the_firewall_drops_and_tries_them(fleet: Fleet) -> None:
+    host = fleet.hosts.host(1)
+    fleet.edit_pipeline(
+        'verify(command("test ! -e {current_path}/BROKEN"), attempts=2, wait=0)',
+        'verify(tcp(8000), command("true"), attempts=2, wait=0)',
+    )
+    fleet.edit_pipeline("import Pipeline,", "import Pipeline, tcp,")
+    with_firewall(fleet, 'policy = "drop"\nallow = [22]')
+    assert fleet.project.cli("setup", "--env", "fleet").returncode == 0
+    with listening(host, 8000):
+        warned = fleet.project.cli("check", "--env", "fleet")
+        assert warned.returncode == 0, warned.stdout + warned.stderr  # a warning, not a failure
+        assert "port 8000 (connect tcp" in warned.stdout and "firewall drops it" in warned.stdout
+
+        tried = fleet.project.cli("check", "--env", "fleet", "--ports")
+        assert tried.returncode == 1
+        assert f"{host.name}: port 8000 no answer" in tried.stdout
+
+        with_firewall(fleet, 'policy = "drop"\nallow = [22, 8000]')
+        assert fleet.project.cli("setup", "--env", "fleet").returncode == 0
+        opened = fleet.project.cli("check", "--env", "fleet", "--ports")
+        assert opened.returncode == 0, opened.stdout + opened.stderr
+        assert f"{host.name}: port 8000 open" in opened.stdout
+        assert "warning" not in opened.stdout
