@@ -46,6 +46,8 @@ class HostSetup:
     packages: list[str] = field(default_factory=list)
     #: the firewall's change (``+``/``-`` lines), made or, in a dry run, that would be
     firewall: list[str] = field(default_factory=list)
+    #: the firewall's ruleset wanted on the host ("" without ``[firewall]``)
+    ruleset: str = ""
     error: str | None = None
 
     @property
@@ -114,6 +116,7 @@ def _set_up(
     row.made = [line.split("=", 1)[1] for line in made if "=" in line]
     walls = firewall.apply(target.backend, env, target.host, dry_run=dry_run)
     row.firewall = list(walls.diff) if walls.changed else []
+    row.ruleset = walls.ruleset
 
 
 class SetupFailed(Exception):

@@ -299,6 +299,9 @@ def _print_setup(out: Any, row: Any, *, dry_run: bool) -> None:
         out.print(f"{name}: {would}{installed} {escape(' '.join(row.packages))}")
     for line in row.firewall:
         out.print(f"{name}: firewall {would}{'change' if dry_run else 'changed'}: {escape(line)}")
+    if dry_run and row.firewall and row.ruleset:
+        out.print(f"{name}: the firewall's ruleset would be:")
+        out.print(escape(row.ruleset.rstrip()), highlight=False)
     for what, fix in row.missing:
         out.print(f"[red]{name}: missing {escape(what)}[/] — {escape(fix)}")
     for warning in row.warnings:

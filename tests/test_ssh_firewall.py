@@ -175,6 +175,7 @@ def test_setup_applies_the_firewall_once_and_says_what_changed(fleet: Fleet) -> 
         dry = fleet.project.cli("setup", "--env", "fleet", "--dry-run")
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert "firewall would change: + tcp dport 8000 accept" in dry.stdout
+        assert "table inet deploylib {" in dry.stdout  # the ruleset it would apply
         assert reachable(host, 9000)  # nothing applied
 
         first = fleet.project.cli("setup", "--env", "fleet")
