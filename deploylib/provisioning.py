@@ -114,6 +114,12 @@ def _set_up(
         )
     )
     row.made = [line.split("=", 1)[1] for line in made if "=" in line]
+    if env.firewall is not None and target.host.is_local:
+        row.warnings.append(
+            '[firewall] is not applied to this machine (host "local"): setup changes the '
+            "firewall of SSH hosts only"
+        )
+        return
     walls = firewall.apply(target.backend, env, target.host, dry_run=dry_run)
     row.firewall = list(walls.diff) if walls.changed else []
     row.ruleset = walls.ruleset

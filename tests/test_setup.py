@@ -91,6 +91,15 @@ def test_setup_makes_the_layout_once_and_says_so(project: Project) -> None:
     assert project.current() == first_release.release != second_release.release
 
 
+def test_the_firewall_of_this_machine_is_left_alone(project: Project) -> None:
+    setup_project(project, '[firewall]\npolicy = "drop"\nallow = [22]')
+    env = fake_bin(project.root, {"nft": '#!/bin/sh\necho "$*" >> "$FAKE_ROOT/nft.log"\n'})
+    done = project.cli("setup", "--env", "dev", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not applied to this machine" in done.stdout
+    assert not (project.root / "nft.log").exists()
+
+
 def test_missing_packages_are_installed_once(project: Project) -> None:
     setup_project(project, 'packages = ["coreutils", "nginx-light"]')
     env = fake_bin(project.root, {"dpkg-query": FAKE_DPKG, "apt-get": FAKE_APT})
