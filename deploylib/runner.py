@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -340,18 +341,46 @@ class Runner:
             )
 
     def _go_live(self, release: str, switch_step: Step | None, *, check_locks: bool = True) -> None:
-        """Switch targets batch by batch, running the steps after ``switch`` after each batch."""
+        """Switch targets batch by batch, running the steps after ``switch`` after each batch,
+        paced by the strategy: a ``pause`` before each later batch, a ``bake`` of the first."""
         run, steps = self.run, self.steps
         if switch_step is None:
             for post_step in steps.phases.post:
                 steps.run_step(post_step, run.targets)
             return
-        for batch in self.strategy.batches(run.targets):
+        pacing = self.strategy.pacing
+        for index, batch in enumerate(self.strategy.batches(run.targets)):
+            if index and pacing.pause:
+                run.emit("pause", f"pause {pacing.pause:g} s before the next batch")
+                self._wait(pacing.pause)
             if check_locks:
                 self.lock.check(run.targets)  # a batch before may have lost its lock
             steps.run_step(switch_step, batch, release=release)
             for post_step in steps.phases.post:
                 steps.run_step(post_step, batch, release=release)
+            if index == 0 and pacing.bake and release == run.release:
+                self._bake(batch, release, pacing.bake, pacing.bake_wait)
+
+    def _bake(self, batch: list[Target], release: str, seconds: float, every: float) -> None:
+        """The batch's checks again, one attempt each, every ``every`` seconds for ``seconds``:
+        a failure is the batch's failure (it and every switched target are put back)."""
+        run, steps = self.run, self.steps
+        names = ", ".join(t.name for t in batch)
+        run.emit("bake", f"bake {seconds:g} s: the checks of {names} every {every:g} s")
+        deadline = time.monotonic() + seconds
+        rounds = 0
+        while (left := deadline - time.monotonic()) > 0:
+            self._wait(min(every, left))
+            for post_step in steps.phases.post:
+                if post_step.retry is not None:
+                    steps.run_step(post_step, batch, release=release, attempts=1)
+            rounds += 1
+        run.emit("bake", f"baked {seconds:g} s: {rounds} rounds of checks passed on {names}")
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``; Ctrl-C ends it (as it ends any step) and the run is put back."""
+        if self.run.cancelled.wait(seconds):
+            raise KeyboardInterrupt
 
     def _go_back(self, plan: RollbackPlan, *, verify: bool) -> list[str]:
         """Switch the targets that move, batch by batch, each to its release; then the steps

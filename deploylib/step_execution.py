@@ -54,10 +54,12 @@ class StepExecution:
         targets: Sequence[Target],
         *,
         release: str | Mapping[str, str] | None = None,
+        attempts: int | None = None,
     ) -> None:
         """``step`` on those of ``targets`` it is for, in parallel; raises the first error.
-        ``release``: the run's, one for all, or one per target name (a rollback's)."""
-        errors = self.try_step(step, targets, release=release)
+        ``release``: the run's, one for all, or one per target name (a rollback's);
+        ``attempts``: of a checking step, instead of its own (a bake's single attempt)."""
+        errors = self.try_step(step, targets, release=release, attempts=attempts)
         if errors:
             raise next(iter(errors.values()))
 
@@ -67,6 +69,7 @@ class StepExecution:
         targets: Sequence[Target],
         *,
         release: str | Mapping[str, str] | None = None,
+        attempts: int | None = None,
     ) -> dict[str, BaseException]:
         """``step`` as ``run_step`` runs it; the errors by target name instead of the first."""
         if step.placement == "local":
@@ -77,7 +80,9 @@ class StepExecution:
             return release.get(target.name) if isinstance(release, Mapping) else release
 
         chosen = self.targets_for(step, targets)
-        return self.run.each(lambda t: self.run_on(step, t, release_of(t)), chosen)
+        return self.run.each(
+            lambda t: self.run_on(step, t, release_of(t), attempts=attempts), chosen
+        )
 
     def targets_for(self, step: Step, targets: Sequence[Target]) -> list[Target]:
         every = self.run.targets
@@ -114,6 +119,7 @@ class StepExecution:
         release: str | None = None,
         *,
         restoring: bool = False,
+        attempts: int | None = None,
     ) -> None:
         """``step`` on one target, every operation within what is left of the step's deadline."""
         run = self.run
@@ -121,7 +127,8 @@ class StepExecution:
         started = time.monotonic()
         run.emit("step.start", host=target.name, step=step.name)
         if step.retry is not None:
-            self.check(step, step.retry, target, ctx)
+            retry = step.retry if attempts is None else replace(step.retry, attempts=attempts)
+            self.check(step, retry, target, ctx)
         else:
             if step.moves_current:
                 target.switching(None if restoring else ctx.release)

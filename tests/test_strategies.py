@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from deploylib import DeployFailed, Pipeline, build, http, push, switch, verify
@@ -10,6 +12,7 @@ from deploylib.config import StrategySettings
 from deploylib.hosts import Host
 from deploylib.strategies import Canary, Rolling, count_of
 from deploylib.testing import FakeFleet, deploy_with_fakes, environment
+from tests.conftest import Project
 
 HOSTS = [f"h{i}" for i in range(1, 6)]
 PIPELINE = Pipeline(
@@ -90,3 +93,75 @@ def test_canary_then_the_rest() -> None:
     outcome, events, _ = run_with(StrategySettings(kind="canary", canary=1), None)
     assert not isinstance(outcome, Exception)
     assert events.index("verify h1") < events.index("switch h2")
+
+
+def timed_run(
+    strategy: StrategySettings, failing_after: int | None = None
+) -> tuple[object, list[tuple[float, str]], FakeFleet]:
+    """A deploy to fake hosts, each switch and check stamped with its time; with
+    ``failing_after``, h1's check fails from its Nth call on (a canary that sickens)."""
+    started = time.monotonic()
+    events: list[tuple[float, str]] = []
+    fleet = FakeFleet()
+    checks = {"h1": 0}
+    for name in HOSTS:
+
+        def record(op: Operation, name: str = name) -> Result | None:
+            now = round(time.monotonic() - started, 2)
+            if op.description.startswith("switch to"):
+                events.append((now, f"switch {name}"))
+            if isinstance(op, Probe):
+                events.append((now, f"verify {name}"))
+                if name == "h1":
+                    checks["h1"] += 1
+                    if failing_after is not None and checks["h1"] >= failing_after:
+                        return Result(1, stderr="error ratio 7%")
+            return None
+
+        fleet[name].respond(record)
+    env = environment(hosts=[Host(h, h) for h in HOSTS], strategy=strategy)
+    outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
+    return outcome, events, fleet
+
+
+def test_rolling_pauses_between_batches() -> None:
+    outcome, events, _ = timed_run(StrategySettings(kind="rolling", batch=2, pause=0.3))
+    assert not isinstance(outcome, Exception)
+    at = {name: when for when, name in events}
+    assert at["switch h3"] - at["verify h2"] >= 0.3  # the pause, after the batch's checks
+    assert at["switch h5"] - at["verify h4"] >= 0.3
+    order = [name for _, name in events]
+    assert order.index("switch h2") < order.index("verify h1")  # a batch switches together
+
+
+def test_canaries_bake_before_the_rest_switch() -> None:
+    strategy = StrategySettings(kind="canary", canary=1, bake=0.5, wait=0.1)
+    outcome, events, _ = timed_run(strategy)
+    assert not isinstance(outcome, Exception)
+    canary_checks = [when for when, name in events if name == "verify h1"]
+    first_other = next(when for when, name in events if name == "switch h2")
+    assert len(canary_checks) >= 2  # the verify, then rounds every 0.1 s for 0.5 s
+    assert first_other - canary_checks[0] >= 0.5
+
+
+def test_a_canary_that_fails_while_baking_is_put_back_and_nobody_else_switches() -> None:
+    strategy = StrategySettings(kind="canary", canary=1, bake=2, wait=0.05)
+    outcome, events, fleet = timed_run(strategy, failing_after=3)
+    assert isinstance(outcome, DeployFailed)
+    assert "error ratio 7%" in str(outcome)
+    assert [name for _, name in events if name.startswith("switch")] == ["switch h1"]
+    assert any(op.description == "unset current" for op in fleet["h1"].operations)
+    # one attempt per round: the first failing round ends it, not retried into a pass
+    assert len([n for _, n in events if n == "verify h1"]) == 3
+
+
+def test_pacing_settings_belong_to_their_strategies(project: Project) -> None:
+    project.write(
+        "deploy.toml",
+        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
+        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "rolling"\nbake = 30\n',
+    )
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 2
+    assert "environments.dev.strategy.bake" in done.stdout + done.stderr
+    assert "bake is for canary" in done.stdout + done.stderr

@@ -123,6 +123,18 @@ def resolve(
     shared_dirs = tuple(path for _, path in shared["shared_dirs"])
     shared_files = tuple(path for _, path in shared["shared_files"])
     strategy = setting("strategy") or StrategySettings()
+    where = f"environments.{env}.strategy" if env_model.strategy is not None else "strategy"
+    if strategy.pause and strategy.kind not in ("rolling", "canary"):
+        raise ConfigError(
+            f"pause is for rolling and canary, not {strategy.kind!r}",
+            file=file,
+            key=f"{where}.pause",
+        )
+    for name in ("bake", "wait"):
+        if name in strategy.model_fields_set and strategy.kind != "canary":
+            raise ConfigError(
+                f"{name} is for canary, not {strategy.kind!r}", file=file, key=f"{where}.{name}"
+            )
     if strategy.kind == "blue_green":
         raise ConfigError(
             "strategy 'blue_green' is not available in this version "

@@ -57,6 +57,11 @@ class StrategySettings(_Model):
     upstream_file: str | None = None
     proxy_reload: str | None = None
     drain: Annotated[float, Field(ge=0)] = 10.0
+    #: rolling, canary: seconds between batches
+    pause: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    #: canary: seconds the canaries' checks repeat, every ``wait``, before the rest switch
+    bake: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    wait: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
 
 class NotifySettings(_Model):

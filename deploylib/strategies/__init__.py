@@ -5,8 +5,10 @@ after ``switch`` (``verify``) on it before the next batch. A failure in any batc
 target switched so far, in this batch and the ones before.
 
     all       every target at once (default)
-    rolling   ``batch`` targets at a time (a number, or "25%" of the fleet; default 25%)
-    canary    ``canary`` targets first (default 1), then the rest, ``batch`` at a time if given
+    rolling   ``batch`` targets at a time (a number, or "25%" of the fleet; default 25%),
+              ``pause`` seconds between batches
+    canary    ``canary`` targets first (default 1), then the rest, ``batch`` at a time if given;
+              ``bake``: seconds the canaries' checks repeat (every ``wait``) before the rest go
 """
 
 from __future__ import annotations
@@ -14,20 +16,27 @@ from __future__ import annotations
 from deploylib.config import StrategySettings
 from deploylib.errors import ConfigError
 from deploylib.strategies.all import AllAtOnce
-from deploylib.strategies.base import Strategy, count_of
+from deploylib.strategies.base import Pacing, Strategy, count_of
 from deploylib.strategies.canary import Canary
 from deploylib.strategies.rolling import Rolling
 
-__all__ = ["AllAtOnce", "Canary", "Rolling", "Strategy", "count_of", "strategy_for"]
+__all__ = ["AllAtOnce", "Canary", "Pacing", "Rolling", "Strategy", "count_of", "strategy_for"]
 
 
 def strategy_for(settings: StrategySettings) -> Strategy:
     if settings.kind == "all":
         return AllAtOnce()
     if settings.kind == "rolling":
-        return Rolling(settings.batch if settings.batch is not None else "25%")
+        size = settings.batch if settings.batch is not None else "25%"
+        return Rolling(size, pause=settings.pause)
     if settings.kind == "canary":
-        return Canary(settings.canary if settings.canary is not None else 1, settings.batch)
+        return Canary(
+            settings.canary if settings.canary is not None else 1,
+            settings.batch,
+            pause=settings.pause,
+            bake=settings.bake,
+            wait=settings.wait,
+        )
     raise ConfigError(
         f"strategy {settings.kind!r} is not available in this version", key="strategy.kind"
     )

@@ -1,10 +1,11 @@
-"""``rolling``: ``batch`` targets at a time (a number, or "25%" of the fleet)."""
+"""``rolling``: ``batch`` targets at a time (a number, or "25%" of the fleet), ``pause`` seconds
+apart."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deploylib.strategies.base import T, count_of
+from deploylib.strategies.base import Pacing, T, count_of
 
 
 class Rolling:
@@ -12,8 +13,9 @@ class Rolling:
 
     name = "rolling"
 
-    def __init__(self, size: int | str) -> None:
+    def __init__(self, size: int | str, *, pause: float = 0.0) -> None:
         self.size = size
+        self.pacing = Pacing(pause=pause)
 
     def batches(self, targets: Sequence[T]) -> list[list[T]]:
         step = count_of(self.size, len(targets))
