@@ -66,6 +66,8 @@ class Run:
     unreachable: list[Target] = field(default_factory=list)
     #: the migration state the deploy's ``migrate(schema=...)`` read, for the release log
     schema: tuple[str, ...] | None = None
+    #: targets taken out of the load balancer (``drain``) and not yet put back
+    drained: list[Target] = field(default_factory=list)
     #: the checks that passed on the new release, for the final message
     verified: list[str] = field(default_factory=list)
     #: set on Ctrl-C: health checks stop retrying

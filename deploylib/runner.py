@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -355,11 +355,35 @@ class Runner:
                 self._wait(pacing.pause)
             if check_locks:
                 self.lock.check(run.targets)  # a batch before may have lost its lock
+            hooks = self.env.strategy
+            if isinstance(hooks.drain, str):
+                run.drained = list(batch)
+                self._hook(hooks.drain, batch, "drain")
             steps.run_step(switch_step, batch, release=release)
             for post_step in steps.phases.post:
                 steps.run_step(post_step, batch, release=release)
             if index == 0 and pacing.bake and release == run.release:
                 self._bake(batch, release, pacing.bake, pacing.bake_wait)
+            if hooks.undrain is not None:
+                self._hook(hooks.undrain, batch, "undrain")
+                run.drained = []
+
+    def _hook(self, template: str, batch: list[Target], what: str) -> None:
+        """The strategy's ``drain`` or ``undrain`` for each target of ``batch``, at once: on
+        this machine (placeholders name the host) or on the host, under the lock."""
+        run, steps = self.run, self.steps
+        on_host = self.env.strategy.drain_on == "host"
+
+        def hook(target: Target) -> None:
+            command = steps.context(target).command(template, description=what)
+            where = target if on_host else steps.controller
+            result = run.execute(where, command if on_host else replace(command, guard=""), what)
+            if not result.ok:
+                raise StepFailed(what, target.name, run.summary(result), result)
+
+        errors = run.each(hook, batch)
+        if errors:
+            raise next(iter(errors.values()))
 
     def _bake(self, batch: list[Target], release: str, seconds: float, every: float) -> None:
         """The batch's checks again, one attempt each, every ``every`` seconds for ``seconds``:
@@ -424,6 +448,14 @@ class Runner:
         """Undo what a failure requires, release the locks, close the connections."""
         self.signals.finishing("putting the fleet back")
         failure = self.recovery.recover(phase, cause, event) if cause is not None else None
+        undrain = self.env.strategy.undrain
+        if self.run.drained and undrain is not None:
+            # taken out of the load balancer, then put back on their release: in again
+            try:
+                self._hook(undrain, self.run.drained, "undrain")
+            except Exception as exc:
+                self.run.emit("warning", f"undrain failed: {self.run.redact(str(exc))}")
+            self.run.drained = []
         self.signals.finishing("releasing the locks")
         self.lock.release()
         for target in self.run.targets:

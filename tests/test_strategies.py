@@ -165,3 +165,92 @@ def test_pacing_settings_belong_to_their_strategies(project: Project) -> None:
     assert done.returncode == 2
     assert "environments.dev.strategy.bake" in done.stdout + done.stderr
     assert "bake is for canary" in done.stdout + done.stderr
+
+
+def drained_run(
+    strategy: StrategySettings, failing: str | None = None
+) -> tuple[object, list[str], FakeFleet]:
+    """Every switch, check and load-balancer hook, in the order they happened."""
+    order: list[str] = []
+    fleet = FakeFleet()
+
+    def hooks(op: Operation) -> Result | None:
+        if op.description in ("drain", "undrain"):
+            order.append(op.line)
+        return None
+
+    fleet.controller.respond(hooks)
+    for name in HOSTS:
+
+        def record(op: Operation, name: str = name) -> Result | None:
+            if op.description in ("drain", "undrain"):
+                order.append(f"{name}$ {op.line}")
+            if op.description.startswith("switch to"):
+                order.append(f"switch {name}")
+            if op.description == "unset current":
+                order.append(f"put back {name}")
+            if isinstance(op, Probe):
+                order.append(f"verify {name}")
+                if name == failing:
+                    return Result(1, stderr="unhealthy")
+            return None
+
+        fleet[name].respond(record)
+    env = environment(hosts=[Host(h, h) for h in HOSTS], strategy=strategy)
+    outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
+    return outcome, order, fleet
+
+
+def behind_lb(**settings: int | str) -> StrategySettings:
+    """A rolling strategy whose batches leave an external load balancer while they switch."""
+    return StrategySettings.model_validate(
+        {"kind": "rolling", "drain": "lb-ctl disable {host}", "undrain": "lb-ctl enable {host}"}
+        | settings
+    )
+
+
+def test_each_batch_leaves_the_load_balancer_while_it_switches() -> None:
+    outcome, order, _ = drained_run(behind_lb(batch=2))
+    assert not isinstance(outcome, Exception)
+    first = order[: order.index("lb-ctl disable h3")]
+    assert first[:2] == ["lb-ctl disable h1", "lb-ctl disable h2"]
+    assert first[-2:] == ["lb-ctl enable h1", "lb-ctl enable h2"]
+    assert first.index("verify h2") < first.index("lb-ctl enable h1")  # back in once checked
+    assert order.index("lb-ctl disable h3") > order.index("lb-ctl enable h2")
+    assert order[-1] == "lb-ctl enable h5"
+
+
+def test_a_failed_batch_is_put_back_before_it_returns_to_the_load_balancer() -> None:
+    outcome, order, _ = drained_run(behind_lb(batch=2), "h3")
+    assert isinstance(outcome, DeployFailed)
+    assert "lb-ctl disable h5" not in order  # the third batch never started
+    back_in = order.index("lb-ctl enable h3")
+    assert order.index("put back h3") < back_in and order.index("put back h4") < back_in
+    assert "lb-ctl enable h4" in order
+
+
+def test_hooks_may_run_on_the_hosts_themselves() -> None:
+    settings = StrategySettings(
+        kind="rolling", batch=5, drain="touch {shared_path}/out", undrain="rm x", drain_on="host"
+    )
+    outcome, order, fleet = drained_run(settings)
+    assert not isinstance(outcome, Exception)
+    assert "h1$ touch /srv/app/shared/out" in order[0:5]
+    assert not [op for op in fleet.controller.operations if op.description == "drain"]
+
+
+def test_drain_without_undrain_is_refused(project: Project) -> None:
+    project.write(
+        "deploy.toml",
+        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
+        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "rolling"\n'
+        'drain = "lb-ctl disable {host}"\n',
+    )
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 2 and "environments.dev.strategy.undrain" in done.stdout + done.stderr
+    project.write(
+        "deploy.toml",
+        project.root.joinpath("deploy.toml").read_text() + 'undrain = "lb-ctl enable {hots}"\n',
+    )
+    typo = project.cli("deploy", "--env", "dev")
+    assert typo.returncode == 2 and "unknown placeholder {hots}" in typo.stdout + typo.stderr

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploylib import placeholders
 from deploylib.config.host_list import parse_host
 from deploylib.config.paths import (
     refuse_overlapping_shared_paths,
@@ -129,6 +130,24 @@ def resolve(
             f"pause is for rolling and canary, not {strategy.kind!r}",
             file=file,
             key=f"{where}.pause",
+        )
+    hooks = {"drain": strategy.drain, "undrain": strategy.undrain}
+    for name, hook in hooks.items():
+        if not isinstance(hook, str):
+            continue
+        if strategy.kind not in ("all", "rolling", "canary"):
+            raise ConfigError(
+                f"a {name} command is for all, rolling and canary", file=file, key=f"{where}.{name}"
+            )
+        try:
+            placeholders.validate(hook, f"{where}.{name}")
+        except ConfigError as exc:
+            raise ConfigError(exc.message, file=file, key=f"{where}.{name}") from None
+    if isinstance(strategy.drain, str) != (strategy.undrain is not None):
+        raise ConfigError(
+            "drain and undrain go together: a host taken out must be put back",
+            file=file,
+            key=f"{where}.{'undrain' if isinstance(strategy.drain, str) else 'drain'}",
         )
     for name in ("bake", "wait"):
         if name in strategy.model_fields_set and strategy.kind != "canary":

@@ -56,7 +56,13 @@ class StrategySettings(_Model):
     proxy: Literal["nginx"] | None = None
     upstream_file: str | None = None
     proxy_reload: str | None = None
-    drain: Annotated[float, Field(ge=0)] = 10.0
+    #: blue_green: seconds for in-flight requests after the proxy switch; rolling, canary: a
+    #: command that takes a host out of an external load balancer before its batch switches
+    drain: Annotated[float, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 10.0
+    #: rolling, canary: the command that puts a host back once its batch passed its checks
+    undrain: Annotated[str, Field(min_length=1)] | None = None
+    #: where drain and undrain run: on this machine (a load balancer's API) or on the host
+    drain_on: Literal["controller", "host"] = "controller"
     #: rolling, canary: seconds between batches
     pause: Annotated[float, Field(ge=0, le=3600)] = 0.0
     #: canary: seconds the canaries' checks repeat, every ``wait``, before the rest switch
