@@ -29,7 +29,7 @@ import pytest
 
 from tests.conftest import Fleet
 from tests.testbed.load import Load, free_port
-from tests.testbed.offline_wheels import WHEELS, tools_python
+from tests.testbed.offline_wheels import WHEELS, offline_env, tools_python
 from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.slow
@@ -179,13 +179,7 @@ def test_a_django_project_on_three_hosts_behind_nginx(
     ours = tmp_path / "ourwheels"
     make_wheel(ours, "appdep", "1.0")
     make_wheel(ours, "appdep", "2.0")
-    env = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": f"{WHEELS} {ours}",
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": f"{WHEELS},{ours}",
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-    }
+    env = offline_env(tmp_path / "cache", ours)
     shared = tmp_path / "shared-by-hosts"
     shared.mkdir()
     ran = shared / "migrated-on"

@@ -16,7 +16,7 @@ from deploylib import schema_state
 from deploylib.errors import ConfigError
 from deploylib.steps import migrate
 from tests.conftest import Project
-from tests.testbed.offline_wheels import WHEELS
+from tests.testbed.offline_wheels import WHEELS, offline_env
 
 PIPELINE = """\
 from deploylib import Pipeline, build, push, migrate, switch, verify, command
@@ -207,13 +207,7 @@ def test_a_real_alembic_head_is_recorded_and_downgraded(
 ) -> None:
     if not list(WHEELS.glob("alembic-*.whl")):
         pytest.skip(f"no alembic wheels in {WHEELS} (.ci/run downloads them)")
-    for name, value in {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(WHEELS),
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(WHEELS),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-    }.items():
+    for name, value in offline_env(tmp_path / "cache").items():
         monkeypatch.setenv(name, value)
     database = tmp_path / "db.sqlite3"
     project.write("pipelines/web.py", ALEMBIC_PIPELINE)

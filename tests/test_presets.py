@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import program
 from tests.testbed.load import free_port
-from tests.testbed.offline_wheels import WHEELS, tools_python
+from tests.testbed.offline_wheels import WHEELS, offline_env, tools_python
 
 
 def cli(
@@ -87,14 +87,7 @@ def test_the_preset_deploys_as_written(tmp_path: Path, preset: str, wheel: str) 
     project = tmp_path / "site"
     project.mkdir()
     port = free_port()
-    env = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(WHEELS),
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(WHEELS),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "PORT": str(port),
-    }
+    env = {**offline_env(tmp_path / "cache"), "PORT": str(port)}
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     assert cli(project, "init", "--preset", preset).returncode == 0
     assert 'build(git=".")' in (project / "pipelines" / "web.py").read_text()
@@ -172,14 +165,7 @@ def test_the_django_preset_deploys_with_the_view_it_asks_for(tmp_path: Path) -> 
         check=True,
     )
     port = free_port()
-    env = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(WHEELS),
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(WHEELS),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "PORT": str(port),
-    }
+    env = {**offline_env(tmp_path / "cache"), "PORT": str(port)}
     pidfile = project / ".deploy" / "dev" / "shared" / "gunicorn.pid"
     try:
         done = cli(project, "deploy", "--env", "dev", "--revision", "HEAD", env=env)

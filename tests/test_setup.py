@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Fleet, Project
-from tests.testbed.offline_wheels import WHEELS
+from tests.testbed.offline_wheels import WHEELS, offline_env
 
 SETUP_TOML = """\
 app = "demo"
@@ -180,11 +180,7 @@ def test_a_fresh_host_goes_from_setup_to_a_served_release(
     shutil.rmtree(project.root / "app")
     shutil.copytree(REPO / "examples" / "hello", project.root / "app")
     project.write("app/requirements.txt", "gunicorn\n")
-    offline = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(WHEELS),
-        "XDG_CACHE_HOME": str(project.root / "cache"),
-    }
+    offline = offline_env(project.root / "cache")
     project.write(
         "pipelines/web.py",
         "from deploylib import Pipeline, build, http, push, python_env, verify\n"

@@ -30,3 +30,16 @@ def tools_python(tmp_path: Path) -> Path:
         env={**os.environ, "UV_NO_CONFIG": "1"},
     )
     return venv / "bin" / "python"
+
+
+def offline_env(cache: Path, *more: Path) -> dict[str, str]:
+    """The environment that makes pip and uv install only from ``WHEELS`` (and ``more``
+    directories), never an index, with deploylib's bundle cache under ``cache``."""
+    directories = [str(WHEELS), *(str(d) for d in more)]
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": " ".join(directories),
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": ",".join(directories),
+        "XDG_CACHE_HOME": str(cache),
+    }
