@@ -15,24 +15,11 @@ from pathlib import Path
 
 PRESETS = ("django", "flask", "fastapi")
 
-DEPLOY_TOML = """\
-app = "{app}"
-deploy_to = "/srv/{app}"
-keep_releases = 5
-pipeline = "web"
-shared_dirs = ["log"]
-shared_files = [".env"]
-public_env = ["PORT"]         # the port the app listens on (default 8000): not a secret
-
-[environments.dev]
-hosts = ["local"]
-deploy_to = ".deploy/dev"
-
-# [environments.prod]
-# hosts = ["deploy@203.0.113.10", {{ address = "203.0.113.11", roles = ["db"] }}]
-# env_file = ".env.prod"
-# confirm = true
-"""
+#: what a preset adds to deploy.toml (``scaffold.DEPLOY_TOML`` holds the rest)
+SETTINGS = (
+    'public_env = ["PORT"]         # the port the app listens on (default 8000): not a secret\n'
+)
+PROD_HOSTS = '"deploy@203.0.113.10", { address = "203.0.113.11", roles = ["db"] }'
 
 _HEAD = """\
 \"\"\"{title}: each release gets its own virtual environment (wheels built once,
@@ -125,12 +112,16 @@ DJANGO_HEALTH = (
 
 @dataclass(frozen=True)
 class PresetFiles:
+    """The preset's files besides deploy.toml, what it adds to deploy.toml, and the to-dos."""
+
     files: dict[Path, str]
     todo: list[str]
+    settings: str = SETTINGS
+    prod_hosts: str = PROD_HOSTS
 
 
-def preset_files(project_dir: Path, preset: str, app: str, *, in_git: bool) -> PresetFiles:
-    """The files of ``preset`` for the project in ``project_dir`` (named ``app``)."""
+def preset_files(project_dir: Path, preset: str, *, in_git: bool) -> PresetFiles:
+    """The files of ``preset`` for the project in ``project_dir``."""
     build = (
         'build(git="."),  # what was committed at --revision (default HEAD)'
         if in_git
@@ -166,7 +157,6 @@ def preset_files(project_dir: Path, preset: str, app: str, *, in_git: bool) -> P
         # only the imports a pipeline uses: ruff-clean as written
         pipeline = pipeline.replace("migrate, ", "").replace("run, ", "")
     files = {
-        project_dir / "deploy.toml": DEPLOY_TOML.format(app=app),
         project_dir / "pipelines" / "web.py": pipeline,
         project_dir / "requirements.txt": REQUIREMENTS[preset],
     }

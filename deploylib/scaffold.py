@@ -20,13 +20,13 @@ keep_releases = 5
 pipeline = "web"
 shared_dirs = ["log"]
 shared_files = [".env"]
-
+{settings}
 [environments.dev]
 hosts = ["local"]
 deploy_to = ".deploy/dev"
 
 # [environments.prod]
-# hosts = ["deploy@203.0.113.10"]
+# hosts = [{prod_hosts}]
 # env_file = ".env.prod"
 # confirm = true
 """
@@ -101,18 +101,24 @@ def init(
     if not app[0].isalnum():
         app = "app"
     report = InitReport()
-    toml = DEPLOY_TOML.format(app=app) + (CI_ENVIRONMENTS if ci == "github" else "")
+    chosen = (
+        preset_files(project_dir, preset, in_git=work_tree(project_dir) is not None)
+        if preset is not None
+        else None
+    )
+    toml = DEPLOY_TOML.format(
+        app=app,
+        settings=chosen.settings if chosen else "",
+        prod_hosts=chosen.prod_hosts if chosen else '"deploy@203.0.113.10"',
+    )
     files = {
-        project_dir / "deploy.toml": toml,
+        project_dir / "deploy.toml": toml + (CI_ENVIRONMENTS if ci == "github" else ""),
         project_dir / "pipelines" / "web.py": PIPELINE.format(),
         project_dir / "tasks.py": TASKS,
         project_dir / ".env.example": ENV_EXAMPLE,
     }
-    if preset is not None:
-        chosen = preset_files(project_dir, preset, app, in_git=work_tree(project_dir) is not None)
+    if chosen is not None:
         files.update(chosen.files)
-        if ci == "github":
-            files[project_dir / "deploy.toml"] += CI_ENVIRONMENTS
         report.todo += chosen.todo
     if ci == "github":
         requirements, pinned = requirements_deploy()
