@@ -9,7 +9,9 @@ once, in the live release, which has the newer migrations' code) or the user acc
 from __future__ import annotations
 
 from deploylib import records, schema_state
+from deploylib.commands import Result
 from deploylib.errors import DeployFailed, StepFailed
+from deploylib.fleet import Target
 from deploylib.pipeline import Pipeline
 from deploylib.rollback_target import RollbackPlan
 from deploylib.run_state import Run
@@ -85,31 +87,36 @@ def _undo_failed(
 
 
 def _read_state(run: Run, steps: StepExecution, migrate: Migrate) -> tuple[str, ...] | None:
-    chosen = steps.targets_for(migrate, run.targets)
-    if not chosen or not migrate.schema:
+    if not migrate.schema:
         return None
-    ctx = steps.context(chosen[0])
     script = schema_state.schema_script(migrate.schema)
-    command = ctx.command(script, cwd=ctx.layout.current, description="schema", sudo=migrate.sudo)
-    result = run.execute(chosen[0], command, "migrate")
-    if not result.ok:
+    ran = _in_live_release(run, steps, migrate, script, "schema")
+    if ran is None or not ran[1].ok:
         return None
-    return tuple(run.redact(name) for name in schema_state.parse(migrate.schema, result.stdout))
+    return tuple(run.redact(name) for name in schema_state.parse(migrate.schema, ran[1].stdout))
 
 
 def _undo(
     run: Run, steps: StepExecution, migrate: Migrate, live: tuple[str, ...], known: tuple[str, ...]
 ) -> None:
     assert migrate.undo is not None
+    script = schema_state.undo_script(migrate.undo, live, known)
+    ran = _in_live_release(run, steps, migrate, script, "undo migrations")
+    if ran is not None and not ran[1].ok:
+        target, result = ran
+        raise StepFailed("undo migrations", target.name, run.summary(result), result)
+
+
+def _in_live_release(
+    run: Run, steps: StepExecution, migrate: Migrate, script: str, description: str
+) -> tuple[Target, Result] | None:
+    """``script`` on the target ``migrate`` runs on (role ``db`` first), in its live release,
+    as ``migrate``'s user; None when the rollback has no such target."""
     chosen = steps.targets_for(migrate, run.targets)
     if not chosen:
-        return
-    target = chosen[0]
-    ctx = steps.context(target)
-    script = schema_state.undo_script(migrate.undo, live, known)
+        return None
+    ctx = steps.context(chosen[0])
     command = ctx.command(
-        script, cwd=ctx.layout.current, description="undo migrations", sudo=migrate.sudo
+        script, cwd=ctx.layout.current, description=description, sudo=migrate.sudo
     )
-    result = run.execute(target, command, "migrate")
-    if not result.ok:
-        raise StepFailed("undo migrations", target.name, run.summary(result), result)
+    return chosen[0], run.execute(chosen[0], command, "migrate")
