@@ -46,6 +46,9 @@ class Target:
     #: lost during the switch: current may be the old or the new release
     uncertain: bool = False
     unreachable: bool = False
+    #: why it failed, when it failed within the strategy's ``max_fail`` and was put back on the
+    #: release it had while the others went on: the new release is not wanted here
+    left_behind: str | None = None
 
     @property
     def name(self) -> str:
@@ -111,6 +114,13 @@ class Target:
     def may_have_moved(self) -> None:
         """A move of ``current`` was cut off: it may or may not have happened."""
         self.uncertain = True
+
+    def put_back_alone(self, reason: str) -> None:
+        """Back on the release it had after failing (``reason``) within the failure budget:
+        the run goes on without it, and a later failure need not put it back again."""
+        self.left_behind = reason
+        self.switched = self.prepared = False
+        self.moving_to = None
 
     def recorded(self, state: TargetState) -> None:
         """The run's line is in the release log: ``state`` is what the target is now."""

@@ -3,7 +3,7 @@ a reason to undo a deploy: a failure of either is a warning."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from deploylib.errors import StepFailed
@@ -22,10 +22,11 @@ def record_all(
     release: str | Mapping[str, str],
     *,
     error: str | None = None,
+    among: Sequence[Target] | None = None,
 ) -> None:
-    """Append to every locked target's release log what happened and what is live now.
-    ``release``: the run's, or one per target name (a rollback's): then only those targets
-    record, each with the revision its log knows for its release."""
+    """Append to every locked target's release log (of ``among`` if given) what happened and
+    what is live now. ``release``: the run's, or one per target name (a rollback's): then only
+    those targets record, each with the revision its log knows for its release."""
     now = run.clock().isoformat(timespec="seconds")
 
     def record(target: Target) -> None:
@@ -62,7 +63,11 @@ def record_all(
             )
         )
 
-    recording = [t for t in run.locked() if isinstance(release, str) or t.name in release]
+    recording = [
+        t
+        for t in run.locked()
+        if (isinstance(release, str) or t.name in release) and (among is None or t in among)
+    ]
     for name, exc in run.each(record, recording).items():
         run.emit("warning", f"could not write the release log: {run.redact(str(exc))}", host=name)
 

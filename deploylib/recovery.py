@@ -98,8 +98,9 @@ class Recovery:
 
         run.each(settle, [t for t in run.targets if t.uncertain and not t.unreachable])
 
-    def put_back(self) -> tuple[list[str], list[str]]:
-        """Return every switched target to the release it had and re-verify it there.
+    def put_back(self, targets: Sequence[Target] | None = None) -> tuple[list[str], list[str]]:
+        """Return every switched target (of ``targets`` if given) to the release it had and
+        re-verify it there.
 
         Returns the targets that could not be switched back (the fleet is inconsistent) and
         those that are back but whose restart or checks fail there too (consistent, unwell).
@@ -148,14 +149,17 @@ class Recovery:
                     host=target.name,
                 )
 
-        errors = run.each(put_back, [t for t in run.targets if t.switched])
+        chosen = run.targets if targets is None else targets
+        errors = run.each(put_back, [t for t in chosen if t.switched])
         for name, error in errors.items():
             run.emit("warning", f"putting back failed: {run.redact(str(error))}", host=name)
         return list(errors), sorted(unwell)
 
-    def remove_unfinished(self) -> None:
-        """Remove the new release where it is not live (nor maybe live)."""
+    def remove_unfinished(self, targets: Sequence[Target] | None = None) -> None:
+        """Remove the new release where it is not live (nor maybe live), on every locked
+        target or on those of ``targets``."""
         run = self.run
+        chosen = run.locked() if targets is None else [t for t in targets if t.locked]
 
         def remove(target: Target) -> None:
             if target.current == run.release or target.uncertain:
@@ -165,9 +169,9 @@ class Recovery:
             if not result.ok:
                 raise StepFailed("cleanup", target.name, run.summary(result), result)
 
-        for name, error in run.each(remove, run.locked()).items():
+        for name, error in run.each(remove, chosen).items():
             run.emit("warning", f"could not remove the unfinished release: {error}", host=name)
-        for target in run.targets:
+        for target in run.targets if targets is None else targets:
             if target.lock_lost:
                 run.emit(
                     "warning",

@@ -175,9 +175,24 @@ class Runner:
                 phase = Phase.RECORD
                 # every target is live and verified: what follows cannot be undone, nor need be
                 self.signals.finishing("recording the deploy")
-                records.record_all(run, "deploy", "success", run.release)
+                behind = [t for t in run.targets if t.left_behind is not None]
+                on_new = [t for t in run.targets if t.left_behind is None]
+                records.record_all(run, "deploy", "success", run.release, among=on_new)
+                if behind:
+                    for target in behind:
+                        records.record_all(
+                            run,
+                            "deploy",
+                            "rolled_back",
+                            run.release,
+                            error=target.left_behind,
+                            among=[target],
+                        )
+                    self.recovery.remove_unfinished(behind)
                 removed = records.clean_up(run)
                 self.lock.check_lost_after("deployed")
+                if behind:
+                    raise _left_behind(run, behind)
             except BaseException as exc:
                 self.signals.failed()  # first: a second Ctrl-C must not cut the clean-up
                 cause = exc
@@ -340,7 +355,7 @@ class Runner:
                 run.placement(),
             )
 
-    def _go_live(self, release: str, switch_step: Step | None, *, check_locks: bool = True) -> None:
+    def _go_live(self, release: str, switch_step: Step | None) -> None:
         """Switch targets batch by batch, running the steps after ``switch`` after each batch,
         paced by the strategy: a ``pause`` before each later batch, a ``bake`` of the first."""
         run, steps = self.run, self.steps
@@ -353,20 +368,51 @@ class Runner:
             if index and pacing.pause:
                 run.emit("pause", f"pause {pacing.pause:g} s before the next batch")
                 self._wait(pacing.pause)
-            if check_locks:
-                self.lock.check(run.targets)  # a batch before may have lost its lock
+            self.lock.check(run.targets)  # a batch before may have lost its lock
             hooks = self.env.strategy
             if isinstance(hooks.drain, str):
                 run.drained = list(batch)
                 self._hook(hooks.drain, batch, "drain")
-            steps.run_step(switch_step, batch, release=release)
+            going = self._within_budget(steps.try_step(switch_step, batch, release=release), batch)
             for post_step in steps.phases.post:
-                steps.run_step(post_step, batch, release=release)
+                errors = steps.try_step(post_step, going, release=release)
+                going = self._within_budget(errors, going)
             if index == 0 and pacing.bake and release == run.release:
                 self._bake(batch, release, pacing.bake, pacing.bake_wait)
             if hooks.undrain is not None:
                 self._hook(hooks.undrain, batch, "undrain")
                 run.drained = []
+
+    def _within_budget(self, errors: dict[str, BaseException], batch: list[Target]) -> list[Target]:
+        """The targets of ``batch`` that go on. Those that failed (``errors``) are put back
+        alone while the strategy's ``max_fail`` allows it: each is on the release it had, did
+        not lose its connection, and the failures so far stay within the budget. Otherwise
+        the first error is raised, and every switched target is put back."""
+        if not errors:
+            return batch
+        run = self.run
+        failed = [t for t in batch if t.name in errors]
+        first = errors[failed[0].name] if failed else next(iter(errors.values()))
+        budget = self.strategy.pacing.failure_budget(len(run.targets))
+        left = sum(t.left_behind is not None for t in run.targets) + len(failed)
+        if left > budget or any(
+            t.uncertain or t.unreachable or not isinstance(errors[t.name], StepFailed)
+            for t in failed
+        ):
+            raise first
+        for target in failed:
+            run.emit(
+                "warning",
+                f"failed ({run.redact(str(errors[target.name]))}); putting it back alone: "
+                f"{left} of the {budget} failures max_fail allows",
+                host=target.name,
+            )
+        broken, _ = self.recovery.put_back(failed)
+        if broken:
+            raise first
+        for target in failed:
+            target.put_back_alone(run.redact(str(errors[target.name])))
+        return [t for t in batch if t.name not in errors]
 
     def _hook(self, template: str, batch: list[Target], what: str) -> None:
         """The strategy's ``drain`` or ``undrain`` for each target of ``batch``, at once: on
@@ -469,6 +515,23 @@ class Runner:
             data=error.whereabouts.as_data() if isinstance(error, PlacedError) else {},
         )
         error.reported = True
+
+
+def _left_behind(run: Run, behind: list[Target]) -> DeployError:
+    """The end of a deploy that went on without the targets that failed within ``max_fail``:
+    a split fleet (exit 4), or, when nobody is on the new release, a failed deploy (exit 1)."""
+    where = run.placement()
+    names = ", ".join(t.name for t in behind)
+    if len(behind) == len(run.targets):
+        return DeployFailed(
+            f"deploy failed on every host ({names}); each is back on the release it had", where
+        )
+    back = ", ".join(f"{t.name} → {t.current or '(no release)'}" for t in behind)
+    return FleetInconsistent(
+        f"deployed {run.release} to {len(run.targets) - len(behind)} of {len(run.targets)} "
+        f"hosts; left behind within max_fail, on the release each had: {back}",
+        where,
+    )
 
 
 def _split_warning(plan: RollbackPlan) -> str:

@@ -483,3 +483,44 @@ def test_a_fleet_deployed_in_parts_is_rolled_back_in_the_same_parts(fleet_of: Fl
     everyone = fleet.project.cli("rollback", "--env", "fleet", "--to", three or "")
     assert everyone.returncode == 1 and "h2: release" in everyone.stdout, everyone.stdout
     assert fleet.currents() == two  # three is only on h1: refused, nothing changed
+
+
+def test_rolling_switches_at_most_a_batch_at_once_and_leaves_a_sick_host_behind(
+    fleet_of: FleetOf, tmp_path: Path
+) -> None:
+    """Five hosts, two at a time, one failure allowed: h3 fails its checks and is put back
+    alone, the others go on; at no moment do more than two hosts stand between their switch and
+    their passed checks (read from the events); the fleet ends split, exit 4."""
+    fleet = fleet_of(5)
+    fleet.configure(
+        extra_ssh='[environments.fleet.strategy]\nkind = "rolling"\nbatch = 2\nmax_fail = 1\n'
+    )
+    before = deploy_then_break(fleet, 3)
+    events = tmp_path / "events.jsonl"
+
+    result = fleet.project.cli("deploy", "--env", "fleet", "--events", str(events))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "deployed" in result.stdout and "4 of 5" in result.stdout
+    after = fleet.currents()
+    assert after["h3"] == before["h3"]
+    new = {after[h] for h in ("h1", "h2", "h4", "h5")}
+    assert len(new) == 1 and new != {before["h1"]}
+    assert fleet.release_dirs(3) == {before["h3"]}  # the unwanted release is gone there
+    log = (fleet.hosts.host(3).srv / "demo/.deploylib/releases.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["outcome"] == "rolled_back"
+    assert not any(fleet.locked(i) for i in range(1, 6))
+
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    switching: set[str] = set()
+    most = 0
+    for record in records:
+        host, step, kind = record.get("host"), record.get("step"), record["kind"]
+        if kind == "step.start" and step == "switch":
+            switching.add(host)
+            most = max(most, len(switching))
+        elif (kind == "step.ok" and step == "verify") or kind == "revert":
+            switching.discard(host)
+    assert most == 2
+    order = [r["host"] for r in records if r["kind"] == "step.start" and r.get("step") == "switch"]
+    assert order[:2] == ["h1", "h2"] and sorted(order) == ["h1", "h2", "h3", "h4", "h5"]

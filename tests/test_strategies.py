@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
-from deploylib import DeployFailed, Pipeline, build, http, push, switch, verify
-from deploylib.commands import Operation, Probe, Result
+from deploylib import DeployFailed, FleetInconsistent, Pipeline, build, http, push, switch, verify
+from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.config import StrategySettings
 from deploylib.hosts import Host
 from deploylib.strategies import Canary, Rolling, count_of
@@ -42,7 +43,7 @@ def test_batches(strategy: Rolling | Canary, total: int, sizes: list[int]) -> No
 
 
 def run_with(
-    strategy: StrategySettings, failing: str | None
+    strategy: StrategySettings, failing: str | set[str] | None
 ) -> tuple[object, list[str], FakeFleet]:
     events: list[str] = []
     fleet = FakeFleet()
@@ -53,7 +54,7 @@ def run_with(
                 events.append(f"switch {name}")
             if isinstance(op, Probe):
                 events.append(f"verify {name}")
-                if name == failing:
+                if name == failing or (isinstance(failing, set) and name in failing):
                     return Result(1, stderr="unhealthy")
             return None
 
@@ -254,3 +255,70 @@ def test_drain_without_undrain_is_refused(project: Project) -> None:
     )
     typo = project.cli("deploy", "--env", "dev")
     assert typo.returncode == 2 and "unknown placeholder {hots}" in typo.stdout + typo.stderr
+
+
+def logged(fleet: FakeFleet, name: str) -> list[str]:
+    """The outcomes ``name``'s release log was sent, in order."""
+    return [
+        json.loads(op.stdin)["outcome"]
+        for op in fleet[name].operations
+        if isinstance(op, Command) and op.description == "record" and isinstance(op.stdin, bytes)
+    ]
+
+
+def test_max_fail_leaves_a_sick_host_behind_and_the_rest_go_on() -> None:
+    outcome, events, fleet = run_with(StrategySettings(kind="rolling", batch=2, max_fail=1), "h3")
+    assert isinstance(outcome, FleetInconsistent)  # exit 4: the fleet is split
+    assert outcome.exit_code == 4
+    assert "deployed" in str(outcome) and "4 of 5" in str(outcome)
+    assert "h3 → (no release)" in str(outcome)  # what it had: nothing, on a first deploy
+    assert [e for e in events if e.startswith("switch")] == [f"switch {h}" for h in HOSTS]
+    assert any(op.description == "unset current" for op in fleet["h3"].operations)
+    for name in ("h1", "h2", "h4", "h5"):
+        assert not any(op.description == "unset current" for op in fleet[name].operations)
+        assert logged(fleet, name) == ["success"], name
+    assert logged(fleet, "h3") == ["rolled_back"]
+    removed = [op.line for op in fleet["h3"].operations if op.description == "remove releases"]
+    assert removed and "20260102T030405Z-abc1234" in removed[0]  # its unwanted new release
+    assert outcome.whereabouts.releases["h3"] is None
+    assert len({outcome.whereabouts.releases[h] for h in ("h1", "h2", "h4", "h5")}) == 1
+
+
+def test_one_failure_past_max_fail_puts_every_switched_host_back() -> None:
+    outcome, events, fleet = run_with(
+        StrategySettings(kind="rolling", batch=2, max_fail=1), {"h2", "h4"}
+    )
+    assert type(outcome) is DeployFailed and outcome.exit_code == 1
+    assert "switch h5" not in events  # the budget ran out in the second batch
+    for name in ("h1", "h2", "h3", "h4"):
+        assert any(op.description == "unset current" for op in fleet[name].operations), name
+        assert logged(fleet, name)[-1] == "rolled_back", name
+    # h2, put back alone in the first batch, is not put back a second time
+    assert [op.description for op in fleet["h2"].operations].count("unset current") == 1
+
+
+def test_max_fail_as_a_share_of_the_fleet_rounds_down() -> None:
+    two = StrategySettings(kind="rolling", batch=1, max_fail="40%")  # 2 of 5
+    outcome, _, _ = run_with(two, {"h1", "h4"})
+    assert isinstance(outcome, FleetInconsistent)
+    assert outcome.whereabouts.releases["h5"] is not None
+    one = StrategySettings(kind="rolling", batch=1, max_fail="39%")  # 1 of 5
+    outcome, events, _ = run_with(one, {"h1", "h4"})
+    assert type(outcome) is DeployFailed and "switch h5" not in events
+
+
+def test_every_host_left_behind_is_a_failed_deploy_not_a_split_one() -> None:
+    outcome, _, _ = run_with(StrategySettings(kind="rolling", batch=2, max_fail="100%"), set(HOSTS))
+    assert type(outcome) is DeployFailed and outcome.exit_code == 1
+    assert "every host" in str(outcome)
+
+
+def test_max_fail_is_for_rolling(project: Project) -> None:
+    project.write(
+        "deploy.toml",
+        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
+        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "canary"\nmax_fail = 1\n',
+    )
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 2
+    assert "environments.dev.strategy.max_fail" in done.stdout + done.stderr

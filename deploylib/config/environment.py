@@ -149,6 +149,10 @@ def resolve(
             file=file,
             key=f"{where}.{'undrain' if isinstance(strategy.drain, str) else 'drain'}",
         )
+    if strategy.max_fail and strategy.kind != "rolling":
+        raise ConfigError(
+            f"max_fail is for rolling, not {strategy.kind!r}", file=file, key=f"{where}.max_fail"
+        )
     for name in ("bake", "wait"):
         if name in strategy.model_fields_set and strategy.kind != "canary":
             raise ConfigError(

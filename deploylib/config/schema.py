@@ -63,6 +63,11 @@ class StrategySettings(_Model):
     undrain: Annotated[str, Field(min_length=1)] | None = None
     #: where drain and undrain run: on this machine (a load balancer's API) or on the host
     drain_on: Literal["controller", "host"] = "controller"
+    #: rolling: hosts (N or "N%") that may fail their switch or checks and be put back while
+    #: the deploy goes on; one more and every switched host is put back
+    max_fail: (
+        Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")]
+    ) = 0
     #: rolling, canary: seconds between batches
     pause: Annotated[float, Field(ge=0, le=3600)] = 0.0
     #: canary: seconds the canaries' checks repeat, every ``wait``, before the rest switch

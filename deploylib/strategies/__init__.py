@@ -6,7 +6,8 @@ target switched so far, in this batch and the ones before.
 
     all       every target at once (default)
     rolling   ``batch`` targets at a time (a number, or "25%" of the fleet; default 25%),
-              ``pause`` seconds between batches
+              ``pause`` seconds between batches; ``max_fail`` targets (N or "N%") may fail and
+              be put back alone while the rest go on
     canary    ``canary`` targets first (default 1), then the rest, ``batch`` at a time if given;
               ``bake``: seconds the canaries' checks repeat (every ``wait``) before the rest go
 """
@@ -28,7 +29,7 @@ def strategy_for(settings: StrategySettings) -> Strategy:
         return AllAtOnce()
     if settings.kind == "rolling":
         size = settings.batch if settings.batch is not None else "25%"
-        return Rolling(size, pause=settings.pause)
+        return Rolling(size, pause=settings.pause, max_fail=settings.max_fail)
     if settings.kind == "canary":
         return Canary(
             settings.canary if settings.canary is not None else 1,

@@ -14,11 +14,20 @@ T = TypeVar("T")
 class Pacing:
     """How the batches follow each other: ``pause`` seconds before each batch after the first;
     ``bake`` seconds after the first batch is verified during which its checks run again every
-    ``bake_wait`` seconds, one attempt each (a canary's), before the next batch may start."""
+    ``bake_wait`` seconds, one attempt each (a canary's), before the next batch may start;
+    ``max_fail`` targets (a number or a percentage of all) may fail and be put back while the
+    others go on (0: the first failure puts every switched target back)."""
 
     pause: float = 0.0
     bake: float = 0.0
     bake_wait: float = 5.0
+    max_fail: int | str = 0
+
+    def failure_budget(self, total: int) -> int:
+        """How many of ``total`` targets may be left behind on the release they had."""
+        if isinstance(self.max_fail, str):
+            return math.floor(total * int(self.max_fail.rstrip("%")) / 100)
+        return self.max_fail
 
 
 class Strategy(Protocol):

@@ -1,5 +1,5 @@
 """``rolling``: ``batch`` targets at a time (a number, or "25%" of the fleet), ``pause`` seconds
-apart."""
+apart; ``max_fail`` of them may fail and be left behind on the release they had."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ class Rolling:
 
     name = "rolling"
 
-    def __init__(self, size: int | str, *, pause: float = 0.0) -> None:
+    def __init__(self, size: int | str, *, pause: float = 0.0, max_fail: int | str = 0) -> None:
         self.size = size
-        self.pacing = Pacing(pause=pause)
+        self.pacing = Pacing(pause=pause, max_fail=max_fail)
 
     def batches(self, targets: Sequence[T]) -> list[list[T]]:
         step = count_of(self.size, len(targets))
