@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from deploylib.backends.base import Backend
 from deploylib.hosts import Host
 from deploylib.remote.state import TargetState
+from deploylib.slots import Slot, SlotState
 from deploylib.whereabouts import Doubt, Whereabouts
 
 
@@ -49,6 +50,9 @@ class Target:
     #: why it failed, when it failed within the strategy's ``max_fail`` and was put back on the
     #: release it had while the others went on: the new release is not wanted here
     left_behind: str | None = None
+    #: blue-green: the slot this run works on here (its ``{port}`` and ``{slot}``): where the
+    #: new release starts and is checked, or where a release is gone back to
+    slot: Slot | None = None
 
     @property
     def name(self) -> str:
@@ -121,6 +125,14 @@ class Target:
         self.left_behind = reason
         self.switched = self.prepared = False
         self.moving_to = None
+
+    def on_slot(self, slot: Slot | None) -> None:
+        """The steps that follow work on ``slot``: they see its port and name."""
+        self.slot = slot
+
+    def slots_recorded(self, slots: SlotState) -> None:
+        """The slot record here is now ``slots``."""
+        self.state = replace(self.state, slots=slots)
 
     def recorded(self, state: TargetState) -> None:
         """The run's line is in the release log: ``state`` is what the target is now."""

@@ -101,6 +101,8 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                 "releases": sorted(state.releases),
                 # a damaged release log, or one that does not explain current: say so
                 "history_problem": state.log_problem(),
+                # blue-green: which slot is live and what each runs
+                **({"slots": state.slots.as_data()} if state.slots else {}),
             }
         )
     return _marked_split(rows)

@@ -109,10 +109,17 @@ class Pipeline:
         if switches and flat.index(switches[0]) < pushes[0]:
             raise ConfigError("switch() must come after push()", file=file, key="switch")
         for s in switches:
-            if s.start or s.stop:
+            if (s.start or s.stop) and not (s.start and s.stop):
                 raise ConfigError(
-                    "switch(start=..., stop=...) needs the blue_green strategy, not available in "
-                    "this version; use switch(restart=...)",
+                    "switch(start=..., stop=...) needs both: what starts a release on a slot "
+                    "and what stops whatever runs there",
+                    file=file,
+                    key="switch",
+                )
+            if s.start and s.restart:
+                raise ConfigError(
+                    "switch() either restarts in place (restart=) or starts the release on an "
+                    "idle slot (start=, stop=), not both",
                     file=file,
                     key="switch",
                 )
@@ -147,6 +154,28 @@ def rehearse(
     from deploylib.steps import CustomStep
 
     file = str(env.pipeline_file(pipeline.name or None))
+    switch = pipeline.phases().switch
+    blue_green = env.strategy.kind == "blue_green"
+    if switch is not None and blue_green and not switch.start:
+        raise ConfigError(
+            "the blue_green strategy starts each release on an idle slot: the pipeline needs "
+            "switch(start=..., stop=...) with {port} (and maybe {slot})",
+            file=file,
+            key="switch",
+        )
+    if switch is not None and switch.start and not blue_green:
+        raise ConfigError(
+            "switch(start=..., stop=...) needs the blue_green strategy (strategy.kind = "
+            f'"blue_green" with its ports); {env.name!r} uses {env.strategy.kind!r}: '
+            "use switch(restart=...)",
+            file=file,
+            key="switch",
+        )
+    slot = (
+        {"port": str(env.strategy.ports[0]), "slot": "blue"}
+        if blue_green and env.strategy.ports
+        else None
+    )
     every = [
         *pipeline.flat(),
         *_expand(pipeline.on_failure),
@@ -161,6 +190,7 @@ def rehearse(
             artifact=artifact,
             artifact_bytes=1,
             lock_token="0" * 16,
+            extra=slot,
         )
         for each in every:
             if (each.placement == "local") != (index == 0):  # local steps: this machine

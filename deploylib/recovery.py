@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from deploylib import records
+from deploylib.blue_green import BlueGreen
 from deploylib.errors import (
     ConfigError,
     DeployError,
@@ -33,10 +34,19 @@ from deploylib.whereabouts import Whereabouts
 class Recovery:
     """Undoing a failed run of ``pipeline``, through ``steps``."""
 
-    def __init__(self, run: Run, steps: StepExecution, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        run: Run,
+        steps: StepExecution,
+        pipeline: Pipeline,
+        *,
+        slots: BlueGreen | None = None,
+    ) -> None:
         self.run = run
         self.steps = steps
         self.pipeline = pipeline
+        #: blue-green: a target goes back by a proxy switch to the slot of its release
+        self.slots = slots
 
     def recover(self, phase: Phase, exc: BaseException, event: str) -> DeployError:
         """Undo what ``phase`` requires after ``exc``; return the error that ends the run."""
@@ -67,6 +77,8 @@ class Recovery:
             self.settle_uncertain()
             broken, unwell = self.put_back()
         if event == "deploy":
+            if self.slots is not None:
+                self.slots.stop_unwanted(run.release, run.targets)
             self.remove_unfinished()
         outcome = "rolled_back" if phase is Phase.SWITCH and event == "deploy" else "failed"
         records.record_all(run, event, outcome, run.moves or run.release, error=reason)
@@ -118,6 +130,9 @@ class Recovery:
             if target.lock_lost:
                 raise StepFailed("rollback", target.name, "the deploy lock here was lost")
             run.emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
+            if self.slots is not None and previous is None:
+                self.slots.go_to(target, None, restoring=True)
+                return
             if previous is None:
                 unset = remote_release.switch_command(run.layout, None, target.token)
                 result = run.execute(target, unset, "rollback")
@@ -126,7 +141,10 @@ class Recovery:
                 target.moved_to(None)
                 return
             try:
-                steps.run_on(revert, target, previous, restoring=True)
+                if self.slots is not None:
+                    self.slots.go_to(target, previous, restoring=True)
+                else:
+                    steps.run_on(revert, target, previous, restoring=True)
             except StepFailed as exc:
                 if target.current != previous or target.uncertain:
                     raise

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from deploylib import locks, records
 from deploylib.backends.base import Backend
+from deploylib.blue_green import BlueGreen
 from deploylib.config import Environment
 from deploylib.errors import (
     ConfigError,
@@ -120,7 +121,14 @@ class Runner:
         )
         self.lock = FleetLock(self.run, heartbeat=heartbeat, token=lock_token)
         self.steps = StepExecution(self.run, pipeline.phases(), Target(LOCAL, controller))
-        self.recovery = Recovery(self.run, self.steps, pipeline)
+        switch = self.steps.phases.switch
+        #: blue-green: the slot switches (None: the strategy switches ``current`` in place)
+        self.slots = (
+            BlueGreen(self.run, self.steps, switch, self._wait)
+            if env.strategy.kind == "blue_green" and switch is not None and switch.start
+            else None
+        )
+        self.recovery = Recovery(self.run, self.steps, pipeline, slots=self.slots)
         self.signals = SignalScope()
 
     @property
@@ -369,6 +377,9 @@ class Runner:
                 run.emit("pause", f"pause {pacing.pause:g} s before the next batch")
                 self._wait(pacing.pause)
             self.lock.check(run.targets)  # a batch before may have lost its lock
+            if self.slots is not None:
+                self._go_live_on_slots(self.slots, batch, release)
+                continue
             hooks = self.env.strategy
             if isinstance(hooks.drain, str):
                 run.drained = list(batch)
@@ -382,6 +393,20 @@ class Runner:
             if hooks.undrain is not None:
                 self._hook(hooks.undrain, batch, "undrain")
                 run.drained = []
+
+    def _go_live_on_slots(self, slots: BlueGreen, batch: list[Target], release: str) -> None:
+        """Blue-green: start on each target's idle slot, check that slot, then (with a weight)
+        send it a share of the requests and bake, then switch each target's proxy to it."""
+        steps, pacing = self.steps, self.strategy.pacing
+        going = self._within_budget(slots.start(batch, release), batch)
+        for post_step in steps.phases.post:
+            going = self._within_budget(steps.try_step(post_step, going, release=release), going)
+        weight = self.env.strategy.weight
+        if weight is not None:
+            going = self._within_budget(slots.weigh(going, release, weight), going)
+            if pacing.bake:
+                self._bake(going, release, pacing.bake, pacing.bake_wait)
+        self._within_budget(slots.go_live(going, release), going)
 
     def _within_budget(self, errors: dict[str, BaseException], batch: list[Target]) -> list[Target]:
         """The targets of ``batch`` that go on. Those that failed (``errors``) are put back
@@ -461,7 +486,10 @@ class Runner:
         moving = [t for t in run.targets if t.name in plan.moves]
         unwell: list[str] = []
         for batch in self.strategy.batches(moving):
-            errors = steps.try_step(self.pipeline.revert_step(), batch, release=plan.moves)
+            if self.slots is not None:
+                errors = run.each(self._back_on_slot(plan), batch)
+            else:
+                errors = steps.try_step(self.pipeline.revert_step(), batch, release=plan.moves)
             for target in batch:
                 error = errors.get(target.name)
                 if error is None:
@@ -479,6 +507,12 @@ class Runner:
                         raise error
                     unwell.append(f"{name}: {run.redact(error.message)}")
         return unwell
+
+    def _back_on_slot(self, plan: RollbackPlan) -> Callable[[Target], None]:
+        """Blue-green: a target back on its rollback release by a proxy switch."""
+        slots = self.slots
+        assert slots is not None
+        return lambda target: slots.go_to(target, plan.moves[target.name], restoring=False)
 
     def _end(self, event: str, phase: Phase, cause: BaseException | None) -> Whereabouts:
         """Finish the run: undo what a failure requires, release the locks, close the

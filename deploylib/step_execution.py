@@ -110,6 +110,7 @@ class StepExecution:
             lock_token=target.token or run.lock_token,
             restoring=restoring,
             guard_token=target.token or "",
+            extra=target.slot.values if target.slot else None,
         )
 
     def run_on(

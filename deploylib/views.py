@@ -51,11 +51,15 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
     table = Table(title=f"status of {_plain(env)}", title_justify="left")
     errors = any(row.get("error") or row.get("history_problem") for row in rows)
     columns = ["host", "current", "revision", "deployed at", "by", "lock"]
+    with_slots = any(row.get("slots") for row in rows)
+    if with_slots:
+        columns.append("slots")
     for column in [*columns, "note"] if errors else columns:
         table.add_column(column)
     for row in rows:
         if row.get("error"):
             cells = [_plain(row["host"]), "[red]unreachable[/]", "", "", "", ""]
+            cells += [""] if with_slots else []
             table.add_row(*cells, f"[red]{_plain(row['error'])}[/]")
             continue
         owner = row["lock_owner"] or {}
@@ -73,10 +77,23 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             _plain(row["deployed_at"]),
             _plain(row["deployed_by"]),
             lock,
+            *([slots_cell(row.get("slots"))] if with_slots else []),
         ]
         note = f"[yellow]{_plain(row['history_problem'])}[/]" if row.get("history_problem") else ""
         table.add_row(*cells, *([note] if errors else []))
     return table
+
+
+def slots_cell(slots: dict[str, Any] | None) -> str:
+    """``blue* 20261128T…  green 20261127T…``: each slot's release, the live one starred."""
+    if not slots:
+        return ""
+    cells = []
+    for name, record in sorted((slots.get("slots") or {}).items()):
+        release = _plain(record.get("release")) or "[dim](stopped)[/]"
+        live = name == slots.get("live")
+        cells.append(f"[bold]{name}*[/] {release}" if live else f"{name} {release}")
+    return "  ".join(cells)
 
 
 _OUTCOME_STYLE = {"success": "green", "failed": "red", "rolled_back": "yellow"}

@@ -154,17 +154,14 @@ def resolve(
             f"max_fail is for rolling, not {strategy.kind!r}", file=file, key=f"{where}.max_fail"
         )
     for name in ("bake", "wait"):
-        if name in strategy.model_fields_set and strategy.kind != "canary":
+        weighted = strategy.kind == "blue_green" and strategy.weight is not None
+        if name in strategy.model_fields_set and strategy.kind != "canary" and not weighted:
             raise ConfigError(
-                f"{name} is for canary, not {strategy.kind!r}", file=file, key=f"{where}.{name}"
+                f"{name} is for canary (or blue_green with a weight), not {strategy.kind!r}",
+                file=file,
+                key=f"{where}.{name}",
             )
-    if strategy.kind == "blue_green":
-        raise ConfigError(
-            "strategy 'blue_green' is not available in this version "
-            "(use 'all', 'rolling' or 'canary')",
-            file=file,
-            key=f"environments.{env}.strategy.kind",
-        )
+    refuse_bad_slots(strategy, file, where)
     notify = setting("notify") or NotifySettings()
     if notify.webhook and not WEBHOOK_RE.fullmatch(notify.webhook):
         raise ConfigError("must be an http(s) URL", file=file, key="notify.webhook")
@@ -208,3 +205,42 @@ def resolve(
         firewall=firewall,
         firewall_key=key_of("firewall"),
     )
+
+
+def refuse_bad_slots(strategy: StrategySettings, file: str, where: str) -> None:
+    """A blue_green strategy has two distinct ports and an upstream file; the slot settings
+    belong to it alone."""
+    slot_keys = ("ports", "upstream_file", "proxy", "proxy_reload", "proxy_check", "weight")
+    if strategy.kind != "blue_green":
+        for name in slot_keys:
+            if getattr(strategy, name) is not None:
+                raise ConfigError(
+                    f"{name} is for blue_green, not {strategy.kind!r}",
+                    file=file,
+                    key=f"{where}.{name}",
+                )
+        return
+    ports = strategy.ports or []
+    if len(ports) != 2 or ports[0] == ports[1]:
+        raise ConfigError(
+            "blue_green needs two different ports, one per slot: ports = [8001, 8002]",
+            file=file,
+            key=f"{where}.ports",
+        )
+    if not strategy.upstream_file:
+        raise ConfigError(
+            "blue_green needs the upstream file it rewrites (included in your nginx upstream {})",
+            file=file,
+            key=f"{where}.upstream_file",
+        )
+    if not strategy.upstream_file.startswith("/") or "\n" in strategy.upstream_file:
+        raise ConfigError(
+            "must be an absolute path on the hosts", file=file, key=f"{where}.upstream_file"
+        )
+    for name in ("proxy_reload", "proxy_check"):
+        value = getattr(strategy, name)
+        if value is not None:
+            try:
+                placeholders.validate(value, f"{where}.{name}")
+            except ConfigError as exc:
+                raise ConfigError(exc.message, file=file, key=f"{where}.{name}") from None

@@ -56,6 +56,10 @@ class StrategySettings(_Model):
     proxy: Literal["nginx"] | None = None
     upstream_file: str | None = None
     proxy_reload: str | None = None
+    #: blue_green: the command that checks the proxy's configuration before the reload
+    proxy_check: str | None = None
+    #: blue_green: percent of requests the new slot takes while it bakes (a weighted canary)
+    weight: Annotated[int, Field(ge=1, le=99)] | None = None
     #: blue_green: seconds for in-flight requests after the proxy switch; rolling, canary: a
     #: command that takes a host out of an external load balancer before its batch switches
     drain: Annotated[float, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 10.0

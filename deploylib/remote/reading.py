@@ -14,6 +14,7 @@ from deploylib.commands import Command
 from deploylib.remote import gnu
 from deploylib.remote.layout import Layout, is_release_id
 from deploylib.remote.state import LOG_KEYS, TargetState
+from deploylib.slots import SlotState, parse_slots
 
 STATE_MARK = "@@deploylib:"
 LOG_TAIL = 5000
@@ -43,6 +44,8 @@ def state_script(layout: Layout) -> str:
             f"echo lines=$(awk 'END {{ print NR }}' {q(layout.log)} 2>/dev/null || echo 0)",
             # a last line without its newline must not swallow the next mark
             f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null; echo",
+            f"echo {mark}slots",
+            f"cat {q(layout.meta + '/slots.json')} 2>/dev/null; echo",
             f"echo {mark}end",
             "true",
         ]
@@ -84,6 +87,7 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
     owner = _parse_json_object("".join(lock_lines[1:])) if locked else None
     log, damaged, start = _parse_log(sections.get("log", []))
     return TargetState(
+        slots=parse_slots("\n".join(sections.get("slots", []))),
         current=current,
         releases=frozenset(releases),
         log=log,
@@ -105,6 +109,7 @@ def render_state(
     log: Iterable[Mapping[str, Any]] = (),
     lock_owner: Mapping[str, Any] | None = None,
     lock_age: int = 0,
+    slots: SlotState | None = None,
 ) -> str:
     """What ``state_script`` prints for a target in this state (for fake targets in tests):
     ``current`` links into releases/, every release is complete."""
@@ -116,7 +121,8 @@ def render_state(
     if lock_owner is not None:
         lines += ["locked", f"age={lock_age}", json.dumps(dict(lock_owner))]
     entries = [json.dumps(dict(entry)) for entry in log]
-    lines += [f"{STATE_MARK}log", f"lines={len(entries)}", *entries, "", f"{STATE_MARK}end"]
+    lines += [f"{STATE_MARK}log", f"lines={len(entries)}", *entries, ""]
+    lines += [f"{STATE_MARK}slots", *([slots.as_json()] if slots else []), f"{STATE_MARK}end"]
     return "\n".join(lines) + "\n"
 
 

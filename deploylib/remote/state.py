@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploylib.remote.layout import Layout
+from deploylib.slots import SlotState
 
 #: the keys every release-log line has
 LOG_KEYS = frozenset({"event", "outcome", "release"})
@@ -39,6 +40,8 @@ class TargetState:
     damaged: tuple[int, ...] = ()
     #: the first line number of ``log`` in the file (the log is read from its tail)
     log_start: int = 1
+    #: blue-green: what each slot runs and which one is live (None: no record, or damaged)
+    slots: SlotState | None = None
 
     @property
     def read(self) -> bool:

@@ -136,6 +136,32 @@ class Switch(Step):
             )
         ]
 
+    def slot_operations(self, ctx: StepContext) -> list[Operation]:
+        """Blue-green: stop whatever runs on the slot in ``ctx`` (``{port}``, ``{slot}``), then
+        start ``ctx.release`` there, from its own directory."""
+        assert self.start and self.stop
+        return [
+            self.stop_operation(ctx),
+            ctx.command(
+                self.start,
+                cwd=ctx.release_path,
+                description="start",
+                inherit_lock=False,
+                sudo=self.sudo,
+            ),
+        ]
+
+    def stop_operation(self, ctx: StepContext) -> Operation:
+        """Blue-green: stop whatever runs on the slot in ``ctx``."""
+        assert self.stop
+        return ctx.command(
+            self.stop,
+            cwd=ctx.env.deploy_to,
+            description="stop",
+            inherit_lock=False,
+            sudo=self.sudo,
+        )
+
     def templates(self) -> Iterable[str]:
         return [t for t in (self.restart, self.start, self.stop) if t]
 

@@ -10,6 +10,8 @@ target switched so far, in this batch and the ones before.
               be put back alone while the rest go on
     canary    ``canary`` targets first (default 1), then the rest, ``batch`` at a time if given;
               ``bake``: seconds the canaries' checks repeat (every ``wait``) before the rest go
+    blue_green two slots per host behind nginx: start on the idle slot, check it, switch the
+              proxy (``weight``: a weighted canary that bakes first); see ``blue_green``
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ from deploylib.config import StrategySettings
 from deploylib.errors import ConfigError
 from deploylib.strategies.all import AllAtOnce
 from deploylib.strategies.base import Pacing, Strategy, count_of
+from deploylib.strategies.blue_green import BlueGreen
 from deploylib.strategies.canary import Canary
 from deploylib.strategies.rolling import Rolling
 
-__all__ = ["AllAtOnce", "Canary", "Pacing", "Rolling", "Strategy", "count_of", "strategy_for"]
+__all__ = [
+    "AllAtOnce",
+    "BlueGreen",
+    "Canary",
+    "Pacing",
+    "Rolling",
+    "Strategy",
+    "count_of",
+    "strategy_for",
+]
 
 
 def strategy_for(settings: StrategySettings) -> Strategy:
@@ -37,6 +49,10 @@ def strategy_for(settings: StrategySettings) -> Strategy:
             pause=settings.pause,
             bake=settings.bake,
             wait=settings.wait,
+        )
+    if settings.kind == "blue_green":
+        return BlueGreen(
+            settings.batch, weight=settings.weight, bake=settings.bake, wait=settings.wait
         )
     raise ConfigError(
         f"strategy {settings.kind!r} is not available in this version", key="strategy.kind"

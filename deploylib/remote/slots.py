@@ -1,0 +1,93 @@
+"""Commands for blue-green slots on a host: point the proxy at a slot, and keep the slot record.
+
+``proxy_command`` rewrites the nginx upstream file — only ``server 127.0.0.1:PORT [weight=N];``
+lines, which the user's own ``upstream { }`` block includes — atomically (a temporary file in
+the same directory, then rename(2)), checks the whole configuration (``nginx -t``), and reloads
+the proxy. A configuration the check refuses, or a reload that fails, puts the file back as it
+was (and reloads that), so the proxy never serves from a file deploylib could not load.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from deploylib.commands import Command
+from deploylib.remote.layout import Layout
+from deploylib.remote.lock import guard_for
+from deploylib.slots import SlotState
+
+HEADER = "# written by deploylib for blue-green deploys: changed at every switch, do not edit"
+
+
+def slots_file(layout: Layout) -> str:
+    return f"{layout.meta}/slots.json"
+
+
+def upstream_lines(servers: Sequence[tuple[int, int | None]]) -> list[str]:
+    """The upstream file's lines for ``(port, weight)`` pairs (weight None: nginx's default)."""
+    lines = [HEADER]
+    for port, weight in servers:
+        lines.append(f"server 127.0.0.1:{port}" + (f" weight={weight}" if weight else "") + ";")
+    return lines
+
+
+def proxy_command(
+    layout: Layout,
+    upstream_file: str,
+    servers: Sequence[tuple[int, int | None]],
+    *,
+    check: str,
+    reload: str,
+    token: str | None = None,
+    description: str = "proxy switch",
+) -> Command:
+    """Send the proxy's traffic to ``servers``: write the upstream file, ``check`` the proxy's
+    configuration, ``reload`` it; on any failure the file as it was is put back (and reloaded
+    when the reload was the failure), and the check's or reload's output is the error. A file
+    that names these servers already is left alone: nothing is checked or reloaded."""
+    q = shlex.quote
+    file = q(upstream_file)
+    temporary = q(f"{upstream_file}.deploylib.tmp")
+    backup = q(f"{upstream_file}.deploylib.bak")
+    content = "".join(f"{q(line)} " for line in upstream_lines(servers))
+    restore = f"if [ -e {backup} ]; then mv -f {backup} {file}; else rm -f {file}; fi"
+    script = "; ".join(
+        [
+            f'mkdir -p "$(dirname {file})" || exit 1',
+            f"if ! printf '%s\\n' {content}> {temporary}; then rm -f {temporary}; "
+            f"echo {q('could not write ' + upstream_file)} >&2; exit 1; fi",
+            # the proxy already has these servers (a put-back after a switch it refused)
+            f"if cmp -s {temporary} {file}; then rm -f {temporary}; exit 0; fi",
+            f"rm -f {backup}",
+            f"if [ -e {file} ]; then cp -p {file} {backup} || exit 1; fi",
+            f"if ! mv -f {temporary} {file}; then rm -f {temporary} {backup}; "
+            f"echo {q('could not write ' + upstream_file)} >&2; exit 1; fi",
+            f"if ! out=$( {{ {check} ; }} 2>&1 ); then {restore}; "
+            f"echo {q('the proxy refused the new upstream file (' + check + '):')} >&2; "
+            'printf "%s\\n" "$out" >&2; exit 1; fi',
+            f"if ! out=$( {{ {reload} ; }} 2>&1 ); then {restore}; "
+            f"{{ {reload} ; }} >/dev/null 2>&1; "
+            f"echo {q('the proxy did not reload (' + reload + '):')} >&2; "
+            'printf "%s\\n" "$out" >&2; exit 1; fi',
+            f"rm -f {backup}",
+        ]
+    )
+    return Command(script, description=description, guard=guard_for(layout, token))
+
+
+def record_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
+    """Replace the slot record with ``state``, all or nothing (temporary file, rename(2))."""
+    q = shlex.quote
+    path = slots_file(layout)
+    temporary = q(f"{path}.tmp")
+    script = (
+        f"mkdir -p {q(layout.meta)} && {{ cat > {temporary} && mv -f {temporary} {q(path)}; }} "
+        f"|| {{ rm -f {temporary}; echo {q('could not write ' + path)} >&2; exit 1; }}"
+    )
+    return Command(
+        script,
+        stdin=(state.as_json() + "\n").encode(),
+        description="record slots",
+        guard=guard_for(layout, token),
+    )

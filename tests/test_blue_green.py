@@ -1,0 +1,250 @@
+"""Blue-green behind a real nginx, with real gunicorn on two slots, under a bounded load loop.
+
+The project deploys to this machine (``hosts = ["local"]``). Each release runs gunicorn on a
+slot's port (``{port}``), its pid file named after the slot (``{slot}``); nginx on 127.0.0.1
+takes its upstream servers from the file deploylib rewrites. Requests go through nginx the whole
+time, a fresh connection each, and none may fail: not across deploys, not across rollbacks (a
+proxy switch to the slot still running the release), not when a release never becomes healthy
+(the old slot keeps serving), not when the previous slot died (it is started again first)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.testbed.load import Load, free_port, get
+from tests.testbed.nginx import Nginx, nginx
+
+pytestmark = pytest.mark.slow
+
+APP = """\
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RELEASE = (HERE / "REVISION").read_text().split()[0]
+
+
+def app(environ, start_response):
+    sick = (HERE.parent.parent / "shared" / f"SICK-{RELEASE}").exists()
+    broken = (HERE / "BROKEN").exists() or sick
+    if environ.get("PATH_INFO") == "/health":
+        status, body = ("500 Broken", "broken") if broken else ("200 OK", f"ok {RELEASE}")
+    else:
+        status, body = "200 OK", f"release {RELEASE}"
+    data = (body + "\\n").encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+    return [data]
+"""
+
+# a slot's gunicorn: started from the release's directory, stopped gracefully; the stop waits
+# until the master is gone (a zombie counts as gone: the test runner does not reap daemons)
+PIPELINE = """\
+from deploylib import Pipeline, build, http, push, switch, verify
+
+GONE = "while [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; do sleep 0.05; done"
+
+pipeline = Pipeline(
+    build("tar -czf {{artifact}} -C app ."),
+    push(),
+    switch(
+        start="{python} -m gunicorn --daemon --pid {{shared_path}}/{{slot}}.pid "
+        "--bind 127.0.0.1:{{port}} --workers 2 --graceful-timeout 5 app:app",
+        stop="f={{shared_path}}/{{slot}}.pid; if [ -f $f ]; then p=$(cat $f); "
+        "kill -TERM $p 2>/dev/null; " + GONE + "; rm -f $f; fi",
+    ),
+    verify(http("http://127.0.0.1:{{port}}/health", contains="{{release}}"), attempts=60, wait=0.1),
+)
+"""
+
+TOML = """\
+app = "demo"
+deploy_to = "/srv/demo"
+keep_releases = 5
+
+[environments.dev]
+hosts = ["local"]
+deploy_to = "target"
+command_timeout = 60
+
+[environments.dev.strategy]
+kind = "blue_green"
+ports = [{blue}, {green}]
+upstream_file = "{upstream}"
+proxy_check = "{check}"
+proxy_reload = "{reload}"
+drain = 1
+{extra}
+"""
+
+
+class Slots:
+    """A project deploying to this machine behind ``proxy``, and what its slots run."""
+
+    def __init__(self, root: Path, proxy: Nginx, blue: int, green: int, extra: str = "") -> None:
+        self.project = Project(root)
+        self.proxy = proxy
+        self.ports = {"blue": blue, "green": green}
+        self.project.write("app/app.py", APP)
+        self.project.write("pipelines/web.py", PIPELINE.format(python=sys.executable))
+        self.configure(extra)
+
+    def configure(self, extra: str = "") -> None:
+        self.project.write(
+            "deploy.toml",
+            TOML.format(
+                blue=self.ports["blue"],
+                green=self.ports["green"],
+                upstream=self.proxy.upstream,
+                check=self.proxy.check.replace('"', '\\"'),
+                reload=self.proxy.reload.replace('"', '\\"'),
+                extra=extra,
+            ),
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.project.cli(*args, "--env", "dev")
+
+    def record(self) -> dict[str, object]:
+        path = self.project.target / ".deploylib" / "slots.json"
+        data: dict[str, object] = json.loads(path.read_text())
+        return data
+
+    def pid(self, slot: str) -> int | None:
+        path = self.project.target / "shared" / f"{slot}.pid"
+        return int(path.read_text()) if path.exists() else None
+
+    def serving(self) -> str:
+        return get(self.proxy.port, "/").split()[1]
+
+    def stop_all(self) -> None:
+        for slot in self.ports:
+            pid = self.pid(slot)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(pid), signal.SIGTERM)
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> Iterator[Slots]:
+    blue, green = free_port(), free_port()
+    with nginx(tmp_path, blue) as proxy:
+        made = Slots(tmp_path / "proj", proxy, blue, green)
+        try:
+            yield made
+        finally:
+            made.stop_all()
+
+
+def closed_within(port: int, seconds: float) -> None:
+    """Wait until nothing listens on ``port`` any more."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still answers"
+        time.sleep(0.05)
+
+
+def upstream_servers(proxy: Nginx) -> list[str]:
+    return [line for line in proxy.upstream.read_text().splitlines() if line.startswith("server")]
+
+
+def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slots) -> None:
+    first = slots.cli("deploy")
+    assert first.returncode == 0, first.stdout + first.stderr
+    r1 = slots.project.current()
+    assert r1 and slots.serving() == r1
+    assert slots.record()["live"] == "blue"
+    assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{slots.ports['blue']};"]
+
+    with Load(slots.proxy.port, max_requests=500_000, max_seconds=120) as load:
+        load.wait_for_answers(10)
+        second = slots.cli("deploy")
+        assert second.returncode == 0, second.stdout + second.stderr
+        r2 = slots.project.current()
+        assert r2 != r1 and slots.serving() == r2
+        assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{slots.ports['green']};"]
+        blue_pid = slots.pid("blue")
+        assert blue_pid is not None and Path(f"/proc/{blue_pid}").exists()  # idle, running
+        load.wait_for_answers(10)
+
+        # rollback: a proxy switch back to blue, which still runs r1: nothing restarts
+        started = time.monotonic()
+        back = slots.cli("rollback")
+        took = time.monotonic() - started
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert slots.serving() == r1 and slots.pid("blue") == blue_pid
+        print(f"rollback by proxy switch: {took:.2f} s (whole program)")
+        load.wait_for_answers(10)
+
+        # the next deploy takes green (r2 idle there), waits out its drain, starts r3
+        third = slots.cli("deploy")
+        assert third.returncode == 0, third.stdout + third.stderr
+        r3 = slots.project.current()
+        assert slots.serving() == r3 and slots.record()["live"] == "green"
+        load.wait_for_answers(10)
+
+        # blue (r1, idle) dies, as in a reboot: rollback starts it again, checks it, switches
+        dead = slots.pid("blue")
+        assert dead is not None
+        os.killpg(os.getpgid(dead), signal.SIGKILL)  # the master and its workers
+        closed_within(slots.ports["blue"], 10)
+        rolled = slots.cli("rollback")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert "does not answer" in rolled.stdout + rolled.stderr
+        assert slots.serving() == r1 and slots.pid("blue") not in (None, dead)
+        load.wait_for_answers(10)
+
+        # a release that never becomes healthy: started on green, never takes traffic
+        slots.project.write("app/BROKEN", "")
+        broken = slots.cli("deploy")
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        assert slots.serving() == r1 and slots.project.current() == r1
+        record = slots.record()
+        assert record["live"] == "blue"
+        assert record["slots"]["green"]["release"] is None  # type: ignore[index]
+        assert slots.pid("green") is None  # the unhealthy release was stopped
+        load.wait_for_answers(10)
+
+    assert load.failures == [], load.failures[:5]
+    assert {f"release {r}" for r in (r1, r2, r3)} <= set(load.bodies)
+    assert len(load.bodies) == 3  # never the broken release
+    print(f"{sum(load.bodies.values())} requests through nginx, 0 failed")
+
+    status = slots.cli("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    [row] = json.loads(status.stdout)
+    assert row["slots"]["live"] == "blue"
+    assert row["slots"]["slots"]["blue"]["release"] == r1
+
+
+def test_a_config_nginx_refuses_leaves_the_proxy_and_the_fleet_as_they_were(slots: Slots) -> None:
+    assert slots.cli("deploy").returncode == 0
+    r1 = slots.project.current()
+    before = slots.proxy.upstream.read_text()
+    slots.proxy.upstream.parent.joinpath("extra.conf").write_text("this is not nginx;\n")
+    conf = slots.proxy.conf.read_text()
+    slots.proxy.conf.write_text(
+        conf.replace("events {", f"include {slots.proxy.prefix}/upstream/extra.conf;\nevents {{", 1)
+    )
+
+    refused = slots.cli("deploy")
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "the proxy refused the new upstream file" in refused.stdout + refused.stderr
+    assert slots.proxy.upstream.read_text() == before  # put back as it was
+    assert slots.project.current() == r1 and slots.serving() == r1
+    assert slots.record()["live"] == "blue"
