@@ -26,7 +26,7 @@ from deploylib.inspection import (
     status_rows,
     unlock,
 )
-from deploylib.pipeline import load_pipeline
+from deploylib.pipeline import fits, load_pipeline
 from deploylib.reporting import Event, Reporter
 from deploylib.runner import Clock, Outcome, utc_now
 from deploylib.source import settle
@@ -64,6 +64,7 @@ def load(
     """Config, env files and pipeline, validated; hosts narrowed by ``--hosts``/``--roles``."""
     environment = load_environment(Path(config), env or "")
     chosen, _ = load_pipeline(environment.project_dir, pipeline or environment.pipeline)
+    fits(chosen, environment)
     selected = select_hosts(environment, hosts, roles)
     return Loaded(environment, chosen, selected)
 

@@ -154,23 +154,8 @@ def rehearse(
     from deploylib.steps import CustomStep
 
     file = str(env.pipeline_file(pipeline.name or None))
-    switch = pipeline.phases().switch
+    fits(pipeline, env)
     blue_green = env.strategy.kind == "blue_green"
-    if switch is not None and blue_green and not switch.start:
-        raise ConfigError(
-            "the blue_green strategy starts each release on an idle slot: the pipeline needs "
-            "switch(start=..., stop=...) with {port} (and maybe {slot})",
-            file=file,
-            key="switch",
-        )
-    if switch is not None and switch.start and not blue_green:
-        raise ConfigError(
-            "switch(start=..., stop=...) needs the blue_green strategy (strategy.kind = "
-            f'"blue_green" with its ports); {env.name!r} uses {env.strategy.kind!r}: '
-            "use switch(restart=...)",
-            file=file,
-            key="switch",
-        )
     slot = (
         {"port": str(env.strategy.ports[0]), "slot": "blue"}
         if blue_green and env.strategy.ports
@@ -205,6 +190,43 @@ def rehearse(
                 raise ConfigError(
                     f"{exc.__class__.__name__}: {exc}", file=file, key=f"step {each.name}"
                 ) from None
+
+
+def fits(pipeline: Pipeline, env: Environment) -> None:
+    """The pipeline's switch is the strategy's: a slot switch (``start=``, ``stop=``) for
+    blue_green, an in-place one otherwise; ``{port}`` and ``{slot}`` only where there are slots."""
+    file = str(env.pipeline_file(pipeline.name or None))
+    switch = pipeline.phases().switch
+    blue_green = env.strategy.kind == "blue_green"
+    if switch is not None and blue_green and not switch.start:
+        raise ConfigError(
+            "the blue_green strategy starts each release on an idle slot: the pipeline needs "
+            "switch(start=..., stop=...) with {port} (and maybe {slot})",
+            file=file,
+            key="switch",
+        )
+    if switch is not None and switch.start and not blue_green:
+        raise ConfigError(
+            "switch(start=..., stop=...) needs the blue_green strategy (strategy.kind = "
+            f'"blue_green" with its ports); {env.name!r} uses {env.strategy.kind!r}: '
+            "use switch(restart=...)",
+            file=file,
+            key="switch",
+        )
+    if blue_green:
+        return
+    every = [*pipeline.flat(), *_expand(pipeline.on_failure)]
+    for each in [*every, *([pipeline.revert] if pipeline.revert else [])]:
+        for template in each.templates():
+            used = placeholders.names_in(template) & {"port", "slot"}
+            if used:
+                name = sorted(used)[0]
+                raise ConfigError(
+                    f"{{{name}}} is a blue-green slot's, and {env.name!r} uses the "
+                    f"{env.strategy.kind!r} strategy, which has no slots",
+                    file=file,
+                    key=f"step {each.name}",
+                )
 
 
 def _expand(steps: Sequence[Step]) -> list[Step]:

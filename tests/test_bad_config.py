@@ -22,6 +22,14 @@ def toml_with(old: str, new: str) -> str:
     return BASIC_TOML.replace(old, new)
 
 
+UPSTREAM = 'upstream_file = "/etc/nginx/up.conf"'
+SLOT_SWITCH = 'switch(start="app --port {port}", stop="pkill -f {slot}")'
+
+
+def with_strategy(table: str) -> str:
+    return toml_with('hosts = ["local"]', f'hosts = ["local"]\nstrategy = {{ {table} }}')
+
+
 CASES = [
     Case("missing-deploy-toml", {"deploy.toml": None}, expect=("deploy.toml", "not found")),
     Case("not-toml", {"deploy.toml": "app = \n"}, expect=("deploy.toml", "not valid TOML")),
@@ -129,13 +137,76 @@ CASES = [
         expect=("deploy.toml", "environments.dev.strategy.batch"),
     ),
     Case(
-        "blue-green-not-yet",
+        "blue-green-without-ports",
+        {"deploy.toml": with_strategy('kind = "blue_green", upstream_file = "/etc/up.conf"')},
+        expect=("deploy.toml", "environments.dev.strategy.ports", "two different ports"),
+    ),
+    Case(
+        "blue-green-one-port-twice",
+        {"deploy.toml": with_strategy(f'kind = "blue_green", ports = [81, 81], {UPSTREAM}')},
+        expect=("deploy.toml", "environments.dev.strategy.ports"),
+    ),
+    Case(
+        "blue-green-without-upstream-file",
+        {"deploy.toml": with_strategy('kind = "blue_green", ports = [81, 82]')},
+        expect=("deploy.toml", "environments.dev.strategy.upstream_file"),
+    ),
+    Case(
+        "blue-green-relative-upstream-file",
         {
-            "deploy.toml": toml_with(
-                'hosts = ["local"]', 'hosts = ["local"]\nstrategy = { kind = "blue_green" }'
+            "deploy.toml": with_strategy(
+                'kind = "blue_green", ports = [81, 82], upstream_file = "up.conf"'
             )
         },
-        expect=("deploy.toml", "environments.dev.strategy.kind", "blue_green"),
+        expect=("deploy.toml", "environments.dev.strategy.upstream_file", "absolute"),
+    ),
+    Case(
+        "ports-on-rolling",
+        {"deploy.toml": with_strategy('kind = "rolling", ports = [81, 82]')},
+        expect=("deploy.toml", "environments.dev.strategy.ports", "blue_green"),
+    ),
+    Case(
+        "bake-on-blue-green-without-weight",
+        {
+            "deploy.toml": with_strategy(
+                f'kind = "blue_green", ports = [81, 82], {UPSTREAM}, bake = 5'
+            )
+        },
+        expect=("deploy.toml", "environments.dev.strategy.bake"),
+    ),
+    Case(
+        "blue-green-with-an-in-place-switch",
+        {"deploy.toml": with_strategy(f'kind = "blue_green", ports = [81, 82], {UPSTREAM}')},
+        expect=("pipelines/web.py", "switch", "start="),
+    ),
+    Case(
+        "slot-switch-without-blue-green",
+        {
+            "pipelines/web.py": BASIC_PIPELINE.replace(
+                'switch(restart="echo {release} >> {shared_path}/restarts")', SLOT_SWITCH
+            )
+        },
+        expect=("pipelines/web.py", "switch", "blue_green"),
+    ),
+    Case(
+        "start-without-stop",
+        {
+            "deploy.toml": with_strategy(f'kind = "blue_green", ports = [81, 82], {UPSTREAM}'),
+            "pipelines/web.py": BASIC_PIPELINE.replace(
+                'switch(restart="echo {release} >> {shared_path}/restarts")',
+                'switch(start="app --port {port}")',
+            ),
+        },
+        expect=("pipelines/web.py", "switch", "needs both"),
+    ),
+    Case(
+        "port-placeholder-without-slots",
+        {
+            "pipelines/web.py": BASIC_PIPELINE.replace(
+                'run("test ! -e FAIL_PREPARE"', 'run("test {port}"'
+            )
+        },
+        expect=("pipelines/web.py", "step run", "{port}"),
     ),
     Case(
         "missing-pipeline",

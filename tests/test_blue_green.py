@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, start_cli
 from tests.testbed.load import Load, free_port, get
 from tests.testbed.nginx import Nginx, nginx
 
@@ -248,3 +248,64 @@ def test_a_config_nginx_refuses_leaves_the_proxy_and_the_fleet_as_they_were(slot
     assert slots.proxy.upstream.read_text() == before  # put back as it was
     assert slots.project.current() == r1 and slots.serving() == r1
     assert slots.record()["live"] == "blue"
+
+
+def event_of(events: Path, process: subprocess.Popen[str], kind: str) -> dict[str, object]:
+    """The first event of ``kind`` the deploy writing ``events`` emitted (waited for)."""
+    deadline = time.monotonic() + 60
+    while True:
+        if events.exists():
+            for line in events.read_text().splitlines():
+                record: dict[str, object] = json.loads(line)
+                if record["kind"] == kind:
+                    return record
+        assert process.poll() is None, process.communicate(timeout=5)
+        assert time.monotonic() < deadline, f"no {kind} event"
+        time.sleep(0.02)
+
+
+def test_a_weighted_canary_shares_requests_bakes_then_promotes_or_goes_back(
+    slots: Slots, tmp_path: Path
+) -> None:
+    slots.configure("weight = 50\nbake = 2\nwait = 0.2\n")
+    assert slots.cli("deploy").returncode == 0
+    r1 = slots.project.current()
+    blue, green = slots.ports["blue"], slots.ports["green"]
+
+    with Load(slots.proxy.port, max_requests=500_000, max_seconds=120) as load:
+        load.wait_for_answers(10)
+        events = tmp_path / "promote.jsonl"
+        deploy = start_cli(slots.project.root, "deploy", "--env", "dev", "--events", str(events))
+        event_of(events, deploy, "bake")
+        # while it bakes: half of the requests to each slot, by the upstream weights
+        assert upstream_servers(slots.proxy) == [
+            f"server 127.0.0.1:{blue} weight=50;",
+            f"server 127.0.0.1:{green} weight=50;",
+        ]
+        release = str(event_of(events, deploy, "deploy.start")["release"])
+        seen_before = load.bodies[f"release {release}"]
+        load.wait_for_answers(50)
+        assert load.bodies[f"release {release}"] > seen_before  # the canary takes requests
+        assert deploy.wait(timeout=60) == 0, deploy.communicate()
+        r2 = slots.project.current()
+        assert r2 == release and slots.serving() == r2
+        assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{green};"]
+        bakes = [json.loads(line) for line in events.read_text().splitlines()]
+        assert any(e["kind"] == "bake" and "rounds" in str(e.get("message")) for e in bakes)
+
+        # the next canary sickens while it bakes: the proxy goes back to green, whole
+        events = tmp_path / "abort.jsonl"
+        deploy = start_cli(slots.project.root, "deploy", "--env", "dev", "--events", str(events))
+        event_of(events, deploy, "bake")
+        sick = str(event_of(events, deploy, "deploy.start")["release"])
+        (slots.project.target / "shared" / f"SICK-{sick}").touch()
+        assert deploy.wait(timeout=60) == 1
+        out, err = deploy.communicate()
+        assert "every target is back on the release it had" in out + err
+        assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{green};"]
+        assert slots.project.current() == r2 and slots.serving() == r2
+        assert slots.pid("blue") is None  # the sick canary was stopped
+        load.wait_for_answers(10)
+
+    assert load.failures == [], load.failures[:5]
+    assert set(load.bodies) == {f"release {r}" for r in (r1, r2, sick)}
