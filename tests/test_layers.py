@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
         "schema_state",
         "stdin_env",
         "sudo",
+        "prometheus_api",
     },
     # configuration, requests from the controller, the commands run on targets
     {
