@@ -7,7 +7,7 @@ The pipeline DSL is what ``pipelines/<name>.py`` imports from here::
 
 from typing import TYPE_CHECKING, Any
 
-from deploylib.checks import command, http, tcp
+from deploylib.checks import command, http, prometheus, tcp
 from deploylib.commands import Command, Probe, Upload
 from deploylib.context import StepContext
 from deploylib.errors import (
@@ -77,6 +77,7 @@ __all__ = [
     "command",
     "http",
     "migrate",
+    "prometheus",
     "push",
     "python_env",
     "rollback",

@@ -1,4 +1,4 @@
-"""Health checks for ``verify``: ``http``, ``tcp`` and ``command``.
+"""Health checks for ``verify``: ``http``, ``tcp``, ``command`` and ``prometheus``.
 
 A check only describes itself: it builds an operation from a step's context. Running and
 retrying them is ``check_retries``'s.
@@ -6,12 +6,14 @@ retrying them is ``check_retries``'s.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deploylib.commands import Operation, Probe
+from deploylib.errors import ConfigError
 
 if TYPE_CHECKING:
     from deploylib.context import StepContext
@@ -78,6 +80,31 @@ class CommandCheck(Check):
         return [self.script, *([self.cwd] if self.cwd else [])]
 
 
+@dataclass(frozen=True)
+class PrometheusCheck(Check):
+    url: str
+    query: str
+    maximum: float | None = None
+    minimum: float | None = None
+    on_no_data: str = "fail"
+    timeout: float = 5.0
+
+    def operation(self, ctx: StepContext) -> Operation:
+        return Probe(
+            "prometheus",
+            url=ctx.text(self.url),
+            query=ctx.text(self.query),
+            maximum=self.maximum,
+            minimum=self.minimum,
+            on_no_data=self.on_no_data,
+            timeout=self.timeout,
+            description="check",
+        )
+
+    def templates(self) -> Iterable[str]:
+        return [self.url, self.query]
+
+
 def http(
     url: str, *, status: int | None = 200, contains: str | None = None, timeout: float = 5.0
 ) -> Check:
@@ -95,4 +122,45 @@ def command(script: str, *, cwd: str | None = None, timeout: float = 30.0) -> Ch
     return CommandCheck(script, cwd, timeout)
 
 
-__all__ = ["Check", "command", "http", "tcp"]
+def prometheus(
+    url: str,
+    query: str,
+    *,
+    max: float | None = None,
+    min: float | None = None,
+    on_no_data: str = "fail",
+    timeout: float = 5.0,
+) -> Check:
+    """Ask the Prometheus server at ``url`` (its base URL) for ``query``, an instant query
+    (``GET {url}/api/v1/query``), from this machine; pass when every sample of the result is
+    ``<= max`` and ``>= min`` (NaN never is). An empty result fails, unless ``on_no_data`` is
+    ``"pass"``. ``url`` and ``query`` take placeholders (``{host}``, ``{release}``, ...) and
+    ``${VAR}``; PromQL's label matchers (``{status=~"5.."}``) are left as written."""
+    if not isinstance(url, str) or not (url.startswith(("http://", "https://")) or "${" in url):
+        raise ConfigError(
+            f"prometheus(url={url!r}): the Prometheus server's base URL, http:// or https://"
+        )
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError(f"prometheus(query={query!r}): a PromQL query")
+    where = f"prometheus({url!r}, {query!r})"
+    if max is None and min is None:
+        raise ConfigError(f"{where}: give max= or min= (or both): the bound every sample keeps")
+    maximum, minimum = _bound(where, "max", max), _bound(where, "min", min)
+    if maximum is not None and minimum is not None and minimum > maximum:
+        raise ConfigError(f"{where}: min={min!r} is above max={max!r}: no value could pass")
+    if on_no_data not in ("fail", "pass"):
+        raise ConfigError(f'{where}: on_no_data is "fail" or "pass", not {on_no_data!r}')
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError(f"{where}: timeout={timeout!r}: a number of seconds > 0")
+    return PrometheusCheck(url, query, maximum, minimum, on_no_data, float(timeout))
+
+
+def _bound(where: str, name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{where}: {name}={value!r}: a bound is a number")
+    return float(value)
+
+
+__all__ = ["Check", "PrometheusCheck", "command", "http", "prometheus", "tcp"]

@@ -1,13 +1,14 @@
 """Operations as data: what a step asks a backend to do on one target.
 
 Three kinds exist: ``Command`` (a shell script run on the target), ``Upload`` (a local file
-copied to the target) and ``Probe`` (an HTTP or TCP request from the controller). Steps build
-them; backends execute them; the printer backend prints them. Quoting happens here and in
-``placeholders`` only, never at a call site.
+copied to the target) and ``Probe`` (an HTTP, TCP or Prometheus request from the controller).
+Steps build them; backends execute them; the printer backend prints them. Quoting happens here
+and in ``placeholders`` only, never at a call site.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -90,9 +91,11 @@ class Upload:
 
 @dataclass(frozen=True)
 class Probe:
-    """An HTTP GET or a TCP connect made from the controller to a target."""
+    """A request made from the controller: an HTTP GET or a TCP connect to a target, or an
+    instant query of a Prometheus server (``url`` its base URL) whose every sample must lie
+    within ``minimum``/``maximum``."""
 
-    kind: str  # "http" | "tcp"
+    kind: str  # "http" | "tcp" | "prometheus"
     url: str = ""
     host: str = ""
     port: int = 0
@@ -100,6 +103,12 @@ class Probe:
     contains: str | None = None
     timeout: float = 5.0
     description: str = ""
+    #: a ``prometheus`` probe's PromQL query, its bounds, and whether an empty result passes
+    #: (``on_no_data``: ``"fail"`` or ``"pass"``)
+    query: str = ""
+    maximum: float | None = None
+    minimum: float | None = None
+    on_no_data: str = "fail"
 
     @property
     def line(self) -> str:
@@ -108,7 +117,34 @@ class Probe:
             if self.contains:
                 expect += f" containing {self.contains!r}"
             return f"GET {self.url}{expect}"
+        if self.kind == "prometheus":
+            no_data = " (no data passes)" if self.on_no_data == "pass" else ""
+            return f"prometheus {self.url} {one_line(self.query)} {self.bounds}{no_data}"
         return f"connect tcp {self.host}:{self.port}"
+
+    @property
+    def bounds(self) -> str:
+        """A ``prometheus`` probe's bounds as written: ``>= 1``, ``<= 0.01``, or both."""
+        parts = [
+            f"{op} {number(value)}"
+            for op, value in ((">=", self.minimum), ("<=", self.maximum))
+            if value is not None
+        ]
+        return " and ".join(parts)
+
+
+def number(value: float) -> str:
+    """A bound or a sample as a person writes it: ``0.01``, ``5``, ``1e-09``, ``NaN``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)).removesuffix(".0")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space: a query on a line."""
+    return " ".join(text.split())
 
 
 Operation = Command | Upload | Probe

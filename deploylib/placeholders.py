@@ -2,8 +2,9 @@
 
 Only the names in ``PLACEHOLDERS`` are placeholders. ``{{`` and ``}}`` stand for literal braces,
 ``${VAR}`` is left to the shell, and anything else in braces that is not a plain lowercase name
-(``awk '{print $1}'``) is left as written. An unknown plain name such as ``{relase}`` is an error
-found when the pipeline is validated, before any target is touched.
+(``awk '{print $1}'``, a PromQL label matcher ``{status=~"5.."}``) is left as written. An
+unknown plain name such as ``{relase}`` is an error found when the pipeline is validated,
+before any target is touched.
 """
 
 from __future__ import annotations

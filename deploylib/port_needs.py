@@ -1,6 +1,7 @@
-"""The ports a pipeline needs open on its hosts: those its checks (``http``, ``tcp``) connect to
-from this machine. ``check`` compares them with the firewall settings (a ``drop`` policy that
-does not allow one would fail every verify) and, with ``--ports``, tries each one."""
+"""The ports a pipeline needs open on its hosts: those its checks (``http``, ``tcp``, and a
+``prometheus`` check of a server on the host itself) connect to from this machine. ``check``
+compares them with the firewall settings (a ``drop`` policy that does not allow one would fail
+every verify) and, with ``--ports``, tries each one."""
 
 from __future__ import annotations
 

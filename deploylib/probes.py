@@ -9,7 +9,8 @@ connect, TLS, sending, the status line, the headers and the body are all inside 
 deadline. (A TLS handshake still in progress at the deadline cannot be cut that way: the caller
 returns at the deadline all the same, and the worker ends with its socket's timeout.)
 
-``perform_probe`` runs the ``http`` and ``tcp`` checks; ``post_json`` is the webhook's POST.
+``perform_probe`` runs the ``http``, ``tcp`` and ``prometheus`` checks (the last judged by
+``prometheus_api``); ``post_json`` is the webhook's POST.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from deploylib import prometheus_api
 from deploylib.commands import Probe, Result
 
 T = TypeVar("T")
@@ -136,8 +138,8 @@ class WatchedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def perform_probe(probe: Probe) -> Result:
-    """Run an ``http`` or ``tcp`` check; ``probe.timeout`` bounds all of it."""
-    what = _tcp_connect if probe.kind == "tcp" else _http_get
+    """Run an ``http``, ``tcp`` or ``prometheus`` check; ``probe.timeout`` bounds all of it."""
+    what = {"tcp": _tcp_connect, "prometheus": _prometheus_query}.get(probe.kind, _http_get)
     try:
         return within(probe.timeout, functools.partial(what, probe))
     except DeadlineExceeded as exc:
@@ -157,26 +159,51 @@ def _tcp_connect(probe: Probe, watch: SocketWatch) -> Result:
 class _Reply:
     status: int
     body: str
+    #: false when the body was longer than the read limit (and cut there)
+    complete: bool = True
 
 
-def _http_get(probe: Probe, watch: SocketWatch) -> Result:
-    parts = urllib.parse.urlsplit(probe.url)
+def _get(
+    url: str, watch: SocketWatch, timeout: float, *, headers: Mapping[str, str] | None = None
+) -> _Reply | str:
+    """GET ``url``: the reply (up to ``BODY_LIMIT`` bytes of its body), or why there is none
+    (which the caller words: the URL is its own)."""
+    parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Result(1, stderr=f"not an http(s) URL: {probe.url}")
+        return "not an http(s) URL"
     connection_class = WatchedHTTPSConnection if parts.scheme == "https" else WatchedHTTPConnection
-    connection = connection_class(parts.hostname, parts.port, timeout=probe.timeout, watch=watch)
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout, watch=watch)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
-        connection.request("GET", path, headers={"Connection": "close"})
+        connection.request("GET", path, headers={"Connection": "close", **(headers or {})})
         response = connection.getresponse()
-        reply = _Reply(response.status, response.read(BODY_LIMIT).decode("utf-8", "replace"))
+        data = response.read(BODY_LIMIT + 1)
     except (OSError, http.client.HTTPException) as exc:
-        return Result(1, stderr=f"GET {probe.url}: {exc.__class__.__name__}: {exc}")
+        return f"{exc.__class__.__name__}: {exc}"
     finally:
         connection.close()
+    body = data[:BODY_LIMIT].decode("utf-8", "replace")
+    return _Reply(response.status, body, complete=len(data) <= BODY_LIMIT)
+
+
+def _http_get(probe: Probe, watch: SocketWatch) -> Result:
+    reply = _get(probe.url, watch, probe.timeout)
+    if isinstance(reply, str):
+        return Result(1, stderr=f"GET {probe.url}: {reply}")
     return _judge(probe, reply)
+
+
+def _prometheus_query(probe: Probe, watch: SocketWatch) -> Result:
+    """An instant query of the Prometheus server at ``probe.url``, judged by ``prometheus_api``."""
+    url = prometheus_api.query_url(probe.url, probe.query)
+    reply = _get(url, watch, probe.timeout, headers={"Accept": "application/json"})
+    if isinstance(reply, str):
+        where = f"prometheus {probe.url} {prometheus_api.shown_query(probe.query)}"
+        return Result(1, stderr=f"{where}: {reply}")
+    cut_at = None if reply.complete else BODY_LIMIT
+    return prometheus_api.judge(probe, reply.status, reply.body, cut_at=cut_at)
 
 
 def _judge(probe: Probe, reply: _Reply) -> Result:

@@ -31,6 +31,7 @@ LAYERS: list[set[str]] = [
         "slots",
         "stdin_env",
         "sudo",
+        "prometheus_api",
     },
     # configuration, requests from the controller, the commands run on targets
     {

@@ -186,7 +186,10 @@ def verify(
 ) -> Step:
     """Retry ``checks`` until all pass: ``attempts`` times, ``wait`` s apart, by ``deadline``."""
     if not checks:
-        raise ConfigError("verify() needs at least one check: http(...), tcp(...) or command(...)")
+        raise ConfigError(
+            "verify() needs at least one check: http(...), tcp(...), command(...) or "
+            "prometheus(...)"
+        )
     if attempts < 1 or wait < 0 or (deadline is not None and deadline <= 0):
         raise ConfigError("verify(): attempts must be >= 1, wait >= 0 and deadline > 0")
     return Verify(
