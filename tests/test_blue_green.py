@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,23 +46,15 @@ def app(environ, start_response):
     return [data]
 """
 
-# a slot's gunicorn: started from the release's directory, stopped gracefully; the stop waits
-# until the master is gone (a zombie counts as gone: the test runner does not reap daemons)
 PIPELINE = """\
-from deploylib import Pipeline, build, http, push, switch, verify
-
-GONE = "while [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; do sleep 0.05; done"
+from deploylib import Pipeline, build, http, push, verify
+from deploylib.recipes import gunicorn_slots
 
 pipeline = Pipeline(
-    build("tar -czf {{artifact}} -C app ."),
+    build("tar -czf {artifact} -C app ."),
     push(),
-    switch(
-        start="{python} -m gunicorn --daemon --pid {{shared_path}}/{{slot}}.pid "
-        "--bind 127.0.0.1:{{port}} --workers 2 --graceful-timeout 5 app:app",
-        stop="f={{shared_path}}/{{slot}}.pid; if [ -f $f ]; then p=$(cat $f); "
-        "kill -TERM $p 2>/dev/null; " + GONE + "; rm -f $f; fi",
-    ),
-    verify(http("http://127.0.0.1:{{port}}/health", contains="{{release}}"), attempts=60, wait=0.1),
+    gunicorn_slots("app:app", workers=2, args=["--graceful-timeout", "5"]),
+    verify(http("http://127.0.0.1:{port}/health", contains="{release}"), attempts=60, wait=0.1),
 )
 """
 
@@ -96,7 +87,7 @@ class Slots:
         self.proxy = proxy
         self.ports = {"blue": blue, "green": green}
         self.project.write("app/app.py", APP)
-        self.project.write("pipelines/web.py", PIPELINE.format(python=sys.executable))
+        self.project.write("pipelines/web.py", PIPELINE)
         self.configure(extra)
 
     def configure(self, extra: str = "") -> None:
@@ -121,7 +112,7 @@ class Slots:
         return data
 
     def pid(self, slot: str) -> int | None:
-        path = self.project.target / "shared" / f"{slot}.pid"
+        path = self.project.target / "shared" / f"gunicorn-{slot}.pid"
         return int(path.read_text()) if path.exists() else None
 
     def serving(self) -> str:

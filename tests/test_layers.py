@@ -100,6 +100,7 @@ LAYERS: list[set[str]] = [
         "ci_workflow",
         "recipes",
         "recipes.gunicorn",
+        "recipes.gunicorn_slots",
         "recipes.systemd",
         "recipes.supervisord",
     },
