@@ -7,7 +7,9 @@ dependency ``appdep`` 1.0; release 2 adds migration 0002 and ``appdep`` 2.0. Req
 nginx on 127.0.0.1 to the hosts' gunicorns (``deploylib.recipes.gunicorn``) the whole time.
 
 Then release 2's code again, and a rollback with ``migrate(undo="django")``, which reverses
-0002 in the live release before switching.
+0002 in the live release before switching. The strategy is a canary (h1 first, its checks
+repeated for a second under the load, then the others): a canary promotion and rollbacks under
+load with gunicorn replaced in place (USR2).
 
 Wheels: Django and gunicorn from /opt/deploylib-test/wheels (.ci/run downloads them), appdep made
 here; no index is contacted (PIP_NO_INDEX, PIP_FIND_LINKS)."""
@@ -174,7 +176,11 @@ def test_a_django_project_on_three_hosts_behind_nginx(
         pytest.skip(f"no Django and gunicorn wheels in {WHEELS} (.ci/run downloads them)")
     fleet = fleet_of(3)
     db_host = fleet.hosts.hosts[1]
-    fleet.configure(roles={db_host.index: ["db"]})
+    # a canary with a bake: h1 first, checked for a second, then the other two
+    fleet.configure(
+        roles={db_host.index: ["db"]},
+        extra_ssh='[environments.fleet.strategy]\nkind = "canary"\nbake = 1\nwait = 0.25\n',
+    )
     project = fleet.project
     ours = tmp_path / "ourwheels"
     make_wheel(ours, "appdep", "1.0")
@@ -221,6 +227,7 @@ def test_a_django_project_on_three_hosts_behind_nginx(
                 second = deploylib("deploy", "--env", "fleet")
                 load.wait_for_answers(20)
                 assert second.returncode == 0, second.stdout + second.stderr
+                assert "baked 1 s" in second.stdout, second.stdout
                 release_2 = fleet.current(1)
                 assert set(fleet.currents().values()) == {release_2}
                 assert on_every_host("/health") == {f"{release_2} appdep=2.0 items=0"}
