@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from deploylib.remote.layout import Layout
 from deploylib.remote.reading import STATE_MARK, parse_state, render_state
 from deploylib.remote.state import TargetState
+from deploylib.slots import SlotState
 from tests.builders import log_entry, target_state
 
 
@@ -115,6 +117,14 @@ def test_removable_protects_current_and_rollback_target() -> None:
     # kept (and reported) rather than guessed about
     assert state.removable(2) == ["C"]
     assert state.unexplained() == ["X"]
+
+
+def test_removable_keeps_what_a_blue_green_slot_runs() -> None:
+    log = [log_entry("deploy", r) for r in "ABCDE"]
+    slots = SlotState().started("blue", "B").started("green", "E").switched("green", 0)
+    state = replace(target_state("E", on_disk="ABCDE", log=log), slots=slots)
+    # keep 1: E (current), D (rollback target); B runs on the idle slot: kept too
+    assert state.removable(1) == ["A", "C"]
 
 
 def test_a_log_line_whose_fields_are_not_text_is_damaged_not_a_crash() -> None:

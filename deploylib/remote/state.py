@@ -150,14 +150,18 @@ class TargetState:
 
     def removable(self, keep: int) -> list[str]:
         """Release dirs that cleanup may delete: only those the log explains (live once and
-        older than the newest ``keep``, or left by a failed deploy), never current or the
-        rollback target, and none at all while the log is damaged."""
+        older than the newest ``keep``, or left by a failed deploy), never current, the
+        rollback target or a release a blue-green slot runs, and none at all while the log is
+        damaged."""
         if self.damaged:
             return []
         deployed = [r for r in self.deployed() if r in self.releases]
         protected = set(deployed[-keep:]) if keep > 0 else set()
         protected.add(self.current or "")
         protected.add(self.rollback_target() or "")
+        if self.slots is not None:
+            # an idle slot's release is an instant rollback: its directory stays
+            protected.update(r.release or "" for r in self.slots.slots.values())
         if self.log_problem():
             # current disagrees with the log: whatever was live just before is unknown, so
             # keep the newest release that is not current as well
