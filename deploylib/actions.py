@@ -103,10 +103,12 @@ def deploy(
     allow_dirty: bool = False,
     outputs: Sequence[Path] = (),
     clock: Clock = utc_now,
+    lock_wait: float = 0.0,
 ) -> Outcome:
     """Settle what is shipped (``deploylib.source``: the revision, a changed working tree),
     then run the pipeline; ``allow_dirty`` deploys a working tree with uncommitted changes,
-    ``outputs`` are files the deploy writes itself (``--events``), never such changes."""
+    ``outputs`` are files the deploy writes itself (``--events``), never such changes;
+    ``lock_wait``: seconds to wait for locks another deploy holds (``--lock-wait``)."""
     source = settle(
         loaded.env,
         loaded.pipeline,
@@ -118,9 +120,31 @@ def deploy(
     for warning in source.warnings:
         reporter.emit(Event("warning", warning, data={"dry_run": True} if dry_run else {}))
     runner = runner_for(
-        loaded, reporter=reporter, dry_run=dry_run, revision=source.revision, clock=clock
+        loaded,
+        reporter=reporter,
+        dry_run=dry_run,
+        revision=source.revision,
+        clock=clock,
+        lock_wait=lock_wait,
     )
     return runner.deploy(loaded.hosts)
+
+
+#: the longest ``--lock-wait``: a day
+MAX_LOCK_WAIT = 86400.0
+
+
+def lock_wait_of(value: str | float | None) -> float:
+    """``--lock-wait S`` as seconds (0 when not given)."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {value!r}", key="--lock-wait") from None
+    if not 0 <= seconds <= MAX_LOCK_WAIT:  # also refuses nan
+        raise ConfigError(f"must be 0 to {MAX_LOCK_WAIT:g} seconds: {value!r}", key="--lock-wait")
+    return seconds
 
 
 def rollback(

@@ -65,7 +65,7 @@ _DEPLOY_JOB = """\
           printf '%s\\n' "$SSH_KNOWN_HOSTS" > ~/.ssh/known_hosts
           printf '%s\\n' "$DOTENV" > .env.{env}
       - name: Deploy {env}
-        run: deploylib deploy --env {env} --yes --events deploy-events.jsonl
+        run: deploylib deploy --env {env} --yes --lock-wait 600 --events deploy-events.jsonl
       - name: Keep the deploy's events
         if: always()
         uses: {upload}

@@ -5,6 +5,7 @@ where the lock is this run's, also after a lock command that was cut off."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,9 @@ from deploylib.fleet import Target
 from deploylib.remote import lock as remote_lock
 from deploylib.remote import reading as state_reading
 from deploylib.run_state import Run
+
+#: seconds between two tries of a fleet's locks while ``--lock-wait`` waits for them
+LOCK_POLL = 2.0
 
 
 class FleetLock:
@@ -29,12 +33,35 @@ class FleetLock:
         self._releasing = threading.Event()
         self._beating: threading.Thread | None = None
 
-    def take(self, *, skip_unreachable: bool = False) -> None:
+    def take(self, *, skip_unreachable: bool = False, wait: float = 0.0) -> None:
         """Lock every target, all or nothing, reading its state; then keep the locks' heartbeat
         going.
 
         With ``skip_unreachable`` (a rollback: an emergency), targets that cannot be reached
-        are set aside in ``run.unreachable`` and the others go on."""
+        are set aside in ``run.unreachable`` and the others go on. With ``wait``, locks held by
+        another deploy are waited for, up to ``wait`` seconds: the locks this run took are
+        released meanwhile (two waiting deploys never hold each other's hosts), who holds them
+        is said, and the whole fleet is tried again every ``LOCK_POLL`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._take(skip_unreachable)
+                return
+            except LockHeld as held:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                self._unlock_mine()
+                owners = "; ".join(f"{o.host}: held by {o.describe()}" for o in held.owners)
+                self.run.emit(
+                    "lock.wait",
+                    f"waiting for the deploy lock ({left:.0f} s left): {owners}",
+                    data={"seconds_left": round(left, 1)},
+                )
+                if self.run.cancelled.wait(min(LOCK_POLL, left)):
+                    raise KeyboardInterrupt from None
+
+    def _take(self, skip_unreachable: bool) -> None:
         run = self.run
         owner = locks.new_owner(
             run.release or None,
@@ -154,10 +181,14 @@ class FleetLock:
     def release(self) -> None:
         """Release every lock this run holds or may hold (a lock command that was cut off may
         have taken it): each removal checks the token, so another deploy's lock stays."""
-        run = self.run
         self._releasing.set()
         if self._beating is not None:
             self._beating.join(timeout=15)
+        self._unlock_mine()
+
+    def _unlock_mine(self) -> None:
+        """Remove every lock this run holds or may hold, by its token."""
+        run = self.run
 
         def unlock(target: Target) -> None:
             command = remote_lock.unlock_command(run.layout, run.lock_token)

@@ -103,6 +103,7 @@ class Runner:
         workdir: Path | None = None,
         heartbeat: float = locks.HEARTBEAT_INTERVAL,
         lock_token: str | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
         self.env = env
         self.pipeline = pipeline
@@ -110,6 +111,8 @@ class Runner:
         self.controller = controller
         self.strategy = strategy or strategy_for(env.strategy)
         self.workdir = workdir
+        #: seconds a deploy waits for locks another deploy holds (``--lock-wait``)
+        self.lock_wait = lock_wait
         self.run = Run(
             env=env,
             reporter=reporter,
@@ -171,7 +174,7 @@ class Runner:
                 self.steps.run_local_steps()
                 phase = Phase.LOCK
                 run.targets = self._connect(hosts)
-                self.lock.take()
+                self.lock.take(wait=self.lock_wait)
                 self._check_targets()
                 phase = Phase.PREPARE
                 for prepare_step in self.steps.phases.prepare:

@@ -43,6 +43,8 @@ OPTION_HELP = {
     "force": "remove the lock even if its deploy looks alive (asks first)",
     "events": "append JSON Lines events to FILE",
     "json": "print JSON instead of a table",
+    "lock-wait": "wait up to S seconds for a deploy lock another deploy holds (saying who), "
+    "instead of exiting 3 at once",
     "ci": "also write a CI workflow: github",
     "config": "path of deploy.toml (default: ./deploy.toml)",
     "verbose": "show every command as it runs",
@@ -103,6 +105,7 @@ def deploy(
     events: str | None = None,
     config: str = "deploy.toml",
     verbose: bool = False,
+    lock_wait: str | None = None,
 ) -> None:
     """Build, push, switch and verify a release; put every host back if anything fails."""
 
@@ -110,6 +113,7 @@ def deploy(
         from deploylib import actions
 
         loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
+        waiting = actions.lock_wait_of(lock_wait)
         # a bad --events fails before asking
         reporter = reporter_for(loaded.env, events, verbose, dry_run=dry_run)
         if not dry_run:
@@ -121,6 +125,7 @@ def deploy(
             dry_run=dry_run,
             allow_dirty=allow_dirty,
             outputs=[Path(events).absolute()] if events else [],
+            lock_wait=waiting,
         )
 
     _run(body)

@@ -61,6 +61,7 @@ def runner_for(
     dry_run: bool = False,
     revision: str = "unknown",
     clock: Clock = utc_now,
+    lock_wait: float = 0.0,
 ) -> Runner:
     """The ``Runner`` of one deploy or rollback: every host's backend from ``backend_factory``,
     and this machine's (printing too, in a dry run) as the controller that runs local steps."""
@@ -73,4 +74,5 @@ def runner_for(
         reporter=reporter,
         revision=revision,
         clock=clock,
+        lock_wait=lock_wait,
     )

@@ -245,6 +245,34 @@ def test_two_deploys_at_once_the_second_gets_exit_3(project: Project) -> None:
     assert not (project.target / ".deploylib" / "lock").exists()
 
 
+def test_lock_wait_queues_the_second_deploy_behind_the_first(project: Project) -> None:
+    first = project.start_slow_deploy(3)
+    second = project.cli("deploy", "--env", "dev", "--lock-wait", "60")
+    out, err = first.communicate(timeout=60)
+
+    assert first.returncode == 0, out + err
+    assert second.returncode == 0, second.stdout + second.stderr
+    said = second.stdout + second.stderr
+    assert "waiting for the deploy lock" in said and "held by" in said and "pid" in said
+    log = project.log()
+    assert [e["outcome"] for e in log] == ["success", "success"]
+    assert project.current() == log[1]["release"] != log[0]["release"]  # one after the other
+    assert not (project.target / ".deploylib" / "lock").exists()
+
+
+def test_lock_wait_gives_up_with_exit_3(project: Project) -> None:
+    first = project.start_slow_deploy(20)
+    try:
+        second = project.cli("deploy", "--env", "dev", "--lock-wait", "0.5")
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert "locked by" in second.stdout + second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    bad = project.cli("deploy", "--env", "dev", "--lock-wait", "soon")
+    assert bad.returncode == 2 and "--lock-wait" in bad.stderr
+
+
 def test_tcp_and_http_checks_against_real_listeners(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
