@@ -90,6 +90,8 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                 "revision": entry.get("revision") if entry else None,
                 "deployed_at": entry.get("time") if entry else None,
                 "deployed_by": entry.get("user") if entry else None,
+                "deployed_from": entry.get("controller") if entry else None,
+                "took": entry.get("seconds") if entry else None,
                 "locked": state.locked,
                 "lock_owner": dict(state.lock_owner) if state.lock_owner else None,
                 "lock_age": state.lock_age if state.locked else None,

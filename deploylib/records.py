@@ -3,6 +3,7 @@ a reason to undo a deploy: a failure of either is a warning."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -46,7 +47,10 @@ def record_all(
             controller=run.controller_name,
             time=now,
             error=run.redact(error) if error else None,
-            extra={"schema": list(run.schema)} if run.schema is not None else {},
+            extra={
+                "seconds": round(time.monotonic() - run.started, 1),
+                **({"schema": list(run.schema)} if run.schema is not None else {}),
+            },
         )
         command = release_log.record_command(run.layout, entry, target.token)
         result = run.execute(target, command, "record")

@@ -66,6 +66,25 @@ def work_tree(project_dir: Path) -> WorkTree | None:
     return WorkTree(Path(top), project_dir)
 
 
+#: who deploys, when set: recorded in the release log instead of git's user.email
+DEPLOYER = "DEPLOYLIB_USER"
+
+
+def deployer(project_dir: Path) -> str:
+    """Who deploys, for the release log: ``$DEPLOYLIB_USER``, else git's ``user.email`` (of the
+    project dir's repository or the user's config), else the OS user."""
+    named = os.environ.get(DEPLOYER, "").strip()
+    if named:
+        return named
+    found = _git(project_dir, "config", "--get", "user.email")
+    email = found.stdout.strip()
+    if found.returncode == 0 and email and "\n" not in email:
+        return email
+    import getpass
+
+    return getpass.getuser()
+
+
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,

@@ -14,6 +14,7 @@ import getpass
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,7 +73,10 @@ class Run:
     verified: list[str] = field(default_factory=list)
     #: set on Ctrl-C: health checks stop retrying
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: who deploys (``repository.deployer``), recorded in the release log
     user: str = field(default_factory=getpass.getuser)
+    #: when the run started (``time.monotonic``), for the duration the release log records
+    started: float = field(default_factory=time.monotonic)
     controller_name: str = field(default_factory=socket.gethostname)
     _reporter_failed: bool = False
 

@@ -104,6 +104,7 @@ class Runner:
         heartbeat: float = locks.HEARTBEAT_INTERVAL,
         lock_token: str | None = None,
         lock_wait: float = 0.0,
+        user: str | None = None,
     ) -> None:
         self.env = env
         self.pipeline = pipeline
@@ -122,6 +123,8 @@ class Runner:
             revision=revision,
             dry=controller.dry,
         )
+        if user:
+            self.run.user = user  # who deploys, for the release log
         self.lock = FleetLock(self.run, heartbeat=heartbeat, token=lock_token)
         self.steps = StepExecution(self.run, pipeline.phases(), Target(LOCAL, controller))
         switch = self.steps.phases.switch

@@ -66,13 +66,13 @@ def reporter_for(
         def warn(message: str) -> None:
             terminal.emit(Event("warning", message))
 
-        import getpass
+        from deploylib.repository import deployer
 
         redact = env.redactor.redact  # the body's own fields pass the redactor too
         context = {
             "app": redact(env.app),
             "env": redact(env.name),
-            "user": redact(getpass.getuser()),
+            "user": redact(deployer(env.project_dir)),
             "hosts": [redact(h.name) for h in env.hosts],
         }
         reporters.append(WebhookReporter(env.notify.webhook, context, warn))

@@ -50,7 +50,7 @@ def print_json(console: Console, rows: Sequence[dict[str, Any]]) -> None:
 def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
     table = Table(title=f"status of {_plain(env)}", title_justify="left")
     errors = any(row.get("error") or row.get("history_problem") for row in rows)
-    columns = ["host", "current", "revision", "deployed at", "by", "lock"]
+    columns = ["host", "current", "revision", "deployed at", "by", "took", "lock"]
     with_slots = any(row.get("slots") for row in rows)
     if with_slots:
         columns.append("slots")
@@ -58,7 +58,7 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
         table.add_column(column)
     for row in rows:
         if row.get("error"):
-            cells = [_plain(row["host"]), "[red]unreachable[/]", "", "", "", ""]
+            cells = [_plain(row["host"]), "[red]unreachable[/]", "", "", "", "", ""]
             cells += [""] if with_slots else []
             table.add_row(*cells, f"[red]{_plain(row['error'])}[/]")
             continue
@@ -76,6 +76,7 @@ def status_table(rows: Sequence[dict[str, Any]], env: str) -> Table:
             _plain(row["revision"]),
             _plain(row["deployed_at"]),
             _plain(row["deployed_by"]),
+            f"{row['took']:g} s" if isinstance(row.get("took"), int | float) else "",
             lock,
             *([slots_cell(row.get("slots"))] if with_slots else []),
         ]

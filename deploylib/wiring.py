@@ -20,6 +20,7 @@ from deploylib.config import Environment
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline
 from deploylib.reporting import Event, Reporter
+from deploylib.repository import deployer
 from deploylib.runner import Clock, Runner, utc_now
 from deploylib.source import REVISION_RE, resolve_revision
 
@@ -75,4 +76,5 @@ def runner_for(
         revision=revision,
         clock=clock,
         lock_wait=lock_wait,
+        user=deployer(loaded.env.project_dir),
     )

@@ -49,6 +49,41 @@ def test_deploy_status_releases_and_rollback(project: Project) -> None:
     assert nothing.returncode == 1 and "no earlier release" in nothing.stdout
 
 
+def test_the_release_log_and_status_say_who_deployed_from_where_and_how_long_it_took(
+    project: Project,
+) -> None:
+    named = project.cli("deploy", "--env", "dev", env={"DEPLOYLIB_USER": "ann@example.org"})
+    assert named.returncode == 0, named.stdout + named.stderr
+    entry = project.log()[-1]
+    assert entry["user"] == "ann@example.org"
+    assert entry["controller"] == os.uname().nodename
+    assert isinstance(entry["seconds"], float) and entry["seconds"] > 0
+    [row] = json.loads(project.cli("status", "--env", "dev", "--json").stdout)
+    assert row["deployed_by"] == "ann@example.org" and row["took"] == entry["seconds"]
+    assert row["deployed_from"] == os.uname().nodename
+    table = project.cli("status", "--env", "dev").stdout
+    assert "ann@example.org" in table and "took" in table
+
+    # in a git work tree, without DEPLOYLIB_USER: git's user.email
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "bob@example.org")
+    git("config", "user.name", "Bob")
+    (project.root / ".gitignore").write_text("target/\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "the app")
+    plain = {k: v for k, v in os.environ.items() if k != "DEPLOYLIB_USER"}
+    done = subprocess.run(
+        [sys.executable, "-m", "deploylib", "deploy", "--env", "dev"],
+        cwd=project.root, env={**plain, "CI": "true"}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.log()[-1]["user"] == "bob@example.org"
+
+
 def test_events_file_is_json_lines(project: Project) -> None:
     result = project.cli("deploy", "--env", "dev", "--events", "events.jsonl")
     assert result.returncode == 0, result.stderr
