@@ -206,10 +206,18 @@ def test_notify_webhook_gets_start_and_outcome_without_secrets(
     received = webhook.received
     toml = (project.root / "deploy.toml").read_text()
     project.write("deploy.toml", toml + f'\n[notify]\nwebhook = "{webhook.url}"\n')
-    assert project.cli("deploy", "--env", "dev").returncode == 0
+    ann = {"DEPLOYLIB_USER": "ann@example.org"}
+    assert project.cli("deploy", "--env", "dev", env=ann).returncode == 0
     assert [r["event"] for r in received] == ["deploy.start", "deploy.ok"]
     assert received[1]["env"] == "dev" and received[1]["app"] == "demo"
     assert received[1]["release"] == project.current()
+    # a line people read (Slack's text): who, what, where, the outcome, how long
+    first = project.current()
+    assert received[0]["text"].startswith("ann@example.org is deploying demo ")
+    text = received[1]["text"]
+    assert text.startswith(f"ann@example.org deployed demo {first} (revision ")
+    assert text.endswith(" s") and " to dev: success in " in text and "\n" not in text
+    assert "http" not in text and received[1]["seconds"] >= 0
 
     secret = "webhook-secret-value"
     project.write(".env", f"TOKEN={secret}\n")
@@ -219,9 +227,10 @@ def test_notify_webhook_gets_start_and_outcome_without_secrets(
         .read_text()
         .replace('run("test ! -e FAIL_PREPARE"', 'run("echo $TOKEN >&2; false"'),
     )
-    assert project.cli("deploy", "--env", "dev").returncode == 1
+    assert project.cli("deploy", "--env", "dev", env=ann).returncode == 1
     assert received[-1]["event"] == "deploy.failed"
     assert secret not in json.dumps(received) and "***" in json.dumps(received[-1])
+    assert received[-1]["text"].startswith("ann@example.org's deploy of demo to dev failed in ")
     webhook.close()
 
     # a webhook that is down never fails a deploy: it is a warning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ class WebhookReporter:
         self.context = dict(context)
         self.on_error = on_error
         self.timeout = timeout
+        self._started: float | None = None
+        self._revision: object = None  # the run's, from its start
 
     #: what of an event's data the webhook carries
     FIELDS = ("release", "placement", "doubts", "revision")
@@ -51,8 +54,18 @@ class WebhookReporter:
             return  # a dry run notifies nobody
         from deploylib.probes import post_json
 
+        if event.kind.endswith(".start"):
+            self._started = time.monotonic()
+            self._revision = event.data.get("revision")
+        seconds = (
+            None
+            if self._started is None or event.kind.endswith(".start")
+            else round(time.monotonic() - self._started, 1)
+        )
         body = {
             "event": event.kind,
+            "text": self.text(event, seconds),
+            **({"seconds": seconds} if seconds is not None else {}),
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "message": event.message,
             **self.context,
@@ -70,3 +83,27 @@ class WebhookReporter:
                 raise
         except (OSError, ValueError) as exc:  # DeadlineExceeded is a TimeoutError
             self.on_error(f"notify webhook: {event.kind}: {exc.__class__.__name__}: {exc}")
+
+    def text(self, event: Event, seconds: float | None) -> str:
+        """One line for people (Slack's ``text``): who did what where, the outcome, how long
+        it took; no links, Slack's ``& < >`` escaped."""
+        who = self.context.get("user") or "someone"
+        app, env = self.context.get("app", "?"), self.context.get("env", "?")
+        release = event.data.get("release") or ""
+        revision = event.data.get("revision") or self._revision
+        what = f"{app} {release}".strip() + (f" (revision {revision})" if revision else "")
+        took = f" in {seconds:g} s" if seconds is not None else ""
+        reason = (event.message or "").strip().splitlines()
+        why = f": {reason[0][:200]}" if reason else ""
+        lines = {
+            "deploy.start": f"{who} is deploying {what} to {env}",
+            "deploy.ok": f"{who} deployed {what} to {env}: success{took}",
+            "deploy.failed": f"{who}'s deploy of {app} to {env} failed{took}{why}",
+            "rollback.start": f"{who} is rolling back {app} on {env}",
+            "rollback.ok": f"{who} rolled back {app} on {env}"
+            + (f" to {release}" if release else "")
+            + f": success{took}",
+            "rollback.failed": f"{who}'s rollback of {app} on {env} failed{took}{why}",
+        }
+        line = " ".join(lines.get(event.kind, event.kind).split())
+        return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
