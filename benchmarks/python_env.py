@@ -92,7 +92,7 @@ def deploy(project: Path, pipeline: str, revision: str) -> dict[str, float]:
     seconds: dict[str, float] = {}
     for line in events.read_text().splitlines():
         event = json.loads(line)
-        if event.get("kind") == "step.ok":
+        if event.get("event") == "step.ok":
             step = str(event["step"])
             seconds[step] = max(seconds.get(step, 0.0), float(event["seconds"]))
     return seconds

@@ -109,6 +109,15 @@ class FleetLock:
             raise next(iter(errors.values()))
         self._beating = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
         self._beating.start()
+        taken = [t.name for t in run.targets if t.owns_lock]
+        run.emit(
+            "lock.taken",
+            f"locked {len(taken)} host{'s' if len(taken) != 1 else ''}",
+            data={
+                "hosts": taken,
+                "inherited": [t.name for t in run.targets if t.token and not t.owns_lock],
+            },
+        )
 
     def _set_aside_unreachable(self, errors: dict[str, BaseException]) -> None:
         run = self.run
@@ -202,7 +211,15 @@ class FleetLock:
             for t in run.targets
             if (t.owns_lock or t.lock_pending) and not t.lock_lost and run.lock_token
         ]
-        for name, error in run.each(unlock, mine).items():
+        errors = run.each(unlock, mine)
+        released = [t.name for t in mine if t.name not in errors]
+        if released:
+            run.emit(
+                "lock.released",
+                f"unlocked {len(released)} host{'s' if len(released) != 1 else ''}",
+                data={"hosts": released},
+            )
+        for name, error in errors.items():
             run.emit(
                 "warning",
                 f"could not release the lock: {error}; remove it with "

@@ -54,7 +54,14 @@ class Recovery:
         run.cancelled.clear()  # the re-verify of the put-back release must run its checks
         reason = self.reason(exc)
         if isinstance(exc, StepFailed):
-            run.emit("step.failed", run.redact(exc.message), host=exc.host, step=exc.step)
+            exit_code = exc.result.exit_code if exc.result is not None else None
+            run.emit(
+                "step.failed",
+                run.redact(exc.message),
+                host=exc.host,
+                step=exc.step,
+                data={"exit_code": exit_code},
+            )
         if phase in (Phase.VALIDATE, Phase.BUILD):
             if isinstance(exc, ConfigError):
                 return exc

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from deploylib import fleet
 from deploylib.commands import Operation, Result
@@ -129,6 +130,12 @@ class Run:
     ) -> dict[str, BaseException]:
         """``work`` on every target, ``parallel`` at once; the errors by target name."""
         return fleet.run_parallel(work, targets, self.parallel, on_interrupt=self.cancelled.set)
+
+    def ending(self, outcome: str, exit_code: int = 0) -> dict[str, Any]:
+        """What a run's last event says of it besides where the targets are: its outcome,
+        exit code and duration."""
+        seconds = round(time.monotonic() - self.started, 3)
+        return {"outcome": outcome, "exit_code": exit_code, "seconds": seconds}
 
     def placement(self) -> Whereabouts:
         return fleet.placement(self.targets, self.unreachable, self.release)

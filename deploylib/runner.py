@@ -223,7 +223,12 @@ class Runner:
                 f"deployed {run.release} to {self.env.name}: "
                 + ", ".join(f"{h} → {r}" for h, r in where.releases.items())
                 + "".join(f"\n  verified: {line}" for line in run.verified),
-                data={"release": run.release, **where.as_data(), "verified": run.verified},
+                data={
+                    "release": run.release,
+                    **where.as_data(),
+                    "verified": run.verified,
+                    **run.ending("success"),
+                },
             )
             return Outcome(run.release, where.releases, removed)
 
@@ -305,7 +310,7 @@ class Runner:
                 f"rolled back {self.env.name} to {run.release}"
                 if run.release and len(set(where.releases.values())) == 1
                 else f"rolled back {self.env.name}: {moved}",
-                data={"release": run.release, **where.as_data()},
+                data={"release": run.release, **where.as_data(), **run.ending("success")},
             )
             return Outcome(run.release, where.releases, {})
 
@@ -552,7 +557,10 @@ class Runner:
         self.run.emit(
             f"{event}.failed",
             self.run.redact(str(error)),
-            data=error.whereabouts.as_data() if isinstance(error, PlacedError) else {},
+            data={
+                **(error.whereabouts.as_data() if isinstance(error, PlacedError) else {}),
+                **self.run.ending("failed", error.exit_code),
+            },
         )
         error.reported = True
 

@@ -61,10 +61,14 @@ def reporter_for(
     if env.notify.webhook and not dry_run:
         from deploylib.reporting import Event, WebhookReporter
 
-        terminal = Redacting(env.redactor, reporters[:1])
+        # what becomes of each notification: on the terminal and in the --events file
+        others = Redacting(env.redactor, list(reporters))
 
         def warn(message: str) -> None:
-            terminal.emit(Event("warning", message))
+            others.emit(Event("notify.failed", message))
+
+        def sent(message: str) -> None:
+            others.emit(Event("notify.sent", message))
 
         from deploylib.repository import deployer
 
@@ -75,7 +79,7 @@ def reporter_for(
             "user": redact(deployer(env.project_dir)),
             "hosts": [redact(h.name) for h in env.hosts],
         }
-        reporters.append(WebhookReporter(env.notify.webhook, context, warn))
+        reporters.append(WebhookReporter(env.notify.webhook, context, warn, on_sent=sent))
     return Redacting(env.redactor, reporters)
 
 

@@ -248,7 +248,7 @@ def event_of(events: Path, process: subprocess.Popen[str], kind: str) -> dict[st
         if events.exists():
             for line in events.read_text().splitlines():
                 record: dict[str, object] = json.loads(line)
-                if record["kind"] == kind:
+                if record["event"] == kind:
                     return record
         assert process.poll() is None, process.communicate(timeout=5)
         assert time.monotonic() < deadline, f"no {kind} event"
@@ -282,7 +282,7 @@ def test_a_weighted_canary_shares_requests_bakes_then_promotes_or_goes_back(
         assert r2 == release and slots.serving() == r2
         assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{green};"]
         bakes = [json.loads(line) for line in events.read_text().splitlines()]
-        assert any(e["kind"] == "bake" and "rounds" in str(e.get("message")) for e in bakes)
+        assert any(e["event"] == "bake" and "rounds" in str(e.get("message")) for e in bakes)
 
         # the next canary sickens while it bakes: the proxy goes back to green, whole
         events = tmp_path / "abort.jsonl"

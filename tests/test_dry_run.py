@@ -26,7 +26,7 @@ def test_a_dry_run_notifies_nobody_marks_its_events_and_says_nothing_changed(
     assert webhook.received == []
     written = [json.loads(line) for line in events.read_text().splitlines()]
     assert written and all(e["dry_run"] is True for e in written), written
-    assert [e["kind"] for e in written][-1] == "deploy.ok"
+    assert [e["event"] for e in written][-1] == "deploy.ok"
     assert project.current() is None and not (project.target / "releases").exists()
 
     # the same project deploys for real: the webhook hears of that one, unmarked

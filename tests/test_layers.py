@@ -109,6 +109,7 @@ LAYERS: list[set[str]] = [
         "fleet",
         "reporting",
         "reporting.events",
+        "reporting.schema",
         "reporting.redacting",
         "reporting.console",
         "reporting.live",

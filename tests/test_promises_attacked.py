@@ -183,9 +183,14 @@ def test_an_events_file_on_a_disk_that_fills_does_not_stop_the_put_back(
     probe = project.cli("deploy", "--env", "dev", "--events", str(probe_events))
     assert probe.returncode == 1
     text = probe_events.read_text()
-    switched = text.index('"step.ok", "host": "local", "step": "switch"')
-    switched = text.index("\n", switched) + 1
-    revert = text.index('"kind": "revert"')
+    offsets, at = [], 0
+    for line in text.splitlines(keepends=True):
+        offsets.append((at, at + len(line), json.loads(line)))
+        at += len(line)
+    switched = next(
+        end for _, end, e in offsets if e["event"] == "step.ok" and e.get("step") == "switch"
+    )
+    revert = next(start for start, _, e in offsets if e["event"] == "revert")
     page = 4096
     boundary = -(-(switched + 400) // page) * page
     assert boundary < revert - 400, (switched, revert)

@@ -88,4 +88,4 @@ def test_redacting_masks_every_reporter_and_json_lines_are_json() -> None:
     assert "hunter2-secret" not in recording.text() + stream.getvalue()
     record = json.loads(stream.getvalue())
     assert record["message"] == "token *** leaked" and record["nested"] == ["***"]
-    assert record["kind"] == "step.failed" and record["host"] == "h" and "time" in record
+    assert record["event"] == "step.failed" and record["host"] == "h" and "ts" in record

@@ -515,12 +515,12 @@ def test_rolling_switches_at_most_a_batch_at_once_and_leaves_a_sick_host_behind(
     switching: set[str] = set()
     most = 0
     for record in records:
-        host, step, kind = record.get("host"), record.get("step"), record["kind"]
+        host, step, kind = record.get("host"), record.get("step"), record["event"]
         if kind == "step.start" and step == "switch":
             switching.add(host)
             most = max(most, len(switching))
         elif (kind == "step.ok" and step == "verify") or kind == "revert":
             switching.discard(host)
     assert most == 2
-    order = [r["host"] for r in records if r["kind"] == "step.start" and r.get("step") == "switch"]
+    order = [r["host"] for r in records if r["event"] == "step.start" and r.get("step") == "switch"]
     assert order[:2] == ["h1", "h2"] and sorted(order) == ["h1", "h2", "h3", "h4", "h5"]

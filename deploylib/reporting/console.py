@@ -12,6 +12,10 @@ from deploylib.reporting.events import Event
 _MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "start": "[dim]…[/]"}
 
 
+#: events shown only with ``--verbose``: the locks taken and released, a notification sent
+QUIET = frozenset({"lock.taken", "lock.released", "notify.sent"})
+
+
 class ConsoleReporter:
     """Coloured lines on a terminal, plain lines elsewhere (rich decides)."""
 
@@ -53,9 +57,11 @@ class ConsoleReporter:
             return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
         if kind == "operation":
             return f"  [dim]{host}: {message}[/]" if self.verbose else None
+        if kind in QUIET:
+            return f"  [dim]{message}[/]" if self.verbose else None
         if kind == "dry":
             return f"  [cyan]{host}[/] {message}"
-        if kind in ("revert", "warning"):
+        if kind in ("revert", "warning", "notify.failed"):
             return f"  [yellow]{host + ': ' if host else ''}{message}[/]"
         if kind.endswith(".ok"):
             if event.data.get("dry_run"):

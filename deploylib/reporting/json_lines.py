@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,19 +15,20 @@ from deploylib.reporting.events import Event
 class JsonLinesReporter:
     """One JSON object per event, flushed at once: safe to ``tail -f``."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], deploy_id: str | None = None) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        #: the same on every event of this run: a file appended to by many runs is split by it
+        self.deploy_id = deploy_id or secrets.token_hex(8)
 
     @classmethod
     def open(cls, path: Path) -> JsonLinesReporter:
         return cls(path.open("a", encoding="utf-8"))
 
     def emit(self, event: Event) -> None:
-        record: dict[str, Any] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "kind": event.kind,
-        }
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        # docs/events.md, deploylib.reporting.schema
+        record: dict[str, Any] = {"event": event.kind, "ts": now, "deploy_id": self.deploy_id}
         if event.host:
             record["host"] = event.host
         if event.step:

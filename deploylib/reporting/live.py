@@ -31,7 +31,8 @@ class LiveReporter(ConsoleReporter):
 
     def _emit(self, event: Event) -> None:
         kind = event.kind
-        run_event = not kind.startswith(("step.", "check.")) and "." in kind
+        # the run's own start and end (deploy.*, rollback.*), not lock.*, notify.*, ...
+        run_event = kind.split(".", 1)[0] in ("deploy", "rollback") and "." in kind
         if run_event and kind.endswith(".start"):
             self.console.print(self._format(event), soft_wrap=True)
             hosts = [str(h) for h in event.data.get("hosts") or []]

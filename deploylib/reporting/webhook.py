@@ -38,10 +38,13 @@ class WebhookReporter:
         context: Mapping[str, Any],
         on_error: Callable[[str], None],
         timeout: float = 5.0,
+        *,
+        on_sent: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.url = url
         self.context = dict(context)
         self.on_error = on_error
+        self.on_sent = on_sent
         self.timeout = timeout
         self._started: float | None = None
         self._revision: object = None  # the run's, from its start
@@ -83,6 +86,8 @@ class WebhookReporter:
                 raise
         except (OSError, ValueError) as exc:  # DeadlineExceeded is a TimeoutError
             self.on_error(f"notify webhook: {event.kind}: {exc.__class__.__name__}: {exc}")
+        else:
+            self.on_sent(f"notify webhook: {event.kind} sent")
 
     def text(self, event: Event, seconds: float | None) -> str:
         """One line for people (Slack's ``text``): who did what where, the outcome, how long
