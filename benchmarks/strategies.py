@@ -152,20 +152,20 @@ def read_events(path: Path) -> list[dict[str, object]]:
 
 def step_start(events: list[dict[str, object]], step: str) -> float | None:
     for event in events:
-        if event["kind"] == "step.start" and event.get("step") == step:
-            return parse_time(str(event["time"]))
+        if event["event"] == "step.start" and event.get("step") == step:
+            return parse_time(str(event["ts"]))
     return None
 
 
 def step_seconds(events: list[dict[str, object]], step: str) -> float | None:
     for event in events:
-        if event["kind"] == "step.ok" and event.get("step") == step:
+        if event["event"] == "step.ok" and event.get("step") == step:
             return float(str(event["seconds"]))
     return None
 
 
 def bake_seconds(events: list[dict[str, object]]) -> float | None:
-    bakes = [parse_time(str(e["time"])) for e in events if e["kind"] == "bake"]
+    bakes = [parse_time(str(e["ts"])) for e in events if e["event"] == "bake"]
     return bakes[-1] - bakes[0] if len(bakes) >= 2 else None
 
 

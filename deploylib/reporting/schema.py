@@ -2,8 +2,9 @@
 
 Every line is a JSON object with ``event`` (the kind, dotted), ``ts`` (UTC, ISO 8601 with
 milliseconds) and ``deploy_id`` (the same on every line of one run: a file appended to by many
-runs is split by it). A dry run marks each of its events ``"dry_run": true``. The models forbid fields they do not
-name: a field added to an event without a model for it fails ``tests/test_events_schema.py``.
+runs is split by it). A dry run marks each of its events ``"dry_run": true``. The models forbid
+fields they do not name: a field added to an event without a model for it fails
+``tests/test_events_schema.py``.
 
 ``validate_line`` checks one line; ``MODELS`` lists the models by kind.
 """
