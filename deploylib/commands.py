@@ -150,6 +150,10 @@ def one_line(text: str) -> str:
 Operation = Command | Upload | Probe
 
 
+#: how many of a failing command's last lines its error message shows
+SUMMARY_LINES = 20
+
+
 @dataclass(frozen=True)
 class Result:
     """What one operation gave back. ``exit_code`` is 0 on success."""
@@ -169,14 +173,15 @@ class Result:
         return self.exit_code == 0 and not self.timed_out
 
     def summary(self, limit: int = 2000, redact: Callable[[str], str] | None = None) -> str:
-        """The last ``limit`` characters of the captured output, for error messages.
+        """The last ``SUMMARY_LINES`` lines of the captured output (at most ``limit``
+        characters), for error messages.
 
         With ``redact``, the whole output is redacted before it is cut, so a secret that
         straddles the cut is masked whole rather than shown in part."""
         text = self.stderr if self.stderr.strip() else self.stdout
         if redact is not None:
             text = redact(text)  # before anything is cut or stripped off
-        text = text.strip()[-limit:]
+        text = "\n".join(text.strip().splitlines()[-SUMMARY_LINES:])[-limit:]
         if self.timed_out:
             return "timed out" + (f": {text}" if text else "")
         return f"exit {self.exit_code}" + (f": {text}" if text else "")

@@ -16,12 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from deploylib import fleet
-from deploylib.commands import Operation, Result
+from deploylib.commands import Command, Operation, Result
 from deploylib.config import Environment
 from deploylib.fleet import Target
 from deploylib.remote import lock as remote_lock
@@ -30,6 +30,44 @@ from deploylib.reporting import Event, Reporter
 from deploylib.whereabouts import Whereabouts
 
 Clock = Callable[[], datetime]
+
+#: deploylib's own commands whose output is its state, not something to show
+QUIET_COMMANDS = frozenset({"lock", "read state", "record", "record slots", "unlock"})
+
+#: the longest line an ``output`` event carries; longer ones are cut in pieces
+LINE_LIMIT = 4000
+
+
+class OutputLines:
+    """A command's output, as pieces of any size per stream, handed on a whole line at a time
+    (``close`` hands on what is left without its newline)."""
+
+    def __init__(self, on_line: Callable[[str, str], None]) -> None:
+        self.on_line = on_line
+        self._partial: dict[str, str] = {}
+
+    def feed(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        pending = self._partial.pop(stream, "") + text
+        *whole, rest = pending.split("\n")
+        for line in whole:
+            self._hand_on(stream, line)
+        if len(rest) > LINE_LIMIT:
+            self._hand_on(stream, rest)
+            rest = ""
+        if rest:
+            self._partial[stream] = rest
+
+    def close(self) -> None:
+        for stream, rest in list(self._partial.items()):
+            self._hand_on(stream, rest)
+        self._partial.clear()
+
+    def _hand_on(self, stream: str, line: str) -> None:
+        line = line.rstrip("\r")
+        for start in range(0, max(len(line), 1), LINE_LIMIT):
+            self.on_line(stream, line[start : start + LINE_LIMIT])
 
 
 class Phase(enum.Enum):
@@ -72,6 +110,10 @@ class Run:
     drained: list[Target] = field(default_factory=list)
     #: the checks that passed on the new release, for the final message
     verified: list[str] = field(default_factory=list)
+    #: report each command's output as it arrives (``--verbose``)
+    output_live: bool = False
+    #: report each command's output once it ended (the deploy's log file)
+    output_kept: bool = False
     #: set on Ctrl-C: health checks stop retrying
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: who deploys (``repository.deployer``), recorded in the release log
@@ -105,12 +147,46 @@ class Run:
 
     def execute(self, target: Target, op: Operation, step: str) -> Result:
         """Run ``op`` on ``target``, reported as part of ``step``; a backend's note becomes a
-        warning, and a guard's refusal marks the target's lock lost."""
+        warning, and a guard's refusal marks the target's lock lost.
+
+        A command's output is reported too, a line an ``output`` event, when a reporter wants
+        it: as it arrives (``output_live``: ``--verbose``), or once the command ended
+        (``output_kept``: the deploy's log file) — deploylib's own state reads excepted."""
         self.emit("operation", op.line, host=target.name, step=step)
-        result = target.backend.execute(op)
+        shown = isinstance(op, Command) and op.description not in QUIET_COMMANDS
+        if shown and self.output_live and isinstance(op, Command):
+            result = self._streamed(target, op, step)
+        else:
+            result = target.backend.execute(op)
+            if shown and self.output_kept:
+                lines = OutputLines(lambda stream, line: self._output(target, step, stream, line))
+                lines.feed("stdout", result.stdout)
+                lines.feed("stderr", result.stderr)
+                lines.close()
         self.warn_of(result, target, step)
         self.note_lock_loss(target, result)
         return result
+
+    def _streamed(self, target: Target, command: Command, step: str) -> Result:
+        """``command`` with its output reported line by line as it arrives, and kept for its
+        result as ``run`` keeps it."""
+        kept: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        lines = OutputLines(lambda stream, line: self._output(target, step, stream, line))
+
+        def sink(stream: str, text: str) -> None:
+            kept[stream].append(text)
+            lines.feed(stream, text)
+
+        result = target.backend.stream(command, sink)
+        lines.close()
+        return replace(
+            result,
+            stdout="".join(kept["stdout"]) + result.stdout,
+            stderr="".join(kept["stderr"]) + result.stderr,
+        )
+
+    def _output(self, target: Target, step: str, stream: str, line: str) -> None:
+        self.emit("output", line, host=target.name, step=step, data={"stream": stream})
 
     def warn_of(self, result: Result, target: Target, step: str) -> None:
         """A backend's note about an operation (a background process holding its output)."""

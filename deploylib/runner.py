@@ -125,6 +125,8 @@ class Runner:
         )
         if user:
             self.run.user = user  # who deploys, for the release log
+        self.run.output_live = bool(getattr(reporter, "wants_live_output", False))
+        self.run.output_kept = bool(getattr(reporter, "wants_output", False))
         self.lock = FleetLock(self.run, heartbeat=heartbeat, token=lock_token)
         self.steps = StepExecution(self.run, pipeline.phases(), Target(LOCAL, controller))
         switch = self.steps.phases.switch

@@ -66,8 +66,9 @@ env_file = ".env.production"
 confirm = true
 """
 
-#: what a project's .gitignore gets: env files hold secrets; .deploy/ holds local deploys
-GITIGNORE = (".env*", "!.env.example", ".deploy/")
+#: what a project's .gitignore gets: env files hold secrets; .deploy/ holds local deploys;
+#: .deploylib/ the logs of deploys run from here
+GITIGNORE = (".env*", "!.env.example", ".deploy/", ".deploylib/")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from deploylib.terminal import ask, confirm, console, escape, reporter_for
+from deploylib.terminal import ask, confirm, console, escape, reporter_for, say_log
 
 if TYPE_CHECKING:
     from deploylib.config import Environment
@@ -118,15 +118,21 @@ def deploy(
         reporter = reporter_for(loaded.env, events, verbose, dry_run=dry_run)
         if not dry_run:
             confirm(loaded.env, len(loaded.hosts), yes)
-        actions.deploy(
-            loaded,
-            reporter=reporter,
-            revision=revision,
-            dry_run=dry_run,
-            allow_dirty=allow_dirty,
-            outputs=[Path(events).absolute()] if events else [],
-            lock_wait=waiting,
-        )
+        outputs = [Path(events).absolute()] if events else []
+        if loaded.env.log_dir is not None:
+            outputs.append(loaded.env.log_dir)  # the deploy's own log is no change to ship
+        try:
+            actions.deploy(
+                loaded,
+                reporter=reporter,
+                revision=revision,
+                dry_run=dry_run,
+                allow_dirty=allow_dirty,
+                outputs=outputs,
+                lock_wait=waiting,
+            )
+        finally:
+            say_log(reporter)
 
     _run(body)
 
@@ -148,9 +154,15 @@ def rollback(
         from deploylib import actions
 
         loaded = actions.load(config, env)
-        reporter = reporter_for(loaded.env, events, verbose)  # a bad --events fails before asking
+        # a bad --events fails before asking
+        reporter = reporter_for(loaded.env, events, verbose, what="rollback")
         confirm(loaded.env, len(loaded.hosts), yes)
-        actions.rollback(loaded, reporter=reporter, to=to, verify=not no_verify, accept_schema=yes)
+        try:
+            actions.rollback(
+                loaded, reporter=reporter, to=to, verify=not no_verify, accept_schema=yes
+            )
+        finally:
+            say_log(reporter)
 
     _run(body)
 

@@ -44,10 +44,16 @@ def escape(text: str) -> str:
 
 
 def reporter_for(
-    env: Environment, events: str | None, verbose: bool, *, dry_run: bool = False
+    env: Environment,
+    events: str | None,
+    verbose: bool,
+    *,
+    dry_run: bool = False,
+    what: str = "deploy",
 ) -> Reporter:
-    """The reporters of a deploy or rollback, all behind the environment's redactor. A dry run
-    notifies nobody: no webhook."""
+    """The reporters of a deploy or rollback (``what``), all behind the environment's
+    redactor: the terminal, ``--events``, the run's log file (``log_path`` says where), the
+    webhook. A dry run notifies nobody: no webhook."""
     from deploylib.reporting import ConsoleReporter, LiveReporter, Redacting
 
     out = console()
@@ -58,6 +64,11 @@ def reporter_for(
     ]
     if events is not None:
         reporters.append(_events_file(events))
+    if env.log_dir is not None:
+        from deploylib.reporting import LogFileReporter
+
+        kind = "dry-run" if dry_run else what
+        reporters.append(LogFileReporter(env.log_dir, env.name, kind, keep=env.keep_logs))
     if env.notify.webhook and not dry_run:
         from deploylib.reporting import Event, WebhookReporter
 
@@ -128,3 +139,25 @@ def ask(env: Environment, yes: bool, what: str, *, key: str = "--yes") -> None:
 def is_interactive() -> bool:
     """Whether there is someone to ask: stdin is a terminal and ``CI`` is not set."""
     return sys.stdin.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def log_path(reporter: Reporter) -> Path | None:
+    """Where the run's log file was written (None: no log, or nothing was written)."""
+    from deploylib.reporting import LogFileReporter
+
+    for each in getattr(reporter, "reporters", []):
+        if isinstance(each, LogFileReporter) and each.written:
+            return each.path
+    return None
+
+
+def say_log(reporter: Reporter) -> None:
+    """The last line of a deploy or rollback: where its whole log is."""
+    path = log_path(reporter)
+    if path is None:
+        return
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    console().print(f"[dim]log: {escape(str(shown))}[/]", soft_wrap=True)

@@ -39,6 +39,7 @@ def test_init_writes_what_is_missing_and_names_what_it_left_alone(tmp_path: Path
         "# deploylib",
         "!.env.example",
         ".deploy/",
+        ".deploylib/",
     ]
 
     again = init(tmp_path)

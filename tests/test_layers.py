@@ -110,6 +110,7 @@ LAYERS: list[set[str]] = [
         "reporting",
         "reporting.events",
         "reporting.schema",
+        "reporting.log_file",
         "reporting.redacting",
         "reporting.console",
         "reporting.live",

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BASIC_PIPELINE, Project
+from tests.conftest import BASIC_PIPELINE, Project, start_cli
 
 SECRET = "app-db-passw0rd-xyz"
 
@@ -61,3 +62,45 @@ def test_a_failing_http_check_shows_the_body_and_waits_before_it_fails(
     assert "status 500, expected 200; body: database is down (password *** refused)" in out
     assert "x" * 300 not in out  # the first 200 bytes, not the whole body
     assert SECRET not in out
+
+
+def run_step_pipeline(command: str) -> str:
+    return BASIC_PIPELINE.replace('run("test ! -e FAIL_PREPARE", cwd="{release_path}")', command)
+
+
+def test_verbose_streams_each_line_as_it_arrives_with_host_and_step(project: Project) -> None:
+    """The step's first line is shown while the step is still running (it waits for a file
+    the test writes only once it saw that line); secrets masked, control characters gone."""
+    project.write(".env", f"TOKEN={SECRET}\n")
+    go = project.root / "go"
+    project.write(
+        "pipelines/web.py",
+        run_step_pipeline(
+            f"run(\"echo first-line; echo token $TOKEN; printf 'red\\\\033[31mtext\\\\n' >&2; "
+            f'while [ ! -e {go} ]; do sleep 0.05; done; echo second-line", name="talk")'
+        ),
+    )
+    process = start_cli(project.root, "deploy", "--env", "dev", "--verbose")
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        seen.append(line)
+        if "first-line" in line:
+            go.touch()  # only now may the step end
+        assert time.monotonic() < deadline, "".join(seen)
+    assert process.wait(timeout=60) == 0, "".join(seen)
+    text = "".join(seen)
+    assert "local talk | first-line" in text and "local talk | second-line" in text
+    assert "token ***" in text and SECRET not in text
+    assert "\x1b" not in text and "redtext" in text.replace("[31m", "")
+
+
+def test_a_failing_command_shows_its_last_20_lines_without_verbose(project: Project) -> None:
+    project.write("pipelines/web.py", run_step_pipeline('run("seq 1 50; exit 3", name="count")'))
+    failed = project.cli("deploy", "--env", "dev")
+    assert failed.returncode == 1
+    said = failed.stdout + failed.stderr
+    assert "count" in said and "local" in said and "exit 3" in said
+    shown = {int(w) for w in said.split() if w.isdigit() and 1 <= int(w) <= 50}
+    assert set(range(31, 51)) <= shown and 30 not in shown and 12 not in shown

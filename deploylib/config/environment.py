@@ -60,6 +60,10 @@ class Environment:
     redactor: Redactor = field(default_factory=Redactor)
     #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
     lookup: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: where each run's log goes on this machine (``None``: nowhere)
+    log_dir: Path | None = None
+    #: how many run logs are kept
+    keep_logs: int = 30
     #: ``[firewall]``: what ``setup`` applies (``None``: deploylib leaves the firewall alone)
     firewall: FirewallSettings | None = None
     #: where ``firewall`` was set, for messages (``firewall`` or ``environments.X.firewall``)
@@ -204,7 +208,25 @@ def resolve(
         lookup=lookup,
         firewall=firewall,
         firewall_key=key_of("firewall"),
+        log_dir=log_dir_of(setting("log_dir"), config_file.parent, file, key_of("log_dir")),
+        keep_logs=setting("keep_logs") or 30,
     )
+
+
+#: where run logs go unless deploy.toml says otherwise (relative to the project dir)
+DEFAULT_LOG_DIR = ".deploylib/logs"
+
+
+def log_dir_of(value: str | None, project_dir: Path, file: str, key: str) -> Path | None:
+    """``log_dir`` on this machine: the default, a path (relative to the project dir), or
+    None for ``log_dir = ""``."""
+    if value == "":
+        return None
+    text = DEFAULT_LOG_DIR if value is None else value
+    if "\0" in text or "\n" in text:
+        raise ConfigError("must be a path", file=file, key=key)
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else project_dir / path
 
 
 def refuse_bad_slots(strategy: StrategySettings, file: str, where: str) -> None:

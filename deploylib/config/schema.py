@@ -128,6 +128,11 @@ class _Overridable(_Model):
     public_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
     command_timeout: Annotated[float, Field(gt=0)] | None = None
     step_timeout: Annotated[float, Field(gt=0)] | None = None
+    #: where each deploy's, rollback's and dry run's log is written on this machine (relative:
+    #: to the project dir; default .deploylib/logs); "" writes none
+    log_dir: str | None = None
+    #: how many of those logs are kept (the oldest go)
+    keep_logs: Annotated[int, Field(ge=1, le=10000)] | None = None
     env_file: str | None = None
     #: the user commands with ``sudo=True`` run as, through ``sudo -n -u`` (default: root)
     become: Annotated[str, Field(pattern=USER_PATTERN)] | None = None

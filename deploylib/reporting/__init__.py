@@ -13,6 +13,8 @@ The modules, one per concern:
     console      ``ConsoleReporter``: one line per event through rich
     live         ``LiveReporter``: a fleet's progress as one live table on a terminal
     json_lines   ``JsonLinesReporter``: one JSON object per event
+    log_file     ``LogFileReporter``: the whole run, output included, in a file of its own
+    schema       the pydantic models of ``--events`` lines (imported only where validated)
     recording    ``RecordingReporter``: events kept in memory, for tests
     webhook      ``WebhookReporter``: a POST when a deploy or rollback starts and ends
 
@@ -25,6 +27,7 @@ from deploylib.reporting.console import ConsoleReporter
 from deploylib.reporting.events import Event, Reporter
 from deploylib.reporting.json_lines import JsonLinesReporter
 from deploylib.reporting.live import LiveReporter
+from deploylib.reporting.log_file import LogFileReporter
 from deploylib.reporting.recording import RecordingReporter, SilentReporter
 from deploylib.reporting.redacting import Redacting
 from deploylib.reporting.webhook import WebhookReporter
@@ -34,6 +37,7 @@ __all__ = [
     "Event",
     "JsonLinesReporter",
     "LiveReporter",
+    "LogFileReporter",
     "RecordingReporter",
     "Redacting",
     "Reporter",

@@ -24,6 +24,11 @@ class ConsoleReporter:
         self.verbose = verbose
         self._lock = threading.Lock()
 
+    @property
+    def wants_live_output(self) -> bool:
+        """``--verbose`` shows every command's output as it arrives."""
+        return self.verbose
+
     def emit(self, event: Event) -> None:
         line = self._format(event)
         if line is not None:
@@ -57,6 +62,11 @@ class ConsoleReporter:
             return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
         if kind == "operation":
             return f"  [dim]{host}: {message}[/]" if self.verbose else None
+        if kind == "output":
+            if not self.verbose:
+                return None
+            style = "yellow" if event.data.get("stream") == "stderr" else "default"
+            return f"  [dim]{host} {step} |[/] [{style}]{message}[/]"
         if kind in QUIET:
             return f"  [dim]{message}[/]" if self.verbose else None
         if kind == "dry":

@@ -26,6 +26,8 @@ class JsonLinesReporter:
         return cls(path.open("a", encoding="utf-8"))
 
     def emit(self, event: Event) -> None:
+        if event.kind == "output":
+            return  # commands' output is the deploy's log file's (docs/events.md)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         # docs/events.md, deploylib.reporting.schema
         record: dict[str, Any] = {"event": event.kind, "ts": now, "deploy_id": self.deploy_id}

@@ -31,6 +31,8 @@ class LiveReporter(ConsoleReporter):
 
     def _emit(self, event: Event) -> None:
         kind = event.kind
+        if kind == "output":
+            return  # commands' output: --verbose (a console reporter) and the deploy's log
         # the run's own start and end (deploy.*, rollback.*), not lock.*, notify.*, ...
         run_event = kind.split(".", 1)[0] in ("deploy", "rollback") and "." in kind
         if run_event and kind.endswith(".start"):

@@ -27,6 +27,16 @@ class Redacting:
         self.redactor = redactor
         self.reporters = list(reporters)
 
+    @property
+    def wants_live_output(self) -> bool:
+        """Some reporter shows commands' output as it arrives (``--verbose``)."""
+        return any(getattr(r, "wants_live_output", False) for r in self.reporters)
+
+    @property
+    def wants_output(self) -> bool:
+        """Some reporter keeps commands' output (the deploy's log file)."""
+        return any(getattr(r, "wants_output", False) for r in self.reporters)
+
     def emit(self, event: Event) -> None:
         clean = replace(
             event,
