@@ -181,7 +181,8 @@ class Result:
         text = self.stderr if self.stderr.strip() else self.stdout
         if redact is not None:
             text = redact(text)  # before anything is cut or stripped off
-        text = "\n".join(text.strip().splitlines()[-SUMMARY_LINES:])[-limit:]
+        # lines end at \n only: a \r inside one is shown escaped, never cut at
+        text = "\n".join(text.strip().split("\n")[-SUMMARY_LINES:])[-limit:]
         if self.timed_out:
             return "timed out" + (f": {text}" if text else "")
         return f"exit {self.exit_code}" + (f": {text}" if text else "")

@@ -160,4 +160,4 @@ def say_log(reporter: Reporter) -> None:
         shown = path.relative_to(Path.cwd())
     except ValueError:
         shown = path
-    console().print(f"[dim]log: {escape(str(shown))}[/]", soft_wrap=True)
+    console(stderr=True).print(f"[dim]log: {escape(str(shown))}[/]", soft_wrap=True)
