@@ -10,7 +10,8 @@ deadline. (A TLS handshake still in progress at the deadline cannot be cut that 
 returns at the deadline all the same, and the worker ends with its socket's timeout.)
 
 ``perform_probe`` runs the ``http``, ``tcp`` and ``prometheus`` checks (the last judged by
-``prometheus_api``); ``post_json`` is the webhook's POST.
+``prometheus_api``); ``post_json`` is the webhook's POST; ``exchange`` is one request of any
+method, for callers that run several inside one ``within`` (the Pushgateway's read and push).
 """
 
 from __future__ import annotations
@@ -156,36 +157,60 @@ def _tcp_connect(probe: Probe, watch: SocketWatch) -> Result:
 
 
 @dataclass(frozen=True)
-class _Reply:
+class Reply:
+    """An HTTP answer: its status and (up to the read limit of) its body."""
+
     status: int
     body: str
     #: false when the body was longer than the read limit (and cut there)
     complete: bool = True
 
 
-def _get(
-    url: str, watch: SocketWatch, timeout: float, *, headers: Mapping[str, str] | None = None
-) -> _Reply | str:
-    """GET ``url``: the reply (up to ``BODY_LIMIT`` bytes of its body), or why there is none
-    (which the caller words: the URL is its own)."""
+def exchange(
+    method: str,
+    url: str,
+    watch: SocketWatch,
+    timeout: float,
+    *,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    limit: int = BODY_LIMIT,
+) -> Reply:
+    """One request to ``url`` on a connection of its own, its socket handed to ``watch``: the
+    reply, with up to ``limit`` bytes of its body. Run it inside ``within`` (the deadline);
+    raises ``ValueError`` for a URL that is not http(s), ``OSError`` or
+    ``http.client.HTTPException`` when there is no answer."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not an http(s) URL"
+        raise ValueError("not an http(s) URL")
     connection_class = WatchedHTTPSConnection if parts.scheme == "https" else WatchedHTTPConnection
     connection = connection_class(parts.hostname, parts.port, timeout=timeout, watch=watch)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     try:
-        connection.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        connection.request(
+            method, path, body=data, headers={"Connection": "close", **(headers or {})}
+        )
         response = connection.getresponse()
-        data = response.read(BODY_LIMIT + 1)
-    except (OSError, http.client.HTTPException) as exc:
-        return f"{exc.__class__.__name__}: {exc}"
+        body = response.read(limit + 1)
     finally:
         connection.close()
-    body = data[:BODY_LIMIT].decode("utf-8", "replace")
-    return _Reply(response.status, body, complete=len(data) <= BODY_LIMIT)
+    text = body[:limit].decode("utf-8", "replace")
+    return Reply(response.status, text, complete=len(body) <= limit)
+
+
+def _get(
+    url: str, watch: SocketWatch, timeout: float, *, headers: Mapping[str, str] | None = None
+) -> Reply | str:
+    """GET ``url``: the reply (up to ``BODY_LIMIT`` bytes of its body), or why there is none
+    (which the caller words: the URL is its own)."""
+    try:
+        return exchange("GET", url, watch, timeout, headers=headers)
+    except ValueError as exc:
+        return str(exc)
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{exc.__class__.__name__}: {exc}"
 
 
 def _http_get(probe: Probe, watch: SocketWatch) -> Result:
@@ -206,7 +231,7 @@ def _prometheus_query(probe: Probe, watch: SocketWatch) -> Result:
     return prometheus_api.judge(probe, reply.status, reply.body, cut_at=cut_at)
 
 
-def _judge(probe: Probe, reply: _Reply) -> Result:
+def _judge(probe: Probe, reply: Reply) -> Result:
     if probe.status is not None and reply.status != probe.status:
         why = f"status {reply.status}, expected {probe.status}"
     elif probe.contains is not None and probe.contains not in reply.body:
@@ -280,4 +305,12 @@ def post_json(url: str, document: Mapping[str, Any], *, timeout: float) -> int:
     return within(timeout, send)
 
 
-__all__ = ["DeadlineExceeded", "SocketWatch", "perform_probe", "post_json", "within"]
+__all__ = [
+    "DeadlineExceeded",
+    "Reply",
+    "SocketWatch",
+    "exchange",
+    "perform_probe",
+    "post_json",
+    "within",
+]

@@ -12,7 +12,8 @@ Fleet semantics, for one target as for many, by ``Phase``:
    failure puts every switched target back on the release it had and re-verifies it (exit 1),
    or reports which target is on what if that failed (``FleetInconsistent``, exit 4);
 6. RECORD: the outcome is appended to every target's release log and old releases are cleaned
-   up; then the locks are released (also when interrupted) and, last, the outcome is reported.
+   up; then the locks are released (also when interrupted), the run is counted in the metrics
+   (``run_metrics``) and, last, the outcome is reported.
 
 The parts: ``fleet_lock`` (the locks), ``step_execution`` (steps on targets), ``records`` (the
 release log, cleanup), ``recovery`` (what a failure undoes, by phase, in one place) and
@@ -35,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploylib import locks, records
+from deploylib import locks, records, run_metrics
 from deploylib.backends.base import Backend
 from deploylib.blue_green import BlueGreen
 from deploylib.config import Environment
@@ -529,9 +530,12 @@ class Runner:
 
     def _end(self, event: str, phase: Phase, cause: BaseException | None) -> Whereabouts:
         """Finish the run: undo what a failure requires, release the locks, close the
-        connections; then raise its failure (reported once), or say where the targets are."""
+        connections; count it in the metrics (``run_metrics``: once the locks are released, so
+        a slow Pushgateway holds up no other deploy); then raise its failure (reported once),
+        or say where the targets are."""
         failure = self._finish(phase, cause, event)
         self.signals.finishing("reporting the outcome")
+        run_metrics.publish(self.run, event, phase, failure)
         if failure is not None:
             self._report_failure(event, failure)
             raise failure from cause

@@ -264,6 +264,29 @@ CASES = [
     ),
     # the line, not its text: a malformed line of an env file may be part of a secret
     Case("bad-env-file-name", {".env": "GOOD=1\nBAD-NAME=2\n"}, expect=(".env", "line 2")),
+    Case(
+        "pushgateway-not-http",
+        {
+            "deploy.toml": toml_with(
+                "keep_releases = 3", 'keep_releases = 3\npushgateway = "ftp://gw"'
+            )
+        },
+        expect=("deploy.toml", ": pushgateway:", "http(s) URL"),
+    ),
+    Case(
+        "pushgateway-without-scheme-in-env",
+        {
+            "deploy.toml": toml_with(
+                'hosts = ["local"]', 'hosts = ["local"]\npushgateway = "127.0.0.1:9091"'
+            )
+        },
+        expect=("deploy.toml", "environments.dev.pushgateway", "http(s) URL"),
+    ),
+    Case(
+        "metrics-file-a-directory",
+        {"deploy.toml": toml_with("keep_releases = 3", 'keep_releases = 3\nmetrics_file = "m/"')},
+        expect=("deploy.toml", "metrics_file", "must name a file"),
+    ),
 ]
 
 
@@ -293,10 +316,14 @@ def test_there_are_at_least_15_distinct_bad_inputs() -> None:
     assert len({c.id for c in CASES}) >= 15
 
 
-def test_settings_of_later_versions_are_refused_not_ignored(project: Project) -> None:
+def test_metrics_file_once_refused_is_now_written(project: Project) -> None:
+    """``metrics_file`` was a setting of a later version (refused with exit 2, never ignored);
+    now it is taken: a relative path is the project dir's (tests/test_metrics.py has the rest)."""
     project.write(
         "deploy.toml",
-        BASIC_TOML.replace("keep_releases = 3", 'keep_releases = 3\nmetrics_file = "/tmp/x.prom"'),
+        BASIC_TOML.replace("keep_releases = 3", 'keep_releases = 3\nmetrics_file = "m/x.prom"'),
     )
+    (project.root / "m").mkdir()
     result = project.cli("deploy", "--env", "dev")
-    assert result.returncode == 2 and "metrics_file" in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deploylib_deploys_total" in (project.root / "m" / "x.prom").read_text()

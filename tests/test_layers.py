@@ -32,6 +32,8 @@ LAYERS: list[set[str]] = [
         "stdin_env",
         "sudo",
         "prometheus_api",
+        "metrics.series",
+        "metrics.gateway_api",
     },
     # configuration, requests from the controller, the commands run on targets
     {
@@ -58,6 +60,9 @@ LAYERS: list[set[str]] = [
         "remote.firewall",
         "firewall",
         "wheelhouse",
+        "metrics",
+        "metrics.textfile",
+        "metrics.pushgateway",
     },
     # where commands run, and what a step sees
     {
@@ -132,6 +137,7 @@ LAYERS: list[set[str]] = [
         "recovery",
         "schema_rollback",
         "blue_green",
+        "run_metrics",
         "runner",
     },
     # the tasks as functions (how their runs are wired, the read-only ones), and the test kit

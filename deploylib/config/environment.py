@@ -1,10 +1,11 @@
 """``Environment``: one environment of deploy.toml, resolved — its settings over the top level's
-over the defaults — and checked as a whole (hosts, paths, settings this version refuses)."""
+over the defaults — and checked as a whole (hosts, paths, strategies, the metrics' settings)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from deploylib.config.schema import (
     SSHSettings,
     StrategySettings,
 )
+from deploylib.config.variables import project_path
 from deploylib.errors import ConfigError
 from deploylib.firewall import refuse_cutting_ssh
 from deploylib.hosts import Host
@@ -51,7 +53,10 @@ class Environment:
     ssh: SSHSettings
     strategy: StrategySettings
     notify: NotifySettings
+    #: ``metrics_file``, absolute: node_exporter's textfile the metrics are written to
     metrics_file: str | None = None
+    #: the Pushgateway the metrics are pushed to (its URL may hold a secret)
+    pushgateway: str | None = None
     #: who ``sudo=True`` commands run as (``None``: root)
     become: str | None = None
     #: Debian packages ``setup`` installs where missing
@@ -169,16 +174,16 @@ def resolve(
     notify = setting("notify") or NotifySettings()
     if notify.webhook and not WEBHOOK_RE.fullmatch(notify.webhook):
         raise ConfigError("must be an http(s) URL", file=file, key="notify.webhook")
-    unsupported = {"metrics_file": setting("metrics_file")}
-    for key, value in unsupported.items():
-        if value:
-            raise ConfigError(
-                "not available in this version of deploylib; remove it",
-                file=file,
-                key=key
-                if env_model.model_fields_set.isdisjoint({key.split(".")[0]})
-                else f"environments.{env}.{key}",
-            )
+    metrics_file = setting("metrics_file")
+    if metrics_file is not None:
+        metrics_file = resolve_metrics_file(metrics_file, config_file.parent, file, key_of)
+    pushgateway = setting("pushgateway")
+    if pushgateway is not None and not is_http_url(pushgateway):
+        raise ConfigError(
+            "must be an http(s) URL (the Pushgateway's, without query or fragment)",
+            file=file,
+            key=key_of("pushgateway"),
+        )
     firewall: FirewallSettings | None = setting("firewall")
     ssh: SSHSettings = setting("ssh") or SSHSettings()
     if firewall is not None:
@@ -200,7 +205,8 @@ def resolve(
         ssh=ssh,
         strategy=strategy,
         notify=notify,
-        metrics_file=setting("metrics_file"),
+        metrics_file=metrics_file,
+        pushgateway=pushgateway,
         become=setting("become"),
         packages=tuple(setting("packages") or ()),
         variables=variables,
@@ -266,3 +272,30 @@ def refuse_bad_slots(strategy: StrategySettings, file: str, where: str) -> None:
                 placeholders.validate(value, f"{where}.{name}")
             except ConfigError as exc:
                 raise ConfigError(exc.message, file=file, key=f"{where}.{name}") from None
+
+
+def resolve_metrics_file(
+    value: str, project_dir: Path, file: str, key_of: Callable[[str], str]
+) -> str:
+    """``metrics_file`` as an absolute path (a relative one is relative to the project dir,
+    ``~`` is the home directory). Whether its directory exists is asked when a run writes it:
+    config is read on machines that never deploy (a warning then, never a failed deploy)."""
+    if "\x00" in value or "\n" in value or value.endswith("/"):
+        raise ConfigError(
+            "must name a file (no newline or NUL, not ending in /)",
+            file=file,
+            key=key_of("metrics_file"),
+        )
+    return str(project_path(project_dir, value))
+
+
+def is_http_url(value: str) -> bool:
+    """An http(s) URL with a host, and no query or fragment (a base URL paths are added to)."""
+    if not WEBHOOK_RE.fullmatch(value):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname) and not parts.query and not parts.fragment and "#" not in value

@@ -124,7 +124,10 @@ class _Overridable(_Model):
     pipeline: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")] | None = None
     shared_dirs: list[RelPath] | None = None
     shared_files: list[RelPath] | None = None
-    metrics_file: str | None = None
+    #: a file for node_exporter's textfile collector (relative: to the project dir)
+    metrics_file: Annotated[str, Field(min_length=1)] | None = None
+    #: the base URL of a Prometheus Pushgateway the metrics are pushed to
+    pushgateway: Annotated[str, Field(min_length=1)] | None = None
     public_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
     command_timeout: Annotated[float, Field(gt=0)] | None = None
     step_timeout: Annotated[float, Field(gt=0)] | None = None

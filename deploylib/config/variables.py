@@ -110,9 +110,10 @@ def project_path(project_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
-#: the settings a secret may be interpolated into: they are never on a command line, and every
-#: message that could show them is redacted
-SECRET_SETTINGS = frozenset({("notify", "webhook")})
+#: the settings a secret may be interpolated into, by their keys' last parts (top level and in an
+#: environment alike): they are never on a command line, and every message that could show them
+#: is redacted
+SECRET_SETTINGS = frozenset({("notify", "webhook"), ("pushgateway",)})
 
 
 def interpolate(
@@ -134,7 +135,7 @@ def interpolate(
         return value
 
     def refuse_secret(name: str) -> None:
-        if name in secrets and tuple(key[-2:]) not in SECRET_SETTINGS:
+        if name in secrets and not any(key[-len(s) :] == s for s in SECRET_SETTINGS):
             raise ConfigError(
                 f"${{{name}}} is a secret (a value from the env files): here it would go onto "
                 "command lines and into messages; list it in public_env if it is not secret",

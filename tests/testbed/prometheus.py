@@ -198,13 +198,15 @@ scrape_configs:
 
 
 class RealPrometheus:
-    """``/usr/bin/prometheus`` on 127.0.0.1 scraping the app at ``app_port`` every second;
-    its config, storage and log in ``directory``. Stopped by its PID on exit."""
+    """``/usr/bin/prometheus`` on 127.0.0.1 scraping the app at ``app_port`` every second (or
+    as ``config``, a prometheus.yml, says); its config, storage and log in ``directory``.
+    Stopped by its PID on exit."""
 
-    def __init__(self, directory: Path, app_port: int) -> None:
+    def __init__(self, directory: Path, app_port: int = 0, *, config: str | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "prometheus.yml").write_text(CONFIG.format(app_port=app_port))
+        text = config if config is not None else CONFIG.format(app_port=app_port)
+        (directory / "prometheus.yml").write_text(text)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = directory / "prometheus.log"
@@ -260,13 +262,17 @@ class RealPrometheus:
 
     def values(self, query: str) -> list[float]:
         """The sample values of an instant query (empty: no data, or no answer yet)."""
+        return [value for _, value in self.samples(query)]
+
+    def samples(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """The labels and value of each sample of an instant query (a scalar has no labels)."""
         status, body = self._get("/api/v1/query?query=" + urllib.parse.quote(query, safe=""))
         if status != 200:
             return []
         data = json.loads(body)["data"]
         if data["resultType"] == "scalar":
-            return [float(data["result"][1])]
-        return [float(sample["value"][1]) for sample in data["result"]]
+            return [({}, float(data["result"][1]))]
+        return [(dict(sample["metric"]), float(sample["value"][1])) for sample in data["result"]]
 
     def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 60) -> None:
         """Poll ``ready`` every 0.2 s until it holds; fail, with the server's log, after
