@@ -63,14 +63,16 @@ def configure(root: Path, hosts: TestHosts, sizes: list[int]) -> None:
     ]
     for size in sizes:
         addresses = ", ".join(f'"root@{h.address}"' for h in hosts.hosts[:size])
-        lines += [
-            f"[environments.n{size}]",
-            f"hosts = [{addresses}]",
-            f"[environments.n{size}.ssh]",
-            f'key_file = "{hosts.client_key}"',
-            f'known_hosts = "{hosts.known_hosts}"',
-            "",
-        ]
+        for name, extra in ((f"n{size}", []), (f"n{size}nolog", ['log_dir = ""'])):
+            lines += [
+                f"[environments.{name}]",
+                f"hosts = [{addresses}]",
+                *extra,
+                f"[environments.{name}.ssh]",
+                f'key_file = "{hosts.client_key}"',
+                f'known_hosts = "{hosts.known_hosts}"',
+                "",
+            ]
     (root / "deploy.toml").write_text("\n".join(lines))
     (root / "pipelines").mkdir(exist_ok=True)
     (root / "pipelines" / "web.py").write_text(PIPELINE)
@@ -89,6 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", default="1,5,20")
+    parser.add_argument(
+        "--log-cost",
+        action="store_true",
+        help='also deploy without the run\'s log file (log_dir = ""), interleaved: its cost',
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     # a SIGTERM unwinds like Ctrl-C, so the test hosts are torn down
@@ -116,13 +123,19 @@ def main() -> None:
             print(
                 "| hosts | deploylib median s | bash+ssh floor median s | ratio | "
                 "SSH connections per host per deploy |"
+                + (
+                    " without the log file, median s | the log file's cost |"
+                    if args.log_cost
+                    else ""
+                )
             )
-            print("|---|---|---|---|---|")
+            print("|---|---|---|---|---|" + ("---|---|" if args.log_cost else ""))
             results: dict[int, float] = {}
             for size in sizes:
                 members = hosts.hosts[:size]
                 ours: list[float] = []
                 floor: list[float] = []
+                nolog: list[float] = []
                 connections: list[float] = []
                 for run in range(args.runs):
                     before = [h.connections() for h in members]
@@ -160,12 +173,34 @@ def main() -> None:
                             project,
                         )
                     )
+                    if args.log_cost:
+                        nolog.append(
+                            timed(
+                                [
+                                    sys.executable,
+                                    "-m",
+                                    "deploylib",
+                                    "deploy",
+                                    "--env",
+                                    f"n{size}nolog",
+                                    "--revision",
+                                    f"q{run}",
+                                ],
+                                project,
+                            )
+                        )
                     time.sleep(1.05)  # a new second: a new release id
                 results[size] = statistics.median(ours)
                 print(
                     f"| {size} | {statistics.median(ours):.2f} | {statistics.median(floor):.2f} "
                     f"| {statistics.median(ours) / statistics.median(floor):.2f} "
-                    f"| {statistics.mean(connections):.2f} |",
+                    f"| {statistics.mean(connections):.2f} |"
+                    + (
+                        f" {statistics.median(nolog):.2f} | "
+                        f"{statistics.median(ours) / statistics.median(nolog) - 1:+.1%} |"
+                        if nolog
+                        else ""
+                    ),
                     flush=True,
                 )
             if 1 in results and max(sizes) in results:

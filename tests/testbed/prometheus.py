@@ -15,17 +15,16 @@ import contextlib
 import http.client
 import http.server
 import json
-import subprocess
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.testbed.load import free_port
+from tests.testbed.daemon import Daemon
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 
@@ -197,68 +196,26 @@ scrape_configs:
 """
 
 
-class RealPrometheus:
+class RealPrometheus(Daemon):
     """``/usr/bin/prometheus`` on 127.0.0.1 scraping the app at ``app_port`` every second (or
     as ``config``, a prometheus.yml, says); its config, storage and log in ``directory``.
     Stopped by its PID on exit."""
 
+    name = "prometheus"
+
     def __init__(self, directory: Path, app_port: int = 0, *, config: str | None = None) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory)
         text = config if config is not None else CONFIG.format(app_port=app_port)
         (directory / "prometheus.yml").write_text(text)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = directory / "prometheus.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Self:
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(PROMETHEUS),
-                    f"--config.file={self.directory / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.directory / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
-            self.wait_until(lambda: self._get("/-/ready")[0] == 200, "ready", timeout=60)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # by PID: the process this object started
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def _get(self, path: str) -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        except (OSError, http.client.HTTPException):
-            return 0, ""
-        finally:
-            connection.close()
+    def argv(self) -> list[str]:
+        return [
+            str(PROMETHEUS),
+            f"--config.file={self.directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
 
     def values(self, query: str) -> list[float]:
         """The sample values of an instant query (empty: no data, or no answer yet)."""
@@ -266,21 +223,10 @@ class RealPrometheus:
 
     def samples(self, query: str) -> list[tuple[dict[str, str], float]]:
         """The labels and value of each sample of an instant query (a scalar has no labels)."""
-        status, body = self._get("/api/v1/query?query=" + urllib.parse.quote(query, safe=""))
+        status, body = self.get("/api/v1/query?query=" + urllib.parse.quote(query, safe=""))
         if status != 200:
             return []
         data = json.loads(body)["data"]
         if data["resultType"] == "scalar":
             return [({}, float(data["result"][1]))]
         return [(dict(sample["metric"]), float(sample["value"][1])) for sample in data["result"]]
-
-    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        """Poll ``ready`` every 0.2 s until it holds; fail, with the server's log, after
-        ``timeout`` seconds or if the server exits."""
-        end = time.monotonic() + timeout
-        while not ready():
-            exited = self.process is not None and self.process.poll() is not None
-            if exited or time.monotonic() > end:
-                log = self.log.read_text(errors="replace")[-3000:]
-                raise AssertionError(f"prometheus never {what} (exited: {exited}):\n{log}")
-            time.sleep(0.2)

@@ -14,15 +14,12 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.testbed.load import free_port
+from tests.testbed.daemon import Daemon
 
 PUSHGATEWAY = Path("/usr/bin/prometheus-pushgateway")
 
@@ -39,79 +36,20 @@ scrape_configs:
 """
 
 
-class RealPushgateway:
-    """``prometheus-pushgateway`` on 127.0.0.1:``port``, persisting to ``directory``."""
+class RealPushgateway(Daemon):
+    """``prometheus-pushgateway`` on 127.0.0.1:``port``, persisting to ``directory``; ``stop``
+    then ``start`` runs it again on the same port and file."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = directory / "pushgateway.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    name = "pushgateway"
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(PUSHGATEWAY),
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    f"--persistence.file={self.directory / 'persistence'}",
-                    "--persistence.interval=1s",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
-            self.wait_until(lambda: self.get("/-/ready")[0] == 200, "ready")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """End the gateway by its PID (SIGTERM: it writes its persistence file first)."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def get(self, path: str) -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        except (OSError, http.client.HTTPException):
-            return 0, ""
-        finally:
-            connection.close()
-
-    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        """Poll ``ready`` every 0.1 s until it holds; fail, with the log, after ``timeout``
-        seconds or if the gateway exits."""
-        end = time.monotonic() + timeout
-        while not ready():
-            exited = self.process is not None and self.process.poll() is not None
-            if exited or time.monotonic() > end:
-                log = self.log.read_text(errors="replace")[-3000:]
-                raise AssertionError(f"pushgateway never {what} (exited: {exited}):\n{log}")
-            time.sleep(0.1)
+    def argv(self) -> list[str]:
+        return [
+            str(PUSHGATEWAY),
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--persistence.file={self.directory / 'persistence'}",
+            "--persistence.interval=1s",
+            "--log.level=warn",
+        ]
 
 
 class FakeGateway:
