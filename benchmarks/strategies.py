@@ -48,23 +48,8 @@ sys.path.insert(0, str(REPO))
 from tests.testbed.clients import Clients  # noqa: E402
 from tests.testbed.load import free_port, get  # noqa: E402
 from tests.testbed.nginx import Nginx, nginx  # noqa: E402
-
-APP = """\
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-RELEASE = (HERE / "REVISION").read_text().split()[0]
-
-
-def app(environ, start_response):
-    if environ.get("PATH_INFO") == "/health":
-        body = f"ok {RELEASE}"
-    else:
-        body = f"release {RELEASE}"
-    data = (body + "\\n").encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
-    return [data]
-"""
+from tests.testbed.slots import APP  # noqa: E402
+from tests.testbed.slots import PIPELINE as SLOTS_PIPELINE  # noqa: E402
 
 IN_PLACE_PIPELINE = """\
 from deploylib import Pipeline, build, http, push, verify
@@ -75,18 +60,6 @@ pipeline = Pipeline(
     push(),
     gunicorn("app:app", bind="127.0.0.1:{port}", workers=2, args=["--graceful-timeout", "5"]),
     verify(http("http://127.0.0.1:{port}/health", contains="{{release}}"), attempts=60, wait=0.1),
-)
-"""
-
-SLOTS_PIPELINE = """\
-from deploylib import Pipeline, build, http, push, verify
-from deploylib.recipes import gunicorn_slots
-
-pipeline = Pipeline(
-    build("tar -czf {artifact} -C app ."),
-    push(),
-    gunicorn_slots("app:app", workers=2, args=["--graceful-timeout", "5"]),
-    verify(http("http://127.0.0.1:{port}/health", contains="{release}"), attempts=60, wait=0.1),
 )
 """
 

@@ -9,148 +9,32 @@ proxy switch to the slot still running the release), not when a release never be
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, start_cli
-from tests.testbed.load import Load, free_port, get
-from tests.testbed.nginx import Nginx, nginx
+from tests.conftest import start_cli
+from tests.testbed.load import Load
+from tests.testbed.slots import (
+    Slots,
+    closed_within,
+    event_of,
+    slots_behind_nginx,
+    upstream_servers,
+)
 
 pytestmark = pytest.mark.slow
-
-APP = """\
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-RELEASE = (HERE / "REVISION").read_text().split()[0]
-
-
-def app(environ, start_response):
-    sick = (HERE.parent.parent / "shared" / f"SICK-{RELEASE}").exists()
-    broken = (HERE / "BROKEN").exists() or sick
-    if environ.get("PATH_INFO") == "/health":
-        status, body = ("500 Broken", "broken") if broken else ("200 OK", f"ok {RELEASE}")
-    else:
-        status, body = "200 OK", f"release {RELEASE}"
-    data = (body + "\\n").encode()
-    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
-    return [data]
-"""
-
-PIPELINE = """\
-from deploylib import Pipeline, build, http, push, verify
-from deploylib.recipes import gunicorn_slots
-
-pipeline = Pipeline(
-    build("tar -czf {artifact} -C app ."),
-    push(),
-    gunicorn_slots("app:app", workers=2, args=["--graceful-timeout", "5"]),
-    verify(http("http://127.0.0.1:{port}/health", contains="{release}"), attempts=60, wait=0.1),
-)
-"""
-
-TOML = """\
-app = "demo"
-deploy_to = "/srv/demo"
-keep_releases = 5
-
-[environments.dev]
-hosts = ["local"]
-deploy_to = "target"
-command_timeout = 60
-
-[environments.dev.strategy]
-kind = "blue_green"
-ports = [{blue}, {green}]
-upstream_file = "{upstream}"
-proxy_check = "{check}"
-proxy_reload = "{reload}"
-drain = 1
-{extra}
-"""
-
-
-class Slots:
-    """A project deploying to this machine behind ``proxy``, and what its slots run."""
-
-    def __init__(self, root: Path, proxy: Nginx, blue: int, green: int, extra: str = "") -> None:
-        self.project = Project(root)
-        self.proxy = proxy
-        self.ports = {"blue": blue, "green": green}
-        self.project.write("app/app.py", APP)
-        self.project.write("pipelines/web.py", PIPELINE)
-        self.configure(extra)
-
-    def configure(self, extra: str = "") -> None:
-        self.project.write(
-            "deploy.toml",
-            TOML.format(
-                blue=self.ports["blue"],
-                green=self.ports["green"],
-                upstream=self.proxy.upstream,
-                check=self.proxy.check.replace('"', '\\"'),
-                reload=self.proxy.reload.replace('"', '\\"'),
-                extra=extra,
-            ),
-        )
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.project.cli(*args, "--env", "dev")
-
-    def record(self) -> dict[str, object]:
-        path = self.project.target / ".deploylib" / "slots.json"
-        data: dict[str, object] = json.loads(path.read_text())
-        return data
-
-    def pid(self, slot: str) -> int | None:
-        path = self.project.target / "shared" / f"gunicorn-{slot}.pid"
-        return int(path.read_text()) if path.exists() else None
-
-    def serving(self) -> str:
-        return get(self.proxy.port, "/").split()[1]
-
-    def stop_all(self) -> None:
-        for slot in self.ports:
-            pid = self.pid(slot)
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(os.getpgid(pid), signal.SIGTERM)
 
 
 @pytest.fixture
 def slots(tmp_path: Path) -> Iterator[Slots]:
-    blue, green = free_port(), free_port()
-    with nginx(tmp_path, blue) as proxy:
-        made = Slots(tmp_path / "proj", proxy, blue, green)
-        try:
-            yield made
-        finally:
-            made.stop_all()
-
-
-def closed_within(port: int, seconds: float) -> None:
-    """Wait until nothing listens on ``port`` any more."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return
-        assert time.monotonic() < deadline, f"port {port} still answers"
-        time.sleep(0.05)
-
-
-def upstream_servers(proxy: Nginx) -> list[str]:
-    return [line for line in proxy.upstream.read_text().splitlines() if line.startswith("server")]
+    with slots_behind_nginx(tmp_path) as made:
+        yield made
 
 
 def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slots) -> None:
@@ -239,20 +123,6 @@ def test_a_config_nginx_refuses_leaves_the_proxy_and_the_fleet_as_they_were(slot
     assert slots.proxy.upstream.read_text() == before  # put back as it was
     assert slots.project.current() == r1 and slots.serving() == r1
     assert slots.record()["live"] == "blue"
-
-
-def event_of(events: Path, process: subprocess.Popen[str], kind: str) -> dict[str, object]:
-    """The first event of ``kind`` the deploy writing ``events`` emitted (waited for)."""
-    deadline = time.monotonic() + 60
-    while True:
-        if events.exists():
-            for line in events.read_text().splitlines():
-                record: dict[str, object] = json.loads(line)
-                if record["event"] == kind:
-                    return record
-        assert process.poll() is None, process.communicate(timeout=5)
-        assert time.monotonic() < deadline, f"no {kind} event"
-        time.sleep(0.02)
 
 
 def test_a_weighted_canary_shares_requests_bakes_then_promotes_or_goes_back(

@@ -23,14 +23,14 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Fleet
-from tests.testbed.load import Load, free_port
+from tests.testbed.load import Load
+from tests.testbed.nginx import nginx
 from tests.testbed.offline_wheels import WHEELS, offline_env, tools_python
 from tests.wheels import make_wheel
 
@@ -81,28 +81,6 @@ def health(request):
     return HttpResponse(f"{release()} appdep={appdep.VERSION} items={Item.objects.count()}")
 """
 
-NGINX = """\
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream app {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ proxy_pass http://app; }}
-    }}
-}}
-"""
-
 
 def make_project(app: Path, python: Path, database: Path) -> None:
     def manage(*args: str) -> None:
@@ -132,34 +110,6 @@ def make_project(app: Path, python: Path, database: Path) -> None:
         'urlpatterns = [path("", views.index), path("health", views.health)]\n'
     )
     manage("makemigrations", "shop")
-
-
-@contextlib.contextmanager
-def nginx(tmp_path: Path, addresses: list[str]) -> Iterator[int]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    port = free_port()
-    servers = "\n".join(f"        server {a}:8000;" for a in addresses)
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX.format(prefix=prefix, servers=servers, port=port))
-    process = subprocess.Popen(
-        [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not (prefix / "nginx.pid").exists():
-            assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.02)
-        yield port
-    finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def stop_gunicorns(fleet: Fleet) -> None:
@@ -221,8 +171,9 @@ def test_a_django_project_on_three_hosts_behind_nginx(
             capture_output=True,
         )
         (app / "requirements.txt").write_text("django\ngunicorn\nappdep==2.0\n")
-        with nginx(tmp_path, [h.address for h in fleet.hosts.hosts]) as port:
-            with Load(port) as load:
+        servers = [f"{h.address}:8000" for h in fleet.hosts.hosts]
+        with nginx(tmp_path, servers=servers) as proxy:
+            with Load(proxy.port) as load:
                 load.wait_for_answers(20)
                 second = deploylib("deploy", "--env", "fleet")
                 load.wait_for_answers(20)

@@ -13,23 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_blue_green import Slots
 from tests.testbed.clients import Clients
-from tests.testbed.load import free_port
-from tests.testbed.nginx import nginx
+from tests.testbed.slots import Slots, slots_behind_nginx
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def slots(tmp_path: Path) -> Iterator[Slots]:
-    blue, green = free_port(), free_port()
-    with nginx(tmp_path, blue) as proxy:
-        made = Slots(tmp_path / "proj", proxy, blue, green)
-        try:
-            yield made
-        finally:
-            made.stop_all()
+    with slots_behind_nginx(tmp_path) as made:
+        yield made
 
 
 def test_keep_alive_clients_that_retry_once_lose_no_request_across_a_switch(

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +75,15 @@ class Nginx:
 
 
 @contextmanager
-def nginx(root: Path, first_port: int, *, upstream_keepalive: bool = False) -> Iterator[Nginx]:
-    """nginx in ``root``, its upstream file naming ``first_port`` until a deploy rewrites it."""
+def nginx(
+    root: Path,
+    first_port: int | None = None,
+    *,
+    servers: Sequence[str] = (),
+    upstream_keepalive: bool = False,
+) -> Iterator[Nginx]:
+    """nginx in ``root``, its upstream file naming ``servers`` (``address:port``), or
+    127.0.0.1:``first_port`` until a blue-green deploy rewrites it."""
     binary = Nginx.binary()
     if not Path(binary).exists():
         pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
@@ -84,7 +91,8 @@ def nginx(root: Path, first_port: int, *, upstream_keepalive: bool = False) -> I
     prefix.mkdir(parents=True)
     upstream = prefix / "upstream" / "app.conf"
     upstream.parent.mkdir()
-    upstream.write_text(f"server 127.0.0.1:{first_port};\n")
+    named = list(servers) or [f"127.0.0.1:{first_port}"]
+    upstream.write_text("".join(f"server {server};\n" for server in named))
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(
