@@ -9,6 +9,7 @@ was (and reloads that), so the proxy never serves from a file deploylib could no
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for
 from deploylib.slots import SlotState
 
+UPSTREAM_SERVER = re.compile(r"^\s*server\s+127\.0\.0\.1:(\d{1,5})\b", re.MULTILINE)
 HEADER = "# written by deploylib for blue-green deploys: changed at every switch, do not edit"
 
 
@@ -74,6 +76,17 @@ def proxy_command(
         ]
     )
     return Command(script, description=description, guard=guard_for(layout, token))
+
+
+def read_upstream_command(upstream_file: str) -> Command:
+    """Print the upstream file (nothing when there is none); changes nothing."""
+    script = f"cat {shlex.quote(upstream_file)} 2>/dev/null; true"
+    return Command(script, description="read upstream")
+
+
+def upstream_ports(text: str) -> set[int]:
+    """The ports of the ``server 127.0.0.1:PORT ...;`` lines of an upstream file."""
+    return {int(port) for port in UPSTREAM_SERVER.findall(text)}
 
 
 def record_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
