@@ -132,13 +132,16 @@ class BlueGreen:
 
     def stop_unwanted(self, release: str, targets: Sequence[Target]) -> None:
         """Stop ``release`` where it was started on a slot that is not live (a failed deploy):
-        no slot keeps running a release that is removed. A failure is a warning."""
+        no slot keeps running a release that is removed. Nor is it stopped where the proxy
+        went to it and could not be put back (``current`` there, or maybe): like its directory,
+        it stays. A failure is a warning."""
         run = self.run
 
         def stop(target: Target) -> None:
             state = self.state(target)
             name = state.running(release)
-            if name is None or name == state.live:
+            live_here = target.current == release or target.uncertain
+            if name is None or name == state.live or live_here:
                 return
             target.on_slot(self.slot(name))
             stopped = state.stopped(name)
@@ -158,10 +161,11 @@ class BlueGreen:
         """The slot record squared with the proxy, which is what decides where requests go:
         no slot nginx sends requests to is ever taken for the idle one and stopped. The
         upstream file is read; when it names another slot than the record's live one (a record
-        missing, damaged or edited by hand), the file's slot is live, running ``current`` (the
-        two are switched together). A file that names both slots (a weighted canary whose
-        deploy was killed) is first made to name the live slot alone; the other drains. While
-        no release is current nothing serves yet, and the record is taken as it is."""
+        missing, damaged or edited by hand), the file's slot is live, running the release the
+        record gives it, else ``current`` (the two are switched together). A file that names
+        both slots (a weighted canary whose deploy was killed) is first made to name the live
+        slot alone; the other drains. While no release is current nothing serves yet, and the
+        record is taken as it is."""
         run = self.run
         state = self.state(target)
         current = target.state.current
@@ -206,10 +210,11 @@ class BlueGreen:
             servers = ((self.slot(live).port, None),)
             self.steps.run_on(Weigh(name="proxy", servers=servers), target, current)
             slots[other] = SlotRecord(state.record(other).release, self.now())
+        release = state.record(live).release or current
         for name, record in state.slots.items():
-            if name != live and record.release == current:
+            if name != live and record.release == release:
                 slots[name] = SlotRecord(None, slots[name].idle_since)  # not on both slots
-        slots[live] = SlotRecord(current, None)
+        slots[live] = SlotRecord(release, None)
         target.slots_recorded(SlotState(live, slots))
 
     def _start_on(
@@ -243,7 +248,12 @@ class BlueGreen:
         if state.running(release) != name:
             state = state.started(name, release)
         live = state.switched(name, self.now())
-        self.steps.run_on(GoLive(slots=live), target, release, restoring=restoring)
+        try:
+            self.steps.run_on(GoLive(slots=live), target, release, restoring=restoring)
+        except BaseException:
+            if target.current == release and not target.uncertain:
+                target.slots_recorded(live)  # the proxy went there: it is live, as recorded
+            raise
         target.slots_recorded(live)
         self.run.emit(
             "slot", f"{name} (port {target.slot.port}) is live: {release}", host=target.name

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from deploylib import DeployFailed, Pipeline, build, http, push, switch, verify
+from deploylib import DeployFailed, FleetInconsistent, Pipeline, build, http, push, switch, verify
 from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.config import StrategySettings
 from deploylib.hosts import Host
@@ -32,7 +32,7 @@ from deploylib.runner import Runner
 from deploylib.slots import SlotState, parse_slots
 from deploylib.testing import TOKEN, FakeFleet, deploy_with_fakes, environment
 from tests.conftest import Project, start_cli
-from tests.test_blue_green import Slots, closed_within, event_of, upstream_servers
+from tests.test_blue_green import TOML, Slots, closed_within, event_of, upstream_servers
 from tests.testbed.load import Load, free_port
 from tests.testbed.nginx import nginx
 
@@ -244,6 +244,31 @@ def test_a_rollback_with_a_damaged_record_never_stops_the_slot_nginx_serves() ->
     assert_truthful(host)
 
 
+def test_a_release_the_proxy_went_to_is_never_stopped_when_it_cannot_be_put_back() -> None:
+    """The proxy switched to green, then moving ``current`` failed; blue, the old slot, died
+    meanwhile and does not start again. Green is what nginx sends every request to: the failed
+    deploy (exit 4) must leave it running, and keep its release."""
+    host = SlotHost()
+    host.sick.add(8001)
+
+    def respond(op: Operation) -> Result | None:
+        if op.description.startswith("switch to"):
+            return Result(1, stderr="No space left on device")
+        if op.description == "start" and " blue " in f"{op.line} ":
+            return Result(1, stderr="blue does not start")
+        return host.respond(op)
+
+    fleet = FakeFleet()
+    fleet["h1"].respond(respond)
+    env = environment(hosts=[Host("h1", "h1")], strategy=strategy())
+    outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
+
+    assert isinstance(outcome, FleetInconsistent), outcome
+    assert host.upstream == [8002] and host.running["green"] == NEW
+    assert host.record.live == "green" and host.record.record("green").release == NEW
+    assert "remove releases" not in [op.description for op in fleet["h1"].operations]
+
+
 @pytest.mark.parametrize(
     "upstream_file",
     ["/nginx/{relase}.conf", "/nginx/{slot}.conf", "/nginx/app-{release}.conf"],
@@ -291,6 +316,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 RELEASE = (HERE / "REVISION").read_text().split()[0]
+if (SHARED / "LEAK").exists():  # an app that prints its secret as it fails to load
+    import os
+    import sys
+
+    print(f"cannot load: API_KEY={os.environ.get('API_KEY')}", file=sys.stderr)
+    raise SystemExit(3)
 if (SHARED / "HOLD").exists():  # a start that takes its time: held until HOLD goes
     (SHARED / f"HELD-{RELEASE}").touch()
     for _ in range(1200):
@@ -299,11 +330,14 @@ if (SHARED / "HOLD").exists():  # a start that takes its time: held until HOLD g
         time.sleep(0.05)
 
 
+KEY = __import__("os").environ.get("API_KEY", "")
+
+
 def app(environ, start_response):
     sick = (SHARED / f"SICK-{RELEASE}").exists()
     broken = (HERE / "BROKEN").exists() or sick
     if environ.get("PATH_INFO") == "/health":
-        status, body = ("500 Broken", "broken") if broken else ("200 OK", f"ok {RELEASE}")
+        status, body = ("500 Broken", f"broken {KEY}") if broken else ("200 OK", f"ok {RELEASE}")
     else:
         status, body = "200 OK", f"release {RELEASE}"
     data = (body + "\\n").encode()
@@ -314,6 +348,22 @@ def app(environ, start_response):
 
 class Bed(Slots):
     """The blue-green project behind a real nginx, its app able to hold its start."""
+
+    def configure_with(
+        self, *, check: str | None = None, reload: str | None = None, timeout: float = 60
+    ) -> None:
+        """deploy.toml with other proxy commands and a shorter deadline for each command."""
+        self.project.write(
+            "deploy.toml",
+            TOML.format(
+                blue=self.ports["blue"],
+                green=self.ports["green"],
+                upstream=self.proxy.upstream,
+                check=(check or self.proxy.check).replace('"', '\\"'),
+                reload=(reload or self.proxy.reload).replace('"', '\\"'),
+                extra="",
+            ).replace("command_timeout = 60", f"command_timeout = {timeout:g}"),
+        )
 
     @property
     def shared(self) -> Path:
@@ -532,3 +582,76 @@ def test_after_a_deploy_killed_while_it_baked_the_next_one_never_leaves_nginx_on
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert bed.project.current() == r1 and bed.serving() == r1
     bed.assert_truthful()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hangs", ["check", "reload", "reload-after-reloading", "start"])
+def test_a_hanging_proxy_command_or_start_ends_the_deploy_in_bounded_time_and_puts_it_back(
+    bed: Bed, hangs: str
+) -> None:
+    """Each hangs once (the put-back's own run does not): the command's deadline cuts it off,
+    the old slot serves on alone, nothing half-written is left next to the upstream file."""
+    r1 = bed.deployed()
+    flag = bed.project.root / "hung-once"
+    hang = f"if [ ! -e {flag} ]; then touch {flag}; sleep 120; fi"
+    if hangs == "check":
+        bed.configure_with(check=f"{hang}; {bed.proxy.check}", timeout=3)
+    elif hangs == "reload":
+        bed.configure_with(reload=f"{hang}; {bed.proxy.reload}", timeout=3)
+    elif hangs == "reload-after-reloading":
+        bed.configure_with(reload=f"{bed.proxy.reload} && {hang}", timeout=3)
+    else:
+        bed.configure_with(timeout=3)
+        (bed.shared / "HOLD").touch()  # the app's import (gunicorn --check-config) hangs
+
+    started = time.monotonic()
+    done = bed.project.cli("deploy", "--env", "dev", timeout=90)
+    took = time.monotonic() - started
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "timed out" in done.stdout + done.stderr
+    assert took < 60, f"{took:.1f} s"
+    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.record()["live"] == "blue" and bed.slot_release("green") is None
+    assert bed.leftovers() == []
+    bed.assert_truthful()
+
+
+SECRET = "s3cr3t-api-key-6d1f0b"
+
+
+@pytest.mark.slow
+def test_secrets_stay_out_of_the_output_the_events_and_the_records_of_slot_failures(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """The env file's secret is in the environment of the start and of the app: a start that
+    prints it as it fails, checks whose failing answer holds it, and a proxy check that prints
+    it (run through sh, the secret in its environment), never show it."""
+    bed.project.write(".env", f"API_KEY={SECRET}\n")
+    r1 = bed.deployed()
+    seen: list[str] = []
+
+    def failed_deploy(name: str, *args: str) -> None:
+        events = tmp_path / f"{name}.jsonl"
+        done = bed.cli("deploy", "--verbose", "--events", str(events), *args)
+        assert done.returncode == 1, done.stdout + done.stderr
+        seen.extend([done.stdout, done.stderr, events.read_text()])
+
+    (bed.shared / "LEAK").touch()  # the start fails, printing the secret
+    failed_deploy("start")
+    (bed.shared / "LEAK").unlink()
+    bed.project.write("app/BROKEN", "")  # its checks fail, the secret in every answer
+    failed_deploy("checks")
+    (bed.project.root / "app" / "BROKEN").unlink()
+    leak = bed.project.root / "leak.sh"
+    leak.write_text(f'echo "refused: $API_KEY {SECRET}" >&2; exit 1\n')
+    bed.configure_with(check=f"sh {leak}")
+    failed_deploy("proxy")
+
+    assert bed.project.current() == r1 and bed.serving() == r1
+    bed.assert_truthful()
+    meta = bed.project.target / ".deploylib"
+    seen += [(meta / "releases.jsonl").read_text(), (meta / "slots.json").read_text()]
+    assert all(SECRET not in text for text in seen)
+    assert "cannot load: API_KEY=***" in "".join(seen)  # it was there, masked
+    assert "refused:" in "".join(seen)

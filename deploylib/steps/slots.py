@@ -79,9 +79,11 @@ class Weigh(Step):
 
 @dataclass(frozen=True)
 class GoLive(Step):
-    """All of the proxy's traffic to the slot of ``ctx``, ``current`` at ``ctx.release``, and
-    ``slots`` recorded. The proxy switch comes first: it is what makes the release live (a
-    target whose proxy switch failed is still on the release it had, proxy and ``current``)."""
+    """All of the proxy's traffic to the slot of ``ctx``, ``slots`` recorded, and ``current`` at
+    ``ctx.release``. The proxy switch comes first: it is what makes the release live (a target
+    whose proxy switch failed is still on the release it had, proxy and ``current``); the record
+    follows it at once, so that it names the slot the proxy sends to even when ``current``
+    cannot be moved and the target cannot be put back either."""
 
     moves_current: ClassVar[bool] = True
 
@@ -94,8 +96,8 @@ class GoLive(Step):
         port = int(ctx.values["port"])
         return [
             proxy_operation(ctx, ((port, None),), "proxy switch"),
+            record,
             remote_release.switch_command(
                 ctx.layout, ctx.release, token, complete=not ctx.restoring
             ),
-            record,
         ]
