@@ -71,6 +71,7 @@ class SlotHost:
         self.upstream = [8001]
         self.fail: dict[str, Result] = {}
         self.sick: set[int] = set()
+        self.staged = ""
 
     def respond(self, op: Operation) -> Result | None:
         if op.description == "lock":
@@ -86,9 +87,11 @@ class SlotHost:
             return Result(0, stdout=f"ok {release}")
         if op.description in self.fail:
             return self.fail[op.description]
-        if op.description == "record slots" and isinstance(op, Command):
+        if op.description == "stage slots" and isinstance(op, Command):
             assert isinstance(op.stdin, bytes)
-            self.record_text = op.stdin.decode()
+            self.staged = op.stdin.decode()
+        elif op.description == "record slots" and isinstance(op, Command):
+            self.record_text = op.stdin.decode() if isinstance(op.stdin, bytes) else self.staged
         elif op.description == "stop":
             self.running[op.line.rsplit(" ", 1)[-1]] = None
         elif op.description == "start":
@@ -267,6 +270,31 @@ def test_a_release_the_proxy_went_to_is_never_stopped_when_it_cannot_be_put_back
     assert host.upstream == [8002] and host.running["green"] == NEW
     assert host.record.live == "green" and host.record.record("green").release == NEW
     assert "remove releases" not in [op.description for op in fleet["h1"].operations]
+
+
+def test_a_record_that_cannot_be_written_stops_nothing() -> None:
+    """A full disk: the idle slot still runs the release before (the instant rollback); the
+    deploy fails before it stops it, and the record still says so, truthfully."""
+    before = "20251231T000000Z-pr3v000"
+    host = SlotHost(
+        SlotState()
+        .started("green", before)
+        .switched("green", 0)
+        .started("blue", OLD)
+        .switched("blue", 0)
+        .as_json()
+    )
+    host.running["green"] = before
+    full = Result(1, stderr="could not write: No space left on device")
+    host.fail["stage slots"] = full
+    host.fail["record slots"] = full
+
+    outcome, fleet = deploy_to(host)
+
+    assert type(outcome) is DeployFailed, outcome
+    assert "stop" not in [op.description for op in fleet["h1"].operations]
+    assert host.running == {"blue": OLD, "green": before}
+    assert_truthful(host)
 
 
 @pytest.mark.parametrize(

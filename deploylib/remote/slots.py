@@ -104,3 +104,30 @@ def record_slots_command(layout: Layout, state: SlotState, token: str | None = N
         description="record slots",
         guard=guard_for(layout, token),
     )
+
+
+def stage_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
+    """Write ``state`` next to the slot record, not yet in its place: a slot step stages its
+    record before it changes the slot, so a record that cannot be written (a full disk)
+    changes nothing; ``commit_slots_command`` puts it in place once the slot changed."""
+    q = shlex.quote
+    path = slots_file(layout)
+    staged = q(f"{path}.next")
+    script = (
+        f"{{ mkdir -p {q(layout.meta)} && cat > {staged}; }} "
+        f"|| {{ rm -f {staged}; echo {q('could not write ' + path)} >&2; exit 1; }}"
+    )
+    return Command(
+        script,
+        stdin=(state.as_json() + "\n").encode(),
+        description="stage slots",
+        guard=guard_for(layout, token),
+    )
+
+
+def commit_slots_command(layout: Layout, token: str | None = None) -> Command:
+    """Put the record ``stage_slots_command`` wrote in place of the slot record (rename(2))."""
+    q = shlex.quote
+    path = slots_file(layout)
+    script = f"mv -f {q(path + '.next')} {q(path)}"
+    return Command(script, description="record slots", guard=guard_for(layout, token))
