@@ -176,6 +176,8 @@ class BlueGreen:
         upstream_file = self.steps.context(target).text(strategy.upstream_file)
         result = run.execute(target, remote_slots.read_upstream_command(upstream_file), "start")
         if not result.ok:
+            if result.unreachable:
+                target.connection_lost()
             raise StepFailed("start", target.name, run.summary(result), result)
         ports = remote_slots.upstream_ports(result.stdout)
         serving = [slot.name for slot in self.slots if slot.port in ports]

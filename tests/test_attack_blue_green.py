@@ -27,6 +27,7 @@ from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.config import StrategySettings
 from deploylib.hosts import Host
 from deploylib.remote.reading import render_state
+from deploylib.remote.slots import read_upstream_command, upstream_ports
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Runner
 from deploylib.slots import SlotState, parse_slots
@@ -295,6 +296,38 @@ def test_a_record_that_cannot_be_written_stops_nothing() -> None:
     assert "stop" not in [op.description for op in fleet["h1"].operations]
     assert host.running == {"blue": OLD, "green": before}
     assert_truthful(host)
+
+
+def test_hostile_release_names_in_a_record_edited_by_hand_never_reach_a_shell() -> None:
+    hostile = "$(touch /tmp/PWNED-deploylib); `id`"
+    record = json.dumps(
+        {
+            "live": "blue",
+            "slots": {
+                "blue": {"release": OLD, "idle_since": None},
+                "green": {"release": hostile, "idle_since": 0},
+            },
+        }
+    )
+    host = SlotHost(record)
+    host.running["green"] = hostile
+    outcome, fleet = deploy_to(host)
+    assert not isinstance(outcome, Exception), outcome
+    assert not any("PWNED" in op.line for op in fleet["h1"].operations)
+    assert_truthful(host)
+
+
+def test_the_upstream_file_is_read_by_a_real_shell_whatever_its_path(tmp_path: Path) -> None:
+    file = tmp_path / "nginx $(touch PWNED) 'x'" / "app;`id`.conf"
+    file.parent.mkdir()
+    file.write_text("# by hand\nserver 127.0.0.1:8002 weight=10;\n  server 127.0.0.1:8001;\n")
+    read = read_upstream_command(str(file))
+    done = subprocess.run(["sh", "-c", read.line], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and upstream_ports(done.stdout) == {8001, 8002}
+    assert not (tmp_path / "PWNED").exists()
+    missing = read_upstream_command(str(tmp_path / "none.conf"))
+    done = subprocess.run(["sh", "-c", missing.line], capture_output=True, text=True)
+    assert done.returncode == 0 and upstream_ports(done.stdout) == set()
 
 
 @pytest.mark.parametrize(
