@@ -24,7 +24,7 @@ from deploylib.fleet import Target
 from deploylib.remote import release as remote_release
 from deploylib.remote import slots as remote_slots
 from deploylib.run_state import Run
-from deploylib.slots import Slot, SlotState, slots_of
+from deploylib.slots import Slot, SlotRecord, SlotState, slots_of
 from deploylib.step_execution import StepExecution
 from deploylib.steps import Switch
 from deploylib.steps.slots import GoLive, StartOnSlot, StopSlot, Weigh
@@ -62,7 +62,12 @@ class BlueGreen:
 
     def start(self, batch: Sequence[Target], release: str) -> dict[str, BaseException]:
         """The new release on each target's idle slot; the errors by target name."""
-        return self.run.each(lambda t: self._start_on(t, self.state(t).idle(), release), batch)
+
+        def start(target: Target) -> None:
+            self._square_with_proxy(target)
+            self._start_on(target, self.state(target).idle(), release)
+
+        return self.run.each(start, batch)
 
     def weigh(self, batch: Sequence[Target], release: str, weight: int) -> dict[str, BaseException]:
         """``weight`` percent of each target's requests to the slot the new release started on,
@@ -96,6 +101,8 @@ class BlueGreen:
         (on its slot, or the free one) and checked first. ``None``: no release (a put-back on
         a target that had none): ``current`` goes, the proxy is left as it is."""
         run = self.run
+        if not restoring:
+            self._square_with_proxy(target)  # a rollback: the record may be stale
         state = self.state(target)
         if release is None:
             unset = remote_release.switch_command(run.layout, None, target.token)
@@ -125,13 +132,16 @@ class BlueGreen:
 
     def stop_unwanted(self, release: str, targets: Sequence[Target]) -> None:
         """Stop ``release`` where it was started on a slot that is not live (a failed deploy):
-        no slot keeps running a release that is removed. A failure is a warning."""
+        no slot keeps running a release that is removed. Nor is it stopped where the proxy
+        went to it and could not be put back (``current`` there, or maybe): like its directory,
+        it stays. A failure is a warning."""
         run = self.run
 
         def stop(target: Target) -> None:
             state = self.state(target)
             name = state.running(release)
-            if name is None or name == state.live:
+            live_here = target.current == release or target.uncertain
+            if name is None or name == state.live or live_here:
                 return
             target.on_slot(self.slot(name))
             stopped = state.stopped(name)
@@ -146,6 +156,68 @@ class BlueGreen:
             )
 
     # ------------------------------------------------------------------ the parts
+
+    def _square_with_proxy(self, target: Target) -> None:
+        """The slot record squared with the proxy, which is what decides where requests go:
+        no slot nginx sends requests to is ever taken for the idle one and stopped. The
+        upstream file is read; when it names another slot than the record's live one (a record
+        missing, damaged or edited by hand), the file's slot is live, running the release the
+        record gives it, else ``current`` (the two are switched together). A file that names
+        both slots (a weighted canary whose deploy was killed) is first made to name the live
+        slot alone; the other drains. While no release is current nothing serves yet, and the
+        record is taken as it is."""
+        run = self.run
+        state = self.state(target)
+        current = target.state.current
+        if current is None:
+            return
+        strategy = run.env.strategy
+        assert strategy.upstream_file
+        upstream_file = self.steps.context(target).text(strategy.upstream_file)
+        result = run.execute(target, remote_slots.read_upstream_command(upstream_file), "start")
+        if not result.ok:
+            if result.unreachable:
+                target.connection_lost()
+            raise StepFailed("start", target.name, run.summary(result), result)
+        ports = remote_slots.upstream_ports(result.stdout)
+        serving = [slot.name for slot in self.slots if slot.port in ports]
+        if not serving or serving == [state.live]:
+            return
+        slots = dict(state.slots)
+        if len(serving) == 1:
+            live = serving[0]
+            run.emit(
+                "warning",
+                f"slots.json says {state.live or 'no slot'} is live, but the proxy sends "
+                f"every request to {live}: going by the proxy",
+                host=target.name,
+            )
+        else:
+            on_current = [name for name in serving if state.record(name).release == current]
+            live = state.live or (on_current[0] if len(on_current) == 1 else "")
+            if not live:
+                raise StepFailed(
+                    "start",
+                    target.name,
+                    f"the proxy sends requests to both slots ({upstream_file}) and slots.json "
+                    "does not say which one is live: point that file at one of them",
+                )
+            other = next(name for name in serving if name != live)
+            run.emit(
+                "warning",
+                f"the proxy still shares requests between the slots (a weighted canary cut "
+                f"off): all of them to {live} first; {other} drains",
+                host=target.name,
+            )
+            servers = ((self.slot(live).port, None),)
+            self.steps.run_on(Weigh(name="proxy", servers=servers), target, current)
+            slots[other] = SlotRecord(state.record(other).release, self.now())
+        release = state.record(live).release or current
+        for name, record in state.slots.items():
+            if name != live and record.release == release:
+                slots[name] = SlotRecord(None, slots[name].idle_since)  # not on both slots
+        slots[live] = SlotRecord(release, None)
+        target.slots_recorded(SlotState(live, slots))
 
     def _start_on(
         self, target: Target, name: str, release: str, *, restoring: bool = False
@@ -164,9 +236,11 @@ class BlueGreen:
             )
             self.wait(left)
         started = state.started(name, release)
+        # recorded before it runs, as on the target: a start that fails or is cut off may have
+        # left the release running there, and a failed deploy must stop it (``stop_unwanted``)
+        target.slots_recorded(started)
         step = StartOnSlot(switch=self.switch, slots=started)
         self.steps.run_on(step, target, release, restoring=restoring)
-        target.slots_recorded(started)
 
     def _switch_to(self, target: Target, release: str, *, restoring: bool) -> None:
         """The proxy at ``target.slot``, ``current`` at ``release``, the record updated."""
@@ -176,7 +250,12 @@ class BlueGreen:
         if state.running(release) != name:
             state = state.started(name, release)
         live = state.switched(name, self.now())
-        self.steps.run_on(GoLive(slots=live), target, release, restoring=restoring)
+        try:
+            self.steps.run_on(GoLive(slots=live), target, release, restoring=restoring)
+        except BaseException:
+            if target.current == release and not target.uncertain:
+                target.slots_recorded(live)  # the proxy went there: it is live, as recorded
+            raise
         target.slots_recorded(live)
         self.run.emit(
             "slot", f"{name} (port {target.slot.port}) is live: {release}", host=target.name

@@ -177,7 +177,7 @@ def test_a_release_starts_on_the_idle_slot_is_checked_there_then_goes_live() -> 
         "start: start green on 8002",
         "check http://h1:8002/health",
     ]
-    assert order[4:] == ["proxy switch", "current", "record slots"]
+    assert order[4:] == ["proxy switch", "record slots", "current"]
 
 
 def test_an_unhealthy_release_never_takes_traffic_and_is_stopped() -> None:

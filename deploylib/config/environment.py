@@ -31,6 +31,10 @@ from deploylib.hosts import Host
 from deploylib.secrets import Redactor, Secret
 
 WEBHOOK_RE = re.compile(r"https?://\S+")
+#: the placeholders an ``upstream_file`` may hold: those that name one file per host
+UPSTREAM_PLACEHOLDERS = frozenset(
+    {"app", "env", "deploy_to", "current_path", "shared_path", "host", "host_address"}
+)
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,13 @@ def refuse_bad_slots(strategy: StrategySettings, file: str, where: str) -> None:
         raise ConfigError(
             "must be an absolute path on the hosts", file=file, key=f"{where}.upstream_file"
         )
+    try:
+        # one file per host: what nginx includes does not change with the slot or the release
+        placeholders.validate(
+            strategy.upstream_file, f"{where}.upstream_file", allowed=UPSTREAM_PLACEHOLDERS
+        )
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=file, key=f"{where}.upstream_file") from None
     for name in ("proxy_reload", "proxy_check"):
         value = getattr(strategy, name)
         if value is not None:

@@ -9,6 +9,7 @@ was (and reloads that), so the proxy never serves from a file deploylib could no
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for
 from deploylib.slots import SlotState
 
+UPSTREAM_SERVER = re.compile(r"^\s*server\s+127\.0\.0\.1:(\d{1,5})\b", re.MULTILINE)
 HEADER = "# written by deploylib for blue-green deploys: changed at every switch, do not edit"
 
 
@@ -76,6 +78,17 @@ def proxy_command(
     return Command(script, description=description, guard=guard_for(layout, token))
 
 
+def read_upstream_command(upstream_file: str) -> Command:
+    """Print the upstream file (nothing when there is none); changes nothing."""
+    script = f"cat {shlex.quote(upstream_file)} 2>/dev/null; true"
+    return Command(script, description="read upstream")
+
+
+def upstream_ports(text: str) -> set[int]:
+    """The ports of the ``server 127.0.0.1:PORT ...;`` lines of an upstream file."""
+    return {int(port) for port in UPSTREAM_SERVER.findall(text)}
+
+
 def record_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
     """Replace the slot record with ``state``, all or nothing (temporary file, rename(2))."""
     q = shlex.quote
@@ -91,3 +104,30 @@ def record_slots_command(layout: Layout, state: SlotState, token: str | None = N
         description="record slots",
         guard=guard_for(layout, token),
     )
+
+
+def stage_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
+    """Write ``state`` next to the slot record, not yet in its place: a slot step stages its
+    record before it changes the slot, so a record that cannot be written (a full disk)
+    changes nothing; ``commit_slots_command`` puts it in place once the slot changed."""
+    q = shlex.quote
+    path = slots_file(layout)
+    staged = q(f"{path}.next")
+    script = (
+        f"{{ mkdir -p {q(layout.meta)} && cat > {staged}; }} "
+        f"|| {{ rm -f {staged}; echo {q('could not write ' + path)} >&2; exit 1; }}"
+    )
+    return Command(
+        script,
+        stdin=(state.as_json() + "\n").encode(),
+        description="stage slots",
+        guard=guard_for(layout, token),
+    )
+
+
+def commit_slots_command(layout: Layout, token: str | None = None) -> Command:
+    """Put the record ``stage_slots_command`` wrote in place of the slot record (rename(2))."""
+    q = shlex.quote
+    path = slots_file(layout)
+    script = f"mv -f {q(path + '.next')} {q(path)}"
+    return Command(script, description="record slots", guard=guard_for(layout, token))

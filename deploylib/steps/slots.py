@@ -39,6 +39,18 @@ def proxy_operation(
     )
 
 
+def staged(ctx: StepContext, slots: SlotState, change: Operation) -> list[Operation]:
+    """``change`` to a slot, its record ``slots`` written first and put in place after it: a
+    record that cannot be written (a full disk) leaves the slot as it was, and a change that
+    fails leaves the record as it was."""
+    token = ctx.lock_token or None
+    return [
+        remote_slots.stage_slots_command(ctx.layout, slots, token),
+        change,
+        remote_slots.commit_slots_command(ctx.layout, token),
+    ]
+
+
 @dataclass(frozen=True)
 class StartOnSlot(Step):
     """Stop whatever runs on the slot, record that ``ctx.release`` runs there, start it."""
@@ -49,8 +61,7 @@ class StartOnSlot(Step):
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         stop, start = self.switch.slot_operations(ctx)
-        record = remote_slots.record_slots_command(ctx.layout, self.slots, ctx.lock_token or None)
-        return [stop, record, start]
+        return [*staged(ctx, self.slots, stop), start]
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,7 @@ class StopSlot(Step):
     slots: SlotState = field(default_factory=SlotState)
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        record = remote_slots.record_slots_command(ctx.layout, self.slots, ctx.lock_token or None)
-        return [self.switch.stop_operation(ctx), record]
+        return staged(ctx, self.slots, self.switch.stop_operation(ctx))
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,11 @@ class Weigh(Step):
 
 @dataclass(frozen=True)
 class GoLive(Step):
-    """All of the proxy's traffic to the slot of ``ctx``, ``current`` at ``ctx.release``, and
-    ``slots`` recorded. The proxy switch comes first: it is what makes the release live (a
-    target whose proxy switch failed is still on the release it had, proxy and ``current``)."""
+    """All of the proxy's traffic to the slot of ``ctx``, ``slots`` recorded, and ``current`` at
+    ``ctx.release``. The proxy switch comes first: it is what makes the release live (a target
+    whose proxy switch failed is still on the release it had, proxy and ``current``); the record
+    follows it at once, so that it names the slot the proxy sends to even when ``current``
+    cannot be moved and the target cannot be put back either."""
 
     moves_current: ClassVar[bool] = True
 
@@ -94,8 +106,8 @@ class GoLive(Step):
         port = int(ctx.values["port"])
         return [
             proxy_operation(ctx, ((port, None),), "proxy switch"),
+            record,
             remote_release.switch_command(
                 ctx.layout, ctx.release, token, complete=not ctx.restoring
             ),
-            record,
         ]
