@@ -173,7 +173,7 @@ class BlueGreen:
             return
         strategy = run.env.strategy
         assert strategy.upstream_file
-        upstream_file = self.steps.context(target).text(strategy.upstream_file)
+        upstream_file = self.steps.context(target).path(strategy.upstream_file)
         result = run.execute(target, remote_slots.read_upstream_command(upstream_file), "start")
         if not result.ok:
             if result.unreachable:

@@ -73,6 +73,12 @@ class StepContext:
     def shell(self, template: str) -> str:
         return placeholders.render_shell(template, self.values)
 
+    def path(self, template: str) -> str:
+        """A path from deploy.toml (already interpolated when it was loaded): placeholders
+        filled, nothing else — a ``${VAR}`` left in it (written ``$${VAR}``) stays as it is,
+        so a secret can never be filled into a path and onto a command line."""
+        return placeholders.render_text(template, self.values, None)
+
     def text(self, template: str) -> str:
         lookup = self.env.lookup or {k: reveal(v) for k, v in self.env.variables.items()}
         return placeholders.render_text(template, self.values, lookup)

@@ -59,10 +59,16 @@ def render_shell(template: str, values: Mapping[str, str]) -> str:
     return _render(template, values, shlex.quote)
 
 
-def render_text(template: str, values: Mapping[str, str], variables: Mapping[str, str]) -> str:
-    """Fill placeholders and ``${VAR}`` for text that is not a shell command (URLs, needles)."""
+def render_text(
+    template: str, values: Mapping[str, str], variables: Mapping[str, str] | None
+) -> str:
+    """Fill placeholders and ``${VAR}`` for text that is not a shell command (URLs, needles);
+    ``variables`` None fills placeholders only (``${VAR}`` stays as written)."""
+    filled = _render(template, values, lambda v: v)
+    if variables is None:
+        return filled
     # an unset ${VAR} is empty text here, as in a shell
-    return interpolation.expand(_render(template, values, lambda v: v), variables)
+    return interpolation.expand(filled, variables)
 
 
 def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str]) -> str:

@@ -446,11 +446,14 @@ class Runner:
                 f"{left} of the {budget} failures max_fail allows",
                 host=target.name,
             )
-        broken, _ = self.recovery.put_back(failed)
+        broken, unwell = self.recovery.put_back(failed)
         if broken:
             raise first
         for target in failed:
-            target.put_back_alone(run.redact(str(errors[target.name])))
+            reason = run.redact(str(errors[target.name]))
+            if target.name in unwell:
+                reason += "; back on the release it had, which fails its checks too"
+            target.put_back_alone(reason)
         return [t for t in batch if t.name not in errors]
 
     def _hook(self, template: str, batch: list[Target], what: str) -> None:
@@ -580,7 +583,15 @@ def _left_behind(run: Run, behind: list[Target]) -> DeployError:
         return DeployFailed(
             f"deploy failed on every host ({names}); each is back on the release it had", where
         )
-    back = ", ".join(f"{t.name} → {t.current or '(no release)'}" for t in behind)
+    back = ", ".join(
+        f"{t.name} → {t.current or '(no release)'}"
+        + (
+            " (which fails its checks too)"
+            if "fails its checks too" in (t.left_behind or "")
+            else ""
+        )
+        for t in behind
+    )
     return FleetInconsistent(
         f"deployed {run.release} to {len(run.targets) - len(behind)} of {len(run.targets)} "
         f"hosts; left behind within max_fail, on the release each had: {back}",

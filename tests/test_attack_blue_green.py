@@ -33,9 +33,9 @@ from deploylib.runner import Runner
 from deploylib.slots import SlotState, parse_slots
 from deploylib.testing import TOKEN, FakeFleet, deploy_with_fakes, environment
 from tests.conftest import Project, start_cli
-from tests.test_blue_green import TOML, Slots, closed_within, event_of, upstream_servers
 from tests.testbed.load import Load, free_port
 from tests.testbed.nginx import nginx
+from tests.testbed.slots import TOML, Slots, closed_within, event_of, upstream_servers
 
 OLD = "20260101T000000Z-0ld0000"
 NEW = "20260102T030405Z-abc1234"  # the release id of a fake deploy

@@ -190,3 +190,25 @@ def test_an_unhealthy_release_never_takes_traffic_and_is_stopped() -> None:
         "stop: stop green",
         "record slots",
     ]
+
+
+def test_a_variable_left_in_the_upstream_path_is_never_filled_with_a_secret() -> None:
+    """``$${TOKEN}`` in deploy.toml is a literal ``${TOKEN}`` by the time the strategy reads
+    it: the path keeps it as written, and the secret reaches no command line."""
+    from deploylib.secrets import Secret
+
+    secret = "upstream-s3cret-value"
+    strategy = STRATEGY.model_copy(update={"upstream_file": "/etc/nginx/${TOKEN}.conf"})
+    env = environment(
+        hosts=[Host("h1", "h1")], strategy=strategy, variables={"TOKEN": Secret(secret)}
+    )
+    fleet = FakeFleet()
+    outcome, _ = deploy_with_fakes(env, SLOT_PIPELINE_FOR_SECRETS, fleet)
+    assert not isinstance(outcome, Exception), outcome
+    lines = [op.line for op in fleet["h1"].operations]
+    proxy = [line for line in lines if ".conf.deploylib.tmp" in line]
+    assert proxy and "'/etc/nginx/${TOKEN}.conf'" in proxy[0]
+    assert not any(secret in line for line in lines)
+
+
+SLOT_PIPELINE_FOR_SECRETS = PIPELINE

@@ -11,6 +11,7 @@ from deploylib import DeployFailed, FleetInconsistent, Pipeline, build, http, pu
 from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.config import StrategySettings
 from deploylib.hosts import Host
+from deploylib.remote.reading import render_state
 from deploylib.strategies import Canary, Rolling, count_of
 from deploylib.testing import FakeFleet, deploy_with_fakes, environment
 from tests.conftest import Project
@@ -322,3 +323,23 @@ def test_max_fail_is_for_rolling(project: Project) -> None:
     done = project.cli("deploy", "--env", "dev")
     assert done.returncode == 2
     assert "environments.dev.strategy.max_fail" in done.stdout + done.stderr
+
+
+def test_a_host_left_behind_whose_old_release_fails_too_is_said_to() -> None:
+    old = "20260101T000000Z-0ld0000"
+    fleet = FakeFleet()
+
+    def sick(op: Operation) -> Result | None:
+        if isinstance(op, Command) and op.description == "lock":
+            entry = {"event": "deploy", "outcome": "success", "release": old, "current": old}
+            return Result(0, render_state(current=old, releases=[old], log=[entry]))
+        return Result(1, stderr="unhealthy") if isinstance(op, Probe) else None
+
+    fleet["h3"].respond(sick)
+    env = environment(
+        hosts=[Host(h, h) for h in HOSTS],
+        strategy=StrategySettings(kind="rolling", batch=2, max_fail=1),
+    )
+    outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
+    assert isinstance(outcome, FleetInconsistent)
+    assert f"h3 → {old} (which fails its checks too)" in str(outcome)

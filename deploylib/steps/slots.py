@@ -30,7 +30,7 @@ def proxy_operation(
     assert strategy.upstream_file
     return remote_slots.proxy_command(
         ctx.layout,
-        ctx.text(strategy.upstream_file),
+        ctx.path(strategy.upstream_file),
         servers,
         check=ctx.shell(strategy.proxy_check or DEFAULT_CHECK),
         reload=ctx.shell(strategy.proxy_reload or DEFAULT_RELOAD),
