@@ -137,23 +137,18 @@ def main() -> None:
                 floor: list[float] = []
                 nolog: list[float] = []
                 connections: list[float] = []
+
+                def deploy(env: str, revision: str) -> float:
+                    argv = [sys.executable, "-m", "deploylib", "deploy", "--env", env]
+                    return timed([*argv, "--revision", revision], project)
+
                 for run in range(args.runs):
+                    # every other run the deploy without the log goes first: what comes first
+                    # after the pause must not always be the same one
+                    if args.log_cost and run % 2:
+                        nolog.append(deploy(f"n{size}nolog", f"q{run}"))
                     before = [h.connections() for h in members]
-                    ours.append(
-                        timed(
-                            [
-                                sys.executable,
-                                "-m",
-                                "deploylib",
-                                "deploy",
-                                "--env",
-                                f"n{size}",
-                                "--revision",
-                                f"r{run}",
-                            ],
-                            project,
-                        )
-                    )
+                    ours.append(deploy(f"n{size}", f"r{run}"))
                     after = [h.connections() for h in members]
                     connections.append(
                         statistics.mean(a - b for a, b in zip(after, before, strict=True))
@@ -173,22 +168,8 @@ def main() -> None:
                             project,
                         )
                     )
-                    if args.log_cost:
-                        nolog.append(
-                            timed(
-                                [
-                                    sys.executable,
-                                    "-m",
-                                    "deploylib",
-                                    "deploy",
-                                    "--env",
-                                    f"n{size}nolog",
-                                    "--revision",
-                                    f"q{run}",
-                                ],
-                                project,
-                            )
-                        )
+                    if args.log_cost and not run % 2:
+                        nolog.append(deploy(f"n{size}nolog", f"q{run}"))
                     time.sleep(1.05)  # a new second: a new release id
                 results[size] = statistics.median(ours)
                 print(
