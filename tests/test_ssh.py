@@ -524,3 +524,20 @@ def test_rolling_switches_at_most_a_batch_at_once_and_leaves_a_sick_host_behind(
     assert most == 2
     order = [r["host"] for r in records if r["event"] == "step.start" and r.get("step") == "switch"]
     assert order[:2] == ["h1", "h2"] and sorted(order) == ["h1", "h2", "h3", "h4", "h5"]
+
+
+def test_verbose_streams_every_hosts_output_over_ssh_with_host_and_step(
+    fleet_of: FleetOf,
+) -> None:
+    fleet = fleet_of(2)
+    fleet.project.write(".env", "TOKEN=ssh-stream-secret-1\n")
+    fleet.edit_pipeline(
+        'run("test ! -e FAIL_PREPARE", cwd="{release_path}")',
+        'run("echo on {host}; echo token $TOKEN >&2", name="talk")',
+    )
+    result = fleet.project.cli("deploy", "--env", "fleet", "--verbose")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("h1", "h2"):
+        assert f"{name} talk | on {name}" in result.stdout
+        assert f"{name} talk | token ***" in result.stdout
+    assert "ssh-stream-secret-1" not in result.stdout + result.stderr
