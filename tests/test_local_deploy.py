@@ -13,7 +13,7 @@ import pytest
 from dotenv import dotenv_values
 
 from deploylib import DeployFailed, LockHeld
-from tests.conftest import BASIC_PIPELINE, Project
+from tests.conftest import BASIC_PIPELINE, Project, start_cli
 
 
 def test_deploy_creates_the_layout(project: Project) -> None:
@@ -463,3 +463,23 @@ def test_dry_run_never_shows_a_secret(project: Project) -> None:
     assert result.returncode == 0, result.stderr
     assert "API_TOKEN=***" in result.stdout and "<stdin: *** (secret)>" in result.stdout
     assert secret not in result.stdout + result.stderr
+
+
+def test_ctrl_c_while_waiting_for_a_lock_leaves_the_holder_alone(project: Project) -> None:
+    first = project.start_slow_deploy(6)
+    second = start_cli(project.root, "deploy", "--env", "dev", "--lock-wait", "60")
+    assert second.stdout is not None
+    seen = []
+    for line in second.stdout:
+        seen.append(line)
+        if "waiting for the deploy lock" in line:
+            break
+    second.send_signal(signal.SIGINT)
+    out, err = second.communicate(timeout=30)
+    assert second.returncode != 0, "".join(seen) + out + err
+    assert "interrupted" in "".join(seen) + out + err
+    # the deploy holding the lock was not disturbed, and nothing of the second is left
+    done_out, done_err = first.communicate(timeout=60)
+    assert first.returncode == 0, done_out + done_err
+    assert [e["outcome"] for e in project.log()] == ["success"]
+    assert not (project.target / ".deploylib" / "lock").exists()
