@@ -70,14 +70,21 @@ def test_old_logs_go_and_log_dir_may_be_elsewhere_or_nowhere(project: Project) -
     assert len(logs_of(project)) == 2
 
     elsewhere = project.root.parent / "deploy-logs"
+    elsewhere.mkdir()
+    theirs = [elsewhere / "syslog.log", elsewhere / "20200101T000000Z-app.log"]
+    for path in theirs:
+        path.write_text("not deploylib's\n")
     project.write(
         "deploy.toml",
         BASIC_TOML.replace(
-            'deploy_to = "target"', f'deploy_to = "target"\nlog_dir = "{elsewhere}"'
+            'deploy_to = "target"', f'deploy_to = "target"\nlog_dir = "{elsewhere}"\nkeep_logs = 2'
         ),
     )
     assert project.cli("deploy", "--env", "dev").returncode == 0
     assert len(list(elsewhere.glob("*-dev-deploy-*.log"))) == 1
+    for _ in range(2):  # beyond keep_logs: only deploylib's own logs go
+        assert project.cli("deploy", "--env", "dev").returncode == 0
+    assert all(path.read_text() == "not deploylib's\n" for path in theirs)
 
     project.write(
         "deploy.toml",
@@ -85,7 +92,7 @@ def test_old_logs_go_and_log_dir_may_be_elsewhere_or_nowhere(project: Project) -
     )
     quiet = project.cli("deploy", "--env", "dev")
     assert quiet.returncode == 0 and "log:" not in quiet.stderr
-    assert len(list(elsewhere.glob("*.log"))) == 1 and len(logs_of(project)) == 2
+    assert len(list(elsewhere.glob("*-dev-deploy-*.log"))) == 2 and len(logs_of(project)) == 2
 
 
 def test_a_log_that_cannot_be_written_is_a_warning_not_a_failure(project: Project) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import threading
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploylib.reporting.events import Event
+
+#: the name of a log this reporter writes
+NAME = re.compile(r"\d{8}T\d{6}\.\d{3}Z-[A-Za-z0-9_-]+-(deploy|rollback|dry-run)-[0-9a-f]{6}\.log")
 
 #: events that end a run: the log is complete once one of them is written
 ENDINGS = frozenset(
@@ -60,8 +64,12 @@ class LogFileReporter:
                 self.prune()
 
     def prune(self) -> list[Path]:
-        """Remove the oldest logs beyond ``keep`` (by name: they start with their time)."""
-        logs = sorted(p for p in self.directory.glob("*.log") if p.is_file())
+        """Remove the oldest of deploylib's logs beyond ``keep`` (by name: they start with
+        their time). Only files named as deploylib names them: a ``log_dir`` shared with other
+        files (``/var/log``) loses none of them."""
+        logs = sorted(
+            p for p in self.directory.glob("*.log") if NAME.fullmatch(p.name) and p.is_file()
+        )
         gone = [p for p in logs[: max(0, len(logs) - self.keep)] if p != self.path]
         for path in gone:
             path.unlink(missing_ok=True)
