@@ -74,6 +74,12 @@ class Pipeline:
             post=tuple(after),
         )
 
+    @property
+    def image(self) -> str:
+        """The ``build(image=...)`` template: the release's artifact is a container image
+        ("": a tarball)."""
+        return next((s.image for s in self.flat() if isinstance(s, Build) and s.image), "")
+
     def revert_step(self) -> Rollback:
         """How a target goes back: the ``rollback`` step from ``on_failure``, with the switch
         step's restart unless it names its own."""
@@ -176,6 +182,7 @@ def rehearse(
             artifact_bytes=1,
             lock_token="0" * 16,
             extra=slot,
+            image=pipeline.image,
         )
         for each in every:
             if (each.placement == "local") != (index == 0):  # local steps: this machine

@@ -102,7 +102,9 @@ def clean_up(run: Run) -> dict[str, list[str]]:
         doomed = state.removable(run.env.keep_releases)
         removed[target.name] = doomed
         if doomed:
-            command = remote_release.remove_release_command(run.layout, doomed, target.token)
+            command = remote_release.remove_release_command(
+                run.layout, doomed, target.token, app=run.env.app
+            )
             result = run.execute(target, command, "cleanup")
             if not result.ok:
                 raise StepFailed("cleanup", target.name, run.summary(result), result)

@@ -99,6 +99,10 @@ class Run:
     artifact: str = ""
     #: bytes a release of the artifact needs on a target (0: unknown)
     artifact_bytes: int = 0
+    #: the pipeline's ``build(image=...)`` template ("": the artifact is a tarball)
+    image: str = ""
+    #: the digest the registry gave the deploy's image, once pushed
+    image_digest: str = ""
     #: the token of this run's locks
     lock_token: str = ""
     targets: list[Target] = field(default_factory=list)
