@@ -242,3 +242,51 @@ def test_a_pull_that_fails_switches_nobody(bed: Containers) -> None:
     assert bed.project.release_dirs() == before  # the unfinished release was removed
     assert bed.container_id("green") is None and bed.daemon.running("demo-blue")
     assert answer(bed.ports["blue"], "/health").strip() == f"ok {r1}"
+
+
+def test_cleanup_removes_old_images_and_stopped_containers_never_live_or_idle_ones(
+    bed: Containers,
+) -> None:
+    bed.configure(keep=1)
+    tags = bed.daemon.images
+    repository = f"{bed.registry.address}/demo"
+    made = []
+    for _ in range(2):
+        done = bed.cli("deploy")
+        assert done.returncode == 0, done.stdout + done.stderr
+        made.append(bed.project.current())
+    r1, r2 = made
+    # nothing beyond the rollback target (r1, idle on blue) and current (r2, live on green)
+    assert {r1, r2} <= tags(repository) and bed.project.release_dirs() == {r1, r2}
+    # a stopped container of r1, as a crash would leave it
+    bed.daemon.docker(
+        "create",
+        "--name",
+        "stale",
+        "--label",
+        "deploylib.app=demo",
+        "--label",
+        f"deploylib.release={r1}",
+        f"{repository}:{r1}",
+    )
+
+    third = bed.cli("deploy")
+
+    assert third.returncode == 0, third.stdout + third.stderr
+    r3 = bed.project.current()
+    assert bed.project.release_dirs() == {r2, r3}
+    assert r1 not in tags(repository) and {r2, r3} <= tags(repository)
+    assert bed.daemon.containers(f"label=deploylib.release={r1}") == []
+    assert bed.daemon.running("demo-blue") and bed.daemon.running("demo-green")  # r3 and r2
+    assert bed.labels("green")["deploylib.release"] == r2
+
+    fourth = bed.cli("deploy")
+
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    r4 = bed.project.current()
+    assert bed.project.release_dirs() == {r3, r4}
+    assert r2 not in tags(repository) and {r3, r4} <= tags(repository)
+    assert bed.labels("blue")["deploylib.release"] == r3  # the rollback target, still running
+    back = bed.cli("rollback")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert bed.serving() == r3

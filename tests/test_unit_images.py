@@ -153,3 +153,20 @@ def test_references_and_digests() -> None:
     assert images.digest_from(out, "reg:5000/app:r1") == DIGEST
     with pytest.raises(ValueError, match="line break"):
         images.docker_env_text({"A": "two\nlines"})
+
+
+def test_cleanup_removes_a_releases_stopped_containers_and_image_only_where_it_ran_one() -> None:
+    from deploylib.remote.layout import Layout
+    from deploylib.remote.release import remove_release_command
+
+    release = "20260301T000000Z-abc1234"
+    script = remove_release_command(Layout("/srv/app"), [release], app="app").script
+    image_file = f"/srv/app/releases/{release}/IMAGE"
+    assert f"if [ -f {image_file} ]; then image=$(head -n 1 {image_file}); " in script
+    assert (
+        f"docker ps -aq --filter label=deploylib.app=app --filter label=deploylib.release={release}"
+        " --filter status=exited --filter status=created --filter status=dead"
+    ) in script
+    assert 'docker image rm "$image" >/dev/null 2>&1 ' in script  # never forced
+    assert script.index("docker image rm") < script.index(f"rm -rf -- /srv/app/releases/{release}")
+    assert "docker" not in remove_release_command(Layout("/srv/app"), [release]).script
