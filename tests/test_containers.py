@@ -8,6 +8,7 @@ Requests go through nginx the whole time, a fresh connection each, and none may 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -78,6 +79,8 @@ class Containers:
         self.registry = reg
         self.proxy = proxy
         self.ports = {"blue": blue, "green": green}
+        #: more of the deploylib program's environment
+        self.env: dict[str, str] = {}
         self.project.write("app/Dockerfile", DOCKERFILE)
         self.project.write(".env", 'GREETING="hello from the env file"\n')
         self.pipeline()
@@ -101,7 +104,8 @@ class Containers:
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.project.cli(*args, "--env", "dev", env=self.daemon.env, timeout=300)
+        env = {**self.daemon.env, **self.env}
+        return self.project.cli(*args, "--env", "dev", env=env, timeout=300)
 
     def record(self) -> dict[str, object]:
         path = self.project.target / ".deploylib" / "slots.json"
@@ -134,20 +138,23 @@ def daemon() -> Iterator[Dockerd]:
         yield made
 
 
-@pytest.fixture
-def reg(tmp_path: Path, daemon: Dockerd) -> Iterator[Registry]:
-    with registry(tmp_path / "registry") as made:
-        yield made
-
-
-@pytest.fixture
-def bed(tmp_path: Path, daemon: Dockerd, reg: Registry) -> Iterator[Containers]:
+@contextlib.contextmanager
+def containers_bed(
+    root: Path, daemon: Dockerd, users: dict[str, str] | None = None
+) -> Iterator[Containers]:
+    """A registry (behind basic auth with ``users``), nginx, and a project in ``root``."""
     blue, green = free_port(), free_port()
-    with nginx(tmp_path, blue) as proxy:
+    with registry(root / "registry", users) as reg, nginx(root, blue) as proxy:
         try:
-            yield Containers(tmp_path / "proj", daemon, reg, proxy, blue, green)
+            yield Containers(root / "proj", daemon, reg, proxy, blue, green)
         finally:
             daemon.remove_all_containers()
+
+
+@pytest.fixture
+def bed(tmp_path: Path, daemon: Dockerd) -> Iterator[Containers]:
+    with containers_bed(tmp_path, daemon) as made:
+        yield made
 
 
 def test_images_deploy_roll_back_and_fail_on_slots_without_a_failed_request(
@@ -290,3 +297,39 @@ def test_cleanup_removes_old_images_and_stopped_containers_never_live_or_idle_on
     back = bed.cli("rollback")
     assert back.returncode == 0, back.stdout + back.stderr
     assert bed.serving() == r3
+
+
+def test_registry_credentials_from_the_env_file_log_in_by_stdin_and_out_at_the_end(
+    tmp_path: Path, daemon: Dockerd
+) -> None:
+    password = "pw-4f9c1e-never-printed"
+    with containers_bed(tmp_path, daemon, users={"robot": password}) as bed:
+        docker_config = tmp_path / "docker-config"
+        docker_config.mkdir()
+        bed.env["DOCKER_CONFIG"] = str(docker_config)
+        assert bed.registry.status() == 401
+        # without credentials the registry refuses the push: no host is touched
+        refused = bed.cli("deploy")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "no basic auth credentials; nothing was changed" in refused.stdout
+        assert bed.project.current() is None and bed.project.release_dirs() == set()
+
+        bed.project.write(
+            ".env",
+            f'GREETING="hi"\nREGISTRY_USERNAME="robot"\nREGISTRY_PASSWORD="{password}"\n',
+        )
+        done = bed.cli("deploy", "--verbose")
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        r1 = bed.project.current()
+        assert r1 and bed.serving() == r1 and r1 in bed.registry.tags("demo")
+        # logged out again: no credentials stay in docker's config
+        config = docker_config / "config.json"
+        auths = json.loads(config.read_text()).get("auths", {}) if config.exists() else {}
+        assert bed.registry.address not in auths
+        # the password never shows: not in the output, the run's log, or a release's files
+        logs = [p.read_text() for p in (bed.project.root / ".deploylib").rglob("*.log")]
+        assert logs and all(password not in text for text in [done.stdout, done.stderr, *logs])
+        env_docker = bed.project.target / "releases" / r1 / ".env.docker"
+        assert "REGISTRY" not in env_docker.read_text()
+        assert get(bed.proxy.port, "/greeting").strip() == "hi"
