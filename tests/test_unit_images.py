@@ -5,6 +5,7 @@ an argv word, the registry's password only ever on stdin."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,45 @@ def test_cleanup_removes_a_releases_stopped_containers_and_image_only_where_it_r
     assert 'docker image rm "$image" >/dev/null 2>&1 ' in script  # never forced
     assert script.index("docker image rm") < script.index(f"rm -rf -- /srv/app/releases/{release}")
     assert "docker" not in remove_release_command(Layout("/srv/app"), [release]).script
+
+
+def test_a_pull_failing_on_one_host_switches_none_and_removes_the_release_everywhere() -> None:
+    fleet = FakeFleet()
+    fleet.controller.respond(pushed)
+    fleet["web2"].fail_when("docker pull", stderr="connection refused")
+    env = environment(registry="127.0.0.1:5000", strategy=BG, hosts=["web1", "web2"])
+    error, _ = deploy_with_fakes(env, pipeline(), fleet)
+    assert not isinstance(error, Outcome) and error.exit_code == 1
+    for name in ("web1", "web2"):
+        done = [c.description for c in fleet[name].commands]
+        assert "start" not in done and "switch" not in done
+        assert "remove releases" in done  # the unfinished release dir goes
+
+
+def test_a_variable_docker_cannot_take_is_refused_before_any_host_is_contacted() -> None:
+    fleet = FakeFleet()
+    fleet.controller.respond(pushed)
+    env = environment(registry="127.0.0.1:5000", strategy=BG, variables={"KEY": "a\nb"})
+    error, _ = deploy_with_fakes(env, pipeline(), fleet)
+    assert not isinstance(error, Outcome) and error.exit_code == 2
+    assert "KEY holds a line break" in str(error)
+    assert not fleet["local"].operations and not fleet.controller.operations
+
+
+def test_registry_is_a_setting_at_the_top_or_per_environment(tmp_path: Path) -> None:
+    from deploylib.config import load_environment
+
+    (tmp_path / "deploy.toml").write_text(
+        'app = "a"\ndeploy_to = "/srv/a"\nregistry = "reg.example:5000"\n'
+        '[environments.one]\nhosts = ["local"]\n'
+        '[environments.two]\nhosts = ["local"]\nregistry = "other.example/team"\n'
+    )
+    assert load_environment(tmp_path / "deploy.toml", "one").registry == "reg.example:5000"
+    assert load_environment(tmp_path / "deploy.toml", "two").registry == "other.example/team"
+    for bad in ("http://reg.example", "reg.example:5000;id", "-reg", "reg example"):
+        (tmp_path / "deploy.toml").write_text(
+            f'app = "a"\ndeploy_to = "/srv/a"\nregistry = "{bad}"\n'
+            '[environments.one]\nhosts = ["local"]\n'
+        )
+        with pytest.raises(ConfigError, match="registry"):
+            load_environment(tmp_path / "deploy.toml", "one")
