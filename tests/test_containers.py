@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow
 DOCKERFILE = """\
 FROM deploylib-base:1
 ARG RELEASE
+ARG NOTE
 COPY . /src
-RUN mkdir -p /www && echo "release $RELEASE" > /www/index.html \\
+RUN mkdir -p /www && echo "release $RELEASE" > /www/index.html && echo "$NOTE" > /www/note \\
     && (test -e /src/BROKEN || echo "ok $RELEASE" > /www/health)
 CMD ["sh", "-c", "echo \\"$GREETING\\" > /www/greeting; exec httpd -f -p 127.0.0.1:$PORT -h /www"]
 """
@@ -38,7 +39,11 @@ from deploylib import Pipeline, build, http, push, run, verify
 from deploylib.recipes import container
 
 pipeline = Pipeline(
-    build(image="{{app}}:{{release}}", context="app", build_args={{"RELEASE": "{{release}}"}}),
+    build(
+        image="{{app}}:{{release}}",
+        context="app",
+        build_args={{"RELEASE": "{{release}}", "NOTE": {hostile!r}}},
+    ),
     push({push_hooks}),
     container(args=["--init"], stop_timeout=5),
     verify(
@@ -87,7 +92,18 @@ class Containers:
         self.configure()
 
     def pipeline(self, push_hooks: str = "") -> None:
-        self.project.write("pipelines/web.py", PIPELINE.format(push_hooks=push_hooks))
+        self.project.write(
+            "pipelines/web.py", PIPELINE.format(push_hooks=push_hooks, hostile=self.hostile)
+        )
+
+    @property
+    def pwned(self) -> Path:
+        return self.project.root / "PWNED"
+
+    @property
+    def hostile(self) -> str:
+        """A build argument a shell would run: it must reach docker as one word."""
+        return f"$(touch {self.pwned}) `touch {self.pwned}`; touch {self.pwned}"
 
     def configure(self, keep: int = 5) -> None:
         self.project.write(
@@ -164,6 +180,8 @@ def test_images_deploy_roll_back_and_fail_on_slots_without_a_failed_request(
     assert first.returncode == 0, first.stdout + first.stderr
     r1 = bed.project.current()
     assert r1 and bed.serving() == r1
+    assert not bed.pwned.exists()  # the hostile build argument was one argv word
+    assert get(bed.proxy.port, "/note").strip() == bed.hostile  # and arrived as it was
     ref = f"{bed.registry.address}/demo:{r1}"
     revision = bed.revision(r1)
     assert revision[0].split()[0] == r1 and revision[1] == f"image {ref}"

@@ -153,7 +153,21 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount what dockerd left mounted under ``root`` (its default network namespace's
+    ``nsfs``, overlays of a killed daemon), deepest first, so the directory can go."""
+    prefix = f"{root}/"
+    mounts = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(prefix)
+    ]
+    for point in sorted(set(mounts), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
 
 
 @contextlib.contextmanager
