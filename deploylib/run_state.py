@@ -103,6 +103,8 @@ class Run:
     image: str = ""
     #: the digest the registry gave the deploy's image, once pushed
     image_digest: str = ""
+    #: the deploy's image reference, once pushed (for the release log)
+    image_ref: str = ""
     #: the token of this run's locks
     lock_token: str = ""
     targets: list[Target] = field(default_factory=list)

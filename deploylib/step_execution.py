@@ -59,6 +59,7 @@ class StepExecution:
             if not isinstance(ship, Push):
                 continue
             ctx = self.context(self.controller)
+            run.image_ref = ctx.values["image"]
             for op in ship.controller_operations(ctx):
                 result = run.execute(self.controller, op, "push")
                 if not result.ok:

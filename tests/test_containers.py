@@ -248,6 +248,17 @@ def test_images_deploy_roll_back_and_fail_on_slots_without_a_failed_request(
     assert status.returncode == 0, status.stdout + status.stderr
     [row] = json.loads(status.stdout)
     assert row["current"] == r1 and row["slots"]["live"] == "blue"
+    assert row["image"] == f"{bed.registry.address}/demo:{r1}"
+    history = bed.cli("releases", "--json")
+    assert history.returncode == 0, history.stdout + history.stderr
+    deployed = [r for r in json.loads(history.stdout) if r["event"] == "deploy"]
+    assert [r["image"].rsplit(":", 1)[1] for r in deployed if r["outcome"] == "success"] == [
+        r1,
+        r2,
+        r3,
+    ]
+    log = bed.project.log()
+    assert all(str(e["digest"]).startswith("sha256:") for e in log if e.get("image"))
 
 
 def test_a_pull_that_fails_switches_nobody(bed: Containers) -> None:
