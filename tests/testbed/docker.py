@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.load import free_port, get
+from tests.testbed.load import free_port
 
 DOCKERD = "/usr/sbin/dockerd"
 REGISTRY = "/usr/bin/docker-registry"
@@ -58,15 +58,24 @@ def wait_for(ready: object, what: str, timeout: float, log: Path) -> None:
         time.sleep(0.05)
 
 
-def answer(port: int, path: str, timeout: float = 30) -> str:
-    """The body of a GET of ``path`` on 127.0.0.1:``port``, waited for until it answers 200."""
+def answer(port: int, path: str, timeout: float = 30, host: str = "127.0.0.1") -> str:
+    """The body of a GET of ``path`` on ``host``:``port`` (loopback, or a test host's address),
+    waited for until it answers 200."""
     end = time.monotonic() + timeout
     while True:
+        connection = http.client.HTTPConnection(host, port, timeout=5)
         try:
-            return get(port, path)
-        except (OSError, AssertionError, http.client.HTTPException):
-            assert time.monotonic() < end, f"nothing answered on port {port} within {timeout:g} s"
-            time.sleep(0.05)
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read().decode()
+            if response.status == 200:
+                return body
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        assert time.monotonic() < end, f"{host}:{port}{path} never answered 200 in {timeout:g} s"
+        time.sleep(0.05)
 
 
 @dataclass
@@ -170,15 +179,30 @@ def unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
 
 
+def state_dir() -> Path:
+    """A fresh temp dir for a dockerd's state (a short path: its sockets live there)."""
+    return Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))
+
+
+#: what runs dockerd inside a test host's network namespace: cgroup2 mounted in its own mount
+#: namespace first (without it: "Devices cgroup isn't mounted")
+IN_NAMESPACE = 'mount -t cgroup2 none /sys/fs/cgroup && exec "$0" "$@"'
+
+
 @contextlib.contextmanager
-def dockerd(extra: Sequence[str] = ()) -> Iterator[Dockerd]:
-    """A dockerd whose state is in a fresh temp dir (a short path: sockets live there)."""
+def dockerd(
+    extra: Sequence[str] = (), *, root: Path | None = None, namespace: str | None = None
+) -> Iterator[Dockerd]:
+    """A dockerd whose state is in ``root`` (default: a fresh ``state_dir()``), in this
+    machine's network namespace or in ``namespace`` (a test host's)."""
     reason = missing()
     if reason:
         pytest.skip(reason)
-    root = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))
+    root = root or state_dir()
     log = root / "dockerd.log"
+    inside = ["ip", "netns", "exec", namespace, "sh", "-c", IN_NAMESPACE] if namespace else []
     argv = [
+        *inside,
         DOCKERD,
         "--data-root",
         str(root / "data"),
@@ -221,7 +245,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: {host}:{port}
 {auth}"""
 
 AUTH = """\
@@ -240,17 +264,19 @@ class Registry:
     port: int
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
+    #: the address it listens on: loopback, or a test bridge's for hosts in namespaces
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
         return self.root / "registry.log"
 
     def status(self, path: str = "/v2/") -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         try:
             connection.request("GET", path)
             return connection.getresponse().status
@@ -263,7 +289,7 @@ class Registry:
         import base64
         import json
 
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         headers = {}
         if self.users:
             user, password = next(iter(self.users.items()))
@@ -291,7 +317,9 @@ class Registry:
             (self.root / "htpasswd").write_text("".join(lines))
             auth = AUTH.format(root=self.root)
         config = self.root / "config.yml"
-        config.write_text(REGISTRY_CONFIG.format(root=self.root, port=self.port, auth=auth))
+        config.write_text(
+            REGISTRY_CONFIG.format(root=self.root, host=self.host, port=self.port, auth=auth)
+        )
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [REGISTRY, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
@@ -315,13 +343,16 @@ class Registry:
 
 
 @contextlib.contextmanager
-def registry(root: Path, users: dict[str, str] | None = None) -> Iterator[Registry]:
-    """A registry in ``root`` on a free loopback port (basic auth when ``users`` are given)."""
+def registry(
+    root: Path, users: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[Registry]:
+    """A registry in ``root`` on a free port of ``host`` (loopback, or a test bridge's address),
+    behind basic auth when ``users`` are given."""
     reason = missing()
     if reason:
         pytest.skip(reason)
     root.mkdir(parents=True, exist_ok=True)
-    made = Registry(root, free_port(), users=dict(users or {}))
+    made = Registry(root, free_port(), users=dict(users or {}), host=host)
     try:
         made.start()
         yield made
