@@ -213,3 +213,18 @@ def test_registry_is_a_setting_at_the_top_or_per_environment(tmp_path: Path) -> 
         )
         with pytest.raises(ConfigError, match="registry"):
             load_environment(tmp_path / "deploy.toml", "one")
+
+
+def test_an_image_needs_a_registry_and_image_needs_an_image_build() -> None:
+    fleet = FakeFleet()
+    error, _ = deploy_with_fakes(environment(strategy=BG), pipeline(), fleet)
+    assert not isinstance(error, Outcome) and error.exit_code == 2
+    assert 'registry = "host:port"' in str(error)
+    named = Pipeline(build(image="reg.example:5000/{app}:{release}"), push(), container())
+    error, _ = deploy_with_fakes(environment(strategy=BG), named, FakeFleet())
+    assert isinstance(error, Outcome), error  # the image names its registry itself
+    tarball = Pipeline(build("tar -czf {artifact} ."), push(), container())
+    error, _ = deploy_with_fakes(environment(registry="r.example", strategy=BG), tarball, fleet)
+    assert not isinstance(error, Outcome) and error.exit_code == 2
+    assert "{image} is the release's container image" in str(error)
+    assert not fleet["local"].operations
