@@ -238,6 +238,9 @@ def test_images_deploy_roll_back_and_fail_on_slots_without_a_failed_request(
         assert bed.serving() == r1 and bed.project.current() == r1
         assert bed.record()["live"] == "blue"
         assert bed.container_id("green") is None  # the unhealthy release was stopped
+        sick = str(bed.project.log()[-1]["release"])
+        assert sick not in {r1, r2, r3} and sick not in bed.project.release_dirs()
+        assert sick not in bed.daemon.images(f"{bed.registry.address}/demo")  # its image went
         load.wait_for_answers(10)
 
     assert load.failures == [], load.failures[:5]
