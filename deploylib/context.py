@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from deploylib import placeholders
 from deploylib.commands import Command
+from deploylib.errors import ConfigError
 from deploylib.hosts import Host
 from deploylib.locks import INHERITED_LOCK
+from deploylib.remote import images
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret, reveal
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from deploylib.config import Environment
 
 LOOPBACK = "127.0.0.1"
+#: the env-file variables that hold the registry's credentials (docs/containers.md)
+REGISTRY_USERNAME, REGISTRY_PASSWORD = "REGISTRY_USERNAME", "REGISTRY_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class StepContext:
     #: the token of the lock held on this target: its commands run only while it is held
     #: ("" on this machine, which is not locked)
     guard_token: str = ""
+    #: the pipeline's ``build(image=...)`` template ("": the artifact is a tarball)
+    image: str = ""
+    #: the digest the registry gave the deploy's image ("": not pushed, or a dry run)
+    image_digest: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -68,7 +76,30 @@ class StepContext:
             "artifact": self.artifact,
         }
         values.update(self.extra or {})
+        if self.image:
+            values["image"] = self.image_reference(values)
         return values
+
+    def image_reference(self, values: dict[str, str]) -> str:
+        """The release's image: the ``build(image=...)`` template filled for this release (a
+        rollback's too), in the environment's registry."""
+        filled = placeholders.render_text(self.image, values, None)
+        try:
+            return images.reference(filled, self.env.registry)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="build(image=...)") from None
+
+    def registry_login(self) -> images.Login | None:
+        """The registry's credentials, when the env files hold both ``REGISTRY_USERNAME`` and
+        ``REGISTRY_PASSWORD`` (None otherwise: the registry takes anyone)."""
+        user = self.env.variables.get(REGISTRY_USERNAME)
+        password = self.env.variables.get(REGISTRY_PASSWORD)
+        if user is None or password is None:
+            return None
+        registry = images.registry_of(self.values["image"]) or ""
+        return images.Login(
+            registry, user, password if isinstance(password, Secret) else Secret(password)
+        )
 
     def shell(self, template: str) -> str:
         return placeholders.render_shell(template, self.values)

@@ -92,6 +92,8 @@ def status_rows(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]
                 "deployed_by": entry.get("user") if entry else None,
                 "deployed_from": entry.get("controller") if entry else None,
                 "took": entry.get("seconds") if entry else None,
+                # a container release: its image, as the deploy that made it recorded it
+                **({"image": image} if (image := _image_of(state, state.current)) else {}),
                 "locked": state.locked,
                 "lock_owner": dict(state.lock_owner) if state.lock_owner else None,
                 "lock_age": state.lock_age if state.locked else None,
@@ -145,6 +147,14 @@ def _last_entry_for(state: TargetState, release: str | None) -> dict[str, Any] |
     return None
 
 
+def _image_of(state: TargetState, release: str | None) -> str | None:
+    """The image ``release`` runs, from the deploy that made it (None: not a container)."""
+    for entry in reversed(state.log):
+        if release and entry.get("release") == release and entry.get("image"):
+            return str(entry["image"])
+    return None
+
+
 def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, Any]]:
     """Every event of every target's release log, merged: one row per event, with its hosts."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -170,6 +180,7 @@ def release_history(env: Environment, hosts: Sequence[Host]) -> list[dict[str, A
                     "outcome": entry.get("outcome"),
                     "user": entry.get("user"),
                     "error": entry.get("error"),
+                    **({"image": entry["image"]} if entry.get("image") else {}),
                     "hosts": [],
                     "on_disk": [],
                 },

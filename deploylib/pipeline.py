@@ -74,6 +74,12 @@ class Pipeline:
             post=tuple(after),
         )
 
+    @property
+    def image(self) -> str:
+        """The ``build(image=...)`` template: the release's artifact is a container image
+        ("": a tarball)."""
+        return next((s.image for s in self.flat() if isinstance(s, Build) and s.image), "")
+
     def revert_step(self) -> Rollback:
         """How a target goes back: the ``rollback`` step from ``on_failure``, with the switch
         step's restart unless it names its own."""
@@ -176,6 +182,7 @@ def rehearse(
             artifact_bytes=1,
             lock_token="0" * 16,
             extra=slot,
+            image=pipeline.image,
         )
         for each in every:
             if (each.placement == "local") != (index == 0):  # local steps: this machine
@@ -213,6 +220,7 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
             file=file,
             key="switch",
         )
+    image_steps(pipeline, env, file)
     if blue_green:
         return
     every = [*pipeline.flat(), *_expand(pipeline.on_failure)]
@@ -227,6 +235,31 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
                     file=file,
                     key=f"step {each.name}",
                 )
+
+
+def image_steps(pipeline: Pipeline, env: Environment, file: str) -> None:
+    """``{image}`` only with ``build(image=...)``, and an image only with a registry to push it
+    to (``registry``, or one named in the image itself): never Docker Hub by accident."""
+    from deploylib.remote.images import registry_of
+
+    if pipeline.image:
+        if not env.registry and registry_of(pipeline.image) is None:
+            raise ConfigError(
+                f"build(image={pipeline.image!r}) needs a registry the hosts pull from: "
+                'registry = "host:port" in deploy.toml (top level or per environment)',
+                file=file,
+                key="build",
+            )
+        return
+    every = [*pipeline.flat(), *_expand(pipeline.on_failure)]
+    for each in [*every, *([pipeline.revert] if pipeline.revert else [])]:
+        if any("image" in placeholders.names_in(t) for t in each.templates()):
+            raise ConfigError(
+                "{image} is the release's container image: the pipeline needs "
+                'build(image="{app}:{release}", ...) (docs/containers.md)',
+                file=file,
+                key=f"step {each.name}",
+            )
 
 
 def _expand(steps: Sequence[Step]) -> list[Step]:

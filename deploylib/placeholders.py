@@ -31,6 +31,7 @@ PLACEHOLDERS = frozenset(
         "artifact",
         "port",
         "slot",
+        "image",
     }
 )
 

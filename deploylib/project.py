@@ -57,6 +57,8 @@ class HostStatus:
     consistent: bool = True
     #: this host runs another release than most hosts
     differs: bool = False
+    #: a container release: the image current runs (docs/containers.md)
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class ReleaseRecord:
     hosts: tuple[str, ...]
     #: the hosts that still have the release on disk
     on_disk: tuple[str, ...]
+    #: a container release's deploy: its image
+    image: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,12 @@ def record_all(
             extra={
                 "seconds": round(time.monotonic() - run.started, 1),
                 **({"schema": list(run.schema)} if run.schema is not None else {}),
+                # a container release: the image it runs and the digest it was pushed as
+                **(
+                    {"image": run.image_ref, "digest": run.image_digest or None}
+                    if run.image_ref and mine == run.release and event == "deploy"
+                    else {}
+                ),
             },
         )
         command = release_log.record_command(run.layout, entry, target.token)
@@ -102,7 +108,9 @@ def clean_up(run: Run) -> dict[str, list[str]]:
         doomed = state.removable(run.env.keep_releases)
         removed[target.name] = doomed
         if doomed:
-            command = remote_release.remove_release_command(run.layout, doomed, target.token)
+            command = remote_release.remove_release_command(
+                run.layout, doomed, target.token, app=run.env.app
+            )
             result = run.execute(target, command, "cleanup")
             if not result.ok:
                 raise StepFailed("cleanup", target.name, run.summary(result), result)

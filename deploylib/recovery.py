@@ -189,7 +189,11 @@ class Recovery:
         def remove(target: Target) -> None:
             if target.current == run.release or target.uncertain:
                 return  # live, or maybe live: never removed
-            command = remote_release.remove_release_command(run.layout, [run.release], target.token)
+            # a container release also loses its image (its container was stopped first)
+            app = run.env.app if run.image else ""
+            command = remote_release.remove_release_command(
+                run.layout, [run.release], target.token, app=app
+            )
             result = run.execute(target, command, "cleanup")
             if not result.ok:
                 raise StepFailed("cleanup", target.name, run.summary(result), result)

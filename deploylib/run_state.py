@@ -99,6 +99,12 @@ class Run:
     artifact: str = ""
     #: bytes a release of the artifact needs on a target (0: unknown)
     artifact_bytes: int = 0
+    #: the pipeline's ``build(image=...)`` template ("": the artifact is a tarball)
+    image: str = ""
+    #: the digest the registry gave the deploy's image, once pushed
+    image_digest: str = ""
+    #: the deploy's image reference, once pushed (for the release log)
+    image_ref: str = ""
     #: the token of this run's locks
     lock_token: str = ""
     targets: list[Target] = field(default_factory=list)

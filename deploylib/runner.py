@@ -124,6 +124,7 @@ class Runner:
             revision=revision,
             dry=controller.dry,
         )
+        self.run.image = pipeline.image
         if user:
             self.run.user = user  # who deploys, for the release log
         self.run.output_live = bool(getattr(reporter, "wants_live_output", False))

@@ -17,9 +17,10 @@ from deploylib.context import StepContext
 from deploylib.errors import StepFailed, VerifyFailed
 from deploylib.fleet import Target
 from deploylib.pipeline import Phases
+from deploylib.remote import images
 from deploylib.remote import release as remote_release
 from deploylib.run_state import Run
-from deploylib.steps import Retry, Step
+from deploylib.steps import Push, Retry, Step
 
 
 class StepExecution:
@@ -36,7 +37,9 @@ class StepExecution:
         run = self.run
         for local_step in self.phases.local:
             self.run_on(local_step, self.controller)
-        if any(s.ships_artifact for s in self.phases.prepare):
+        if run.image:
+            self.push_image()
+        elif any(s.ships_artifact for s in self.phases.prepare):
             check = remote_release.artifact_check(run.artifact)
             result = run.execute(self.controller, check, "build")
             run.artifact_bytes = remote_release.artifact_footprint(run.artifact)
@@ -47,6 +50,24 @@ class StepExecution:
                     f"the build did not write {{artifact}} ({run.artifact})",
                     result,
                 )
+
+    def push_image(self) -> None:
+        """The image the build made, pushed to the registry from this machine; the digest it
+        got there is what every target checks the image it pulls against."""
+        run = self.run
+        for ship in self.phases.prepare:
+            if not isinstance(ship, Push):
+                continue
+            ctx = self.context(self.controller)
+            run.image_ref = ctx.values["image"]
+            for op in ship.controller_operations(ctx):
+                result = run.execute(self.controller, op, "push")
+                if not result.ok:
+                    raise StepFailed("push", "local", run.summary(result), result)
+                assert isinstance(op, Command)
+                run.image_digest = images.digest_from(result.stdout, ctx.values["image"])
+            if not run.image_digest and not run.dry:
+                run.emit("warning", "the registry named no digest for the image: not checked")
 
     def run_step(
         self,
@@ -111,6 +132,8 @@ class StepExecution:
             restoring=restoring,
             guard_token=target.token or "",
             extra=target.slot.values if target.slot else None,
+            image=run.image,
+            image_digest=run.image_digest,
         )
 
     def run_on(

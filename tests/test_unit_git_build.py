@@ -3,6 +3,8 @@ the arguments ``build()`` refuses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from deploylib import ConfigError, Pipeline, build, push, switch
@@ -58,7 +60,7 @@ def test_a_command_build_is_unchanged() -> None:
         ((), {"git": "app", "cwd": "app"}),
     ],
 )
-def test_build_refuses_what_is_not_one_build(args: tuple[str, ...], kwargs: dict[str, str]) -> None:
+def test_build_refuses_what_is_not_one_build(args: tuple[str, ...], kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="build"):
         build(*args, **kwargs)
 

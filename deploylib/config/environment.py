@@ -65,6 +65,8 @@ class Environment:
     become: str | None = None
     #: Debian packages ``setup`` installs where missing
     packages: tuple[str, ...] = ()
+    #: the registry ``build(image=...)`` images are pushed to and pulled from
+    registry: str | None = None
     variables: Mapping[str, str | Secret] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
     #: what ``${VAR}`` means on this machine: the environment, then env-file values on top
@@ -213,6 +215,7 @@ def resolve(
         pushgateway=pushgateway,
         become=setting("become"),
         packages=tuple(setting("packages") or ()),
+        registry=setting("registry"),
         variables=variables,
         redactor=redactor,
         lookup=lookup,

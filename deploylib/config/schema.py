@@ -137,6 +137,17 @@ class _Overridable(_Model):
     #: how many of those logs are kept (the oldest go)
     keep_logs: Annotated[int, Field(ge=1, le=10000)] | None = None
     env_file: str | None = None
+    #: the registry container images are pushed to and pulled from: ``host[:port][/path]``
+    registry: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+                r"(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+            ),
+        ]
+        | None
+    ) = None
     #: the user commands with ``sudo=True`` run as, through ``sudo -n -u`` (default: root)
     become: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
     #: Debian packages ``setup`` installs where missing (through ``sudo -n apt-get``)

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
 from deploylib.commands import Command, Upload
-from deploylib.remote import gnu, python_env
+from deploylib.remote import gnu, images, python_env
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
@@ -161,21 +161,31 @@ def unpack_command(
     *,
     variables: Mapping[str, str | Secret] | None = None,
     token: str | None = None,
+    image: str | None = None,
+    digest: str = "",
 ) -> Command:
     """Unpack the uploaded artifact into ``releases/<release>``, link shared paths, write the
     release's env file (from stdin, mode 0600) and, last, REVISION: a release with REVISION is
     complete. With no ``variables`` and a ``shared/.env`` kept on the server by hand, that file
-    stays the config: linked as ``.env`` when listed in ``shared_files``, else left to the app."""
+    stays the config: linked as ``.env`` when listed in ``shared_files``, else left to the app.
+
+    A release whose artifact is a container ``image`` (pulled already) has nothing to unpack:
+    its directory gets ``IMAGE`` (the reference it runs) and REVISION names the image and its
+    ``digest`` on two more lines, ``image REF`` and ``digest sha256:...``."""
     q = shlex.quote
     release_path = layout.release_path(release)
     upload = layout.upload_path(release)
     env_path = f"{release_path}/{ENV_FILE}"
     revision_path = f"{release_path}/REVISION"
-    lines = [
-        f"mkdir -p {q(release_path)}",
-        f"tar -xzf {q(upload)} -C {q(release_path)}",
-        f"rm -f {q(upload)}",
-    ]
+    lines = [f"mkdir -p {q(release_path)}"]
+    if image is None:
+        lines += [f"tar -xzf {q(upload)} -C {q(release_path)}", f"rm -f {q(upload)}"]
+    else:
+        image_path = f"{release_path}/IMAGE"
+        lines += [
+            f"printf '%s\\n' {q(image)} > {q(image_path + '.tmp')}",
+            f"mv -fT {q(image_path + '.tmp')} {q(image_path)}",
+        ]
     for shared_dir in shared_dirs:
         lines += link_shared(release_path, layout.shared, shared_dir, is_file=False)
     for shared_file in shared_files:
@@ -200,6 +210,14 @@ def unpack_command(
     lines += [
         f"rm -f {q(revision_path + '.tmp')}",
         f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(revision_path + '.tmp')}",
+        *(
+            [
+                f"printf 'image %s\\ndigest %s\\n' {q(image)} {q(digest or '-')} "
+                f">> {q(revision_path + '.tmp')}"
+            ]
+            if image is not None
+            else []
+        ),
         f"mv -fT {q(revision_path + '.tmp')} {q(revision_path)}",
     ]
     content = env_file_text(variables or {})
@@ -213,13 +231,18 @@ def unpack_command(
 
 
 def remove_release_command(
-    layout: Layout, releases: Iterable[str], token: str | None = None
+    layout: Layout, releases: Iterable[str], token: str | None = None, *, app: str = ""
 ) -> Command:
     """Remove release dirs and their uploads (also a partial upload) — never the release
     ``current`` points at, whatever the controller believes: that one is kept, and said —
-    then the Python environments no remaining release links to."""
+    then the Python environments no remaining release links to. With ``app``, a release that
+    ran a container image first loses its stopped containers and its image
+    (``images.cleanup_lines``)."""
     q = shlex.quote
+    releases = list(releases)
     lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)"', "rc=0"]
+    if app:
+        lines += images.cleanup_lines(layout, app, releases)
     for release in releases:
         upload = layout.upload_path(release)
         lines.append(

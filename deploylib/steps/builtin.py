@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from deploylib.checks import Check
 from deploylib.commands import Command, Operation
-from deploylib.context import StepContext
+from deploylib.context import REGISTRY_PASSWORD, REGISTRY_USERNAME, StepContext
 from deploylib.errors import ConfigError
+from deploylib.remote import images
 from deploylib.remote import release as remote_release
 from deploylib.repository import is_object_id
 from deploylib.steps.base import Retry, Step
+
+REGISTRY_CREDENTIALS = frozenset({REGISTRY_USERNAME, REGISTRY_PASSWORD})
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,18 @@ class Build(Step):
     command: str = ""
     cwd: str | None = None
     git: str | None = None
+    #: a container image instead (``{image}``): its template, and how ``docker build`` makes
+    #: it from ``context`` (a directory relative to the project dir)
+    image: str | None = None
+    context: str = "."
+    dockerfile: str | None = None
+    target: str | None = None
+    #: (name, value) pairs; a value None is taken from the environment by docker
+    build_args: tuple[tuple[str, str | None], ...] = ()
 
     def operations(self, ctx: StepContext) -> list[Operation]:
+        if self.image is not None:
+            return [self.docker_build(ctx)]
         if self.git is not None:
             return [self.archive(ctx, self.git)]
         cwd = ctx.shell(self.cwd) if self.cwd else str(ctx.env.project_dir)
@@ -55,7 +68,28 @@ class Build(Step):
             description="build",
         )
 
+    def docker_build(self, ctx: StepContext) -> Command:
+        """``docker build`` of ``context`` into the release's image, on this machine; build
+        arguments' values and the Dockerfile path have their placeholders filled, each an argv
+        word. The image is labelled with the app and the release."""
+        args = {name: None if value is None else ctx.path(value) for name, value in self.build_args}
+        command = images.build_command(
+            ctx.values["image"],
+            self.context,
+            cwd=str(ctx.env.project_dir),
+            dockerfile=ctx.path(self.dockerfile) if self.dockerfile else None,
+            target=self.target,
+            build_args=args,
+            labels={images.APP_LABEL: ctx.env.app, images.RELEASE_LABEL: ctx.release},
+            timeout=ctx.env.command_timeout,
+        )
+        # a build argument given by name alone takes its value from here, never from argv
+        return replace(command, env=dict(ctx.env.variables))
+
     def templates(self) -> Iterable[str]:
+        if self.image is not None:
+            values = [v for _, v in self.build_args if v is not None]
+            return [self.image, *values, *([self.dockerfile] if self.dockerfile else [])]
         if self.git is not None:
             return []
         return [self.command, *([self.cwd] if self.cwd else [])]
@@ -67,6 +101,8 @@ class Push(Step):
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
+        if ctx.image:
+            return self.image_operations(ctx)
         return [
             remote_release.prepare_command(
                 layout, token, ctx.artifact_bytes, has_env=bool(ctx.env.variables)
@@ -80,6 +116,52 @@ class Push(Step):
                 ctx.env.shared_files,
                 variables=ctx.env.variables,
                 token=token,
+            ),
+        ]
+
+    def controller_operations(self, ctx: StepContext) -> list[Operation]:
+        """What runs on this machine before any target is contacted: with a container image,
+        ``docker push`` to the registry (its output names the digest); nothing otherwise."""
+        if not ctx.image:
+            return []
+        ref = ctx.values["image"]
+        return [images.push_command(ref, ctx.registry_login(), ctx.env.command_timeout)]
+
+    def image_operations(self, ctx: StepContext) -> list[Operation]:
+        """A container release on a target: ``shared/.env`` as for any release, the image
+        pulled (and checked against the pushed digest), the release's env files for the app and
+        for ``docker run --env-file``, IMAGE, and REVISION last."""
+        layout, token = ctx.layout, ctx.lock_token or None
+        ref = ctx.values["image"]
+        try:
+            # the registry's credentials are the deploy's, not the app's
+            variables = {
+                k: v for k, v in ctx.env.variables.items() if k not in REGISTRY_CREDENTIALS
+            }
+            docker_env = images.docker_env_command(layout, ctx.release, variables, token)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="push") from None
+        return [
+            remote_release.prepare_command(layout, token, 0, has_env=bool(ctx.env.variables)),
+            images.pull_command(
+                layout,
+                ref,
+                ctx.image_digest,
+                token=token,
+                login=ctx.registry_login(),
+                timeout=ctx.env.command_timeout,
+            ),
+            docker_env,
+            remote_release.unpack_command(
+                layout,
+                ctx.release,
+                ctx.revision,
+                ctx.env.shared_dirs,
+                ctx.env.shared_files,
+                variables=ctx.env.variables,
+                token=token,
+                image=ref,
+                digest=ctx.image_digest,
             ),
         ]
 

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from deploylib.checks import Check
 from deploylib.errors import ConfigError
+from deploylib.remote.images import ARG_NAME_RE
 from deploylib.steps.base import Step
 from deploylib.steps.builtin import Build, Push, Rollback, Run, Switch, Verify
 from deploylib.steps.migrations import Migrate
@@ -38,12 +40,24 @@ def build(
     *,
     git: str | None = None,
     cwd: str | None = None,
+    image: str | None = None,
+    context: str = ".",
+    dockerfile: str | None = None,
+    target: str | None = None,
+    build_args: Mapping[str, str | None] | None = None,
     before: HookSpec = None,
     after: HookSpec = None,
 ) -> Step:
     """Write the artifact once, on this machine: ``build("tar -czf {artifact} ...")`` runs a
     command, which must write it to ``{artifact}``; ``build(git="app")`` archives the directory
-    ``app`` (``"."``: the project dir) as the deploy's commit has it, with ``git archive``."""
+    ``app`` (``"."``: the project dir) as the deploy's commit has it, with ``git archive``;
+    ``build(image="{app}:{release}", context="app")`` runs ``docker build`` of ``context``
+    (with ``dockerfile``, ``target`` and ``build_args``; a value None is taken from the
+    environment), the image named in the environment's ``registry`` (``{image}``)."""
+    if image is not None:
+        if command is not None or git is not None or cwd is not None:
+            raise ConfigError("build(image=...) builds with docker: no command, git= or cwd=")
+        return _image_build(image, context, dockerfile, target, build_args or {}, before, after)
     if (command is None) == (git is None):
         raise ConfigError(
             'build(): give a command, build("tar -czf {artifact} ..."), or a directory to '
@@ -64,15 +78,64 @@ def build(
     )
 
 
-def _git_path(path: object) -> str:
+def _image_build(
+    image: object,
+    context: object,
+    dockerfile: object,
+    target: object,
+    build_args: Mapping[str, str | None],
+    before: HookSpec,
+    after: HookSpec,
+) -> Step:
+    """``build(image=...)``, each argument checked: they become argv words of ``docker
+    build``, and none may be taken for an option."""
+    if not isinstance(image, str) or not image or image.startswith("-") or _control(image):
+        raise ConfigError(
+            f'build(image={image!r}): an image name and tag, e.g. "{{app}}:{{release}}"'
+        )
+    if ":" not in image.rsplit("/", 1)[-1]:
+        raise ConfigError(
+            f"build(image={image!r}): name a tag (name:tag), e.g. {{app}}:{{release}}"
+        )
+    context = _git_path(context, "context")
+    if dockerfile is not None:
+        dockerfile = _git_path(dockerfile, "dockerfile")
+    if target is not None and not (
+        isinstance(target, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", target)
+    ):
+        raise ConfigError(f"build(target={target!r}): the name of a stage of the Dockerfile")
+    args: list[tuple[str, str | None]] = []
+    for name, value in dict(build_args).items():
+        if not isinstance(name, str) or not ARG_NAME_RE.fullmatch(name):
+            raise ConfigError(f"build(build_args=...): {name!r} is not a build argument's name")
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            raise ConfigError(f"build(build_args=...): {name}'s value must be text or None")
+        args.append((name, value))
+    return Build(
+        name="build",
+        placement="local",
+        image=image,
+        context=context,
+        dockerfile=dockerfile,
+        target=target,
+        build_args=tuple(args),
+        before=as_steps(before),
+        after=as_steps(after),
+    )
+
+
+def _control(text: str) -> bool:
+    return any(ord(c) < 32 or c == "\x7f" for c in text)
+
+
+def _git_path(path: object, what: str = "git") -> str:
     """``build(git=...)``'s directory: relative to the project dir, inside it, normalised."""
     text = path if isinstance(path, str) else ""
     parts = PurePosixPath(text).parts
-    control = any(ord(c) < 32 or c == "\x7f" for c in text)
-    if not text or text.startswith("/") or ".." in parts or control:
+    if not text or text.startswith(("/", "-")) or ".." in parts or _control(text):
         raise ConfigError(
-            f"build(git={path!r}): a directory relative to the project dir, inside it "
-            '(no "..", not absolute; "." for the whole project dir)'
+            f"build({what}={path!r}): a path relative to the project dir, inside it "
+            '(no "..", not absolute, not starting with "-"; "." for the whole project dir)'
         )
     return str(PurePosixPath(text))
 
