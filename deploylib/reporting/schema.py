@@ -118,6 +118,8 @@ class StepStart(_Event):
 class StepOk(_Event):
     event: Literal["step.ok"]
     seconds: float
+    #: 0: every command of the step succeeded
+    exit_code: Literal[0] = 0
 
 
 class StepFailed(_Event):
