@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from deploylib.backends.base import Backend
 from deploylib.backends.local import LocalBackend
@@ -23,6 +24,9 @@ from deploylib.reporting import Event, Reporter
 from deploylib.repository import deployer
 from deploylib.runner import Clock, Runner, utc_now
 from deploylib.source import REVISION_RE, resolve_revision
+
+if TYPE_CHECKING:
+    from deploylib.backends.ssh.host_keys import KnownHostsFile
 
 __all__ = ["REVISION_RE", "Loaded", "backend_factory", "resolve_revision", "runner_for"]
 
@@ -40,6 +44,9 @@ def backend_factory(
     def emit(host: str, line: str) -> None:
         reporter.emit(Event("dry", line, host=host, data={"dry_run": True}))
 
+    # known_hosts, read once for all the run's SSH connections (made on the first)
+    known: list[KnownHostsFile] = []
+
     def make(host: Host) -> Backend:
         if dry_run:
             return PrinterBackend(host, emit)
@@ -47,9 +54,16 @@ def backend_factory(
             return LocalBackend(host, default_timeout=env.command_timeout)
         # imported here: fabric and paramiko cost a local deploy nothing
         from deploylib.backends.ssh import SSHBackend
+        from deploylib.backends.ssh.host_keys import KnownHostsFile
 
+        if not known:
+            known.append(KnownHostsFile())
         return SSHBackend(
-            host, env.ssh, project_dir=env.project_dir, default_timeout=env.command_timeout
+            host,
+            env.ssh,
+            project_dir=env.project_dir,
+            default_timeout=env.command_timeout,
+            known=known[0],
         )
 
     return make

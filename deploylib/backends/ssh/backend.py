@@ -12,6 +12,7 @@ from deploylib.backends.base import Backend, OutputSink
 from deploylib.backends.ssh.channels import CHUNK, Channels
 from deploylib.backends.ssh.connection import HostConnection
 from deploylib.backends.ssh.failures import quiet_paramiko
+from deploylib.backends.ssh.host_keys import KnownHostsFile
 from deploylib.backends.ssh.shell import ENV_PRELUDE, env_line
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
@@ -28,6 +29,7 @@ class SSHBackend(Backend):
         *,
         project_dir: Path,
         default_timeout: float,
+        known: KnownHostsFile | None = None,
     ) -> None:
         super().__init__(host)
         quiet_paramiko()
@@ -44,6 +46,7 @@ class SSHBackend(Backend):
             port=self.port,
             settings=settings,
             project_dir=project_dir,
+            known=known,
         )
         self.channels = Channels(self.connection, halted=lambda: self._halted)
 

@@ -13,6 +13,7 @@ import paramiko
 from fabric import Connection
 
 from deploylib.backends.ssh.failures import Endpoint, Failed, explain, transient
+from deploylib.backends.ssh.host_keys import KnownHostsFile
 from deploylib.backends.ssh.keepalive import AliveMonitor
 from deploylib.backends.ssh.opening import Opener
 from deploylib.config import SSHSettings
@@ -30,12 +31,13 @@ class HostConnection:
         port: int | None,
         settings: SSHSettings,
         project_dir: Path,
+        known: KnownHostsFile | None = None,
     ) -> None:
         self.address = address
         self.user = user
         self.port = port
         self.settings = settings
-        self.opener = Opener(settings, project_dir)
+        self.opener = Opener(settings, project_dir, known)
         #: where the connection goes, once resolved from deploy.toml and ~/.ssh/config
         self.endpoint: Endpoint | None = None
         #: a command ran on it: a lost connection is not replaced

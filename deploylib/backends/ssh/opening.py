@@ -22,16 +22,20 @@ from deploylib.backends.ssh.failures import (
     NoBanner,
     Unsupported,
 )
-from deploylib.backends.ssh.host_keys import check_host_keys
+from deploylib.backends.ssh.host_keys import KnownHostsFile, check_host_keys
 from deploylib.config import SSHSettings
 
 
 class Opener:
     """Opens connections with an environment's ``[ssh]`` settings."""
 
-    def __init__(self, settings: SSHSettings, project_dir: Path) -> None:
+    def __init__(
+        self, settings: SSHSettings, project_dir: Path, known: KnownHostsFile | None = None
+    ) -> None:
         self.settings = settings
         self.project_dir = project_dir
+        #: known_hosts as the run read it once (None: read for each connection)
+        self.known = known
 
     @property
     def known_hosts(self) -> Path:
@@ -134,7 +138,9 @@ class Opener:
         if sock is not None:
             connection.connect_kwargs["sock"] = sock
         client = connection.client
-        check_host_keys(client, self.known_hosts, accept_new=self.settings.accept_new)
+        check_host_keys(
+            client, self.known_hosts, accept_new=self.settings.accept_new, read=self.known
+        )
         try:
             connection.open()
         except paramiko.SSHException as exc:
