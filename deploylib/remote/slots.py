@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 
 from deploylib.commands import Command
 from deploylib.remote.layout import Layout
@@ -90,20 +91,12 @@ def upstream_ports(text: str) -> set[int]:
 
 
 def record_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
-    """Replace the slot record with ``state``, all or nothing (temporary file, rename(2))."""
-    q = shlex.quote
-    path = slots_file(layout)
-    temporary = q(f"{path}.tmp")
-    script = (
-        f"mkdir -p {q(layout.meta)} && {{ cat > {temporary} && mv -f {temporary} {q(path)}; }} "
-        f"|| {{ rm -f {temporary}; echo {q('could not write ' + path)} >&2; exit 1; }}"
-    )
-    return Command(
-        script,
-        stdin=(state.as_json() + "\n").encode(),
-        description="record slots",
-        guard=guard_for(layout, token),
-    )
+    """Replace the slot record with ``state``, all or nothing: staged, then renamed into place
+    (``stage_slots_command`` and ``commit_slots_command`` in one command)."""
+    staged = stage_slots_command(layout, state, token)
+    commit = commit_slots_command(layout, token)
+    script = f"{{ {staged.script}; }} && {commit.script}"
+    return replace(staged, script=script, description="record slots")
 
 
 def stage_slots_command(layout: Layout, state: SlotState, token: str | None = None) -> Command:
