@@ -50,6 +50,13 @@ class BlueGreen:
         self.now = now
         self.slots = slots_of(env.strategy.ports)
         self.drain = float(env.strategy.drain) if not isinstance(env.strategy.drain, str) else 0
+        #: a swarm service runs on the slots (``orchestrator = "swarm"``): swarm stops the old
+        #: release's tasks itself, once the new ones are healthy, so the slot that was live
+        #: stays in the proxy as a backup until the switch, runs nothing after it, and has
+        #: nothing to drain
+        self.swarm = env.orchestrator == "swarm"
+        if self.swarm:
+            self.drain = 0.0
 
     def slot(self, name: str) -> Slot:
         return next(s for s in self.slots if s.name == name)
@@ -250,8 +257,15 @@ class BlueGreen:
         if state.running(release) != name:
             state = state.started(name, release)
         live = state.switched(name, self.now())
+        backup: tuple[int, ...] = ()
+        if self.swarm:
+            others = [slot for slot in self.slots if slot.name != name]
+            for other in others:
+                live = live.stopped(other.name)
+            backup = tuple(slot.port for slot in others)
+        step = GoLive(slots=live, backup=backup)
         try:
-            self.steps.run_on(GoLive(slots=live), target, release, restoring=restoring)
+            self.steps.run_on(step, target, release, restoring=restoring)
         except BaseException:
             if target.current == release and not target.uncertain:
                 target.slots_recorded(live)  # the proxy went there: it is live, as recorded

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from deploylib import placeholders
 from deploylib.errors import ConfigError
 from deploylib.steps import Build, Push, Rollback, Step, Switch, as_steps
+from deploylib.steps.service import ServiceSwitch
 
 if TYPE_CHECKING:
     from deploylib.config import Environment
@@ -85,6 +86,8 @@ class Pipeline:
         step's restart unless it names its own."""
         switch = self.phases().switch
         revert = self.revert or Rollback(name="rollback")
+        if revert.restart is None and isinstance(switch, ServiceSwitch):
+            return switch.revert()  # the service goes back with ``current``
         if revert.restart is None and switch is not None and switch.restart:
             revert = replace(revert, restart=switch.restart, sudo=switch.sudo)
         return revert
@@ -122,7 +125,7 @@ class Pipeline:
                     file=file,
                     key="switch",
                 )
-            if s.start and s.restart:
+            if s.start and s.restart and not isinstance(s, ServiceSwitch):
                 raise ConfigError(
                     "switch() either restarts in place (restart=) or starts the release on an "
                     "idle slot (start=, stop=), not both",
@@ -205,6 +208,27 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
     file = str(env.pipeline_file(pipeline.name or None))
     switch = pipeline.phases().switch
     blue_green = env.strategy.kind == "blue_green"
+    swarm = env.orchestrator == "swarm"
+    if swarm and not isinstance(switch, ServiceSwitch):
+        raise ConfigError(
+            f'{env.name!r} has orchestrator = "swarm": the pipeline\'s switch is '
+            "deploylib.recipes.service(...), which runs the release as a swarm service",
+            file=file,
+            key="switch",
+        )
+    if isinstance(switch, ServiceSwitch) and not swarm:
+        raise ConfigError(
+            f'service() runs a swarm service: {env.name!r} needs orchestrator = "swarm" '
+            "(and [swarm]) in deploy.toml",
+            file=file,
+            key="switch",
+        )
+    if swarm and not pipeline.image:
+        raise ConfigError(
+            "service() runs the release's image: the pipeline needs build(image=...) and push()",
+            file=file,
+            key="switch",
+        )
     if switch is not None and blue_green and not switch.start:
         raise ConfigError(
             "the blue_green strategy starts each release on an idle slot: the pipeline needs "
@@ -212,7 +236,7 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
             file=file,
             key="switch",
         )
-    if switch is not None and switch.start and not blue_green:
+    if switch is not None and switch.start and not blue_green and not swarm:
         raise ConfigError(
             "switch(start=..., stop=...) needs the blue_green strategy (strategy.kind = "
             f'"blue_green" with its ports); {env.name!r} uses {env.strategy.kind!r}: '

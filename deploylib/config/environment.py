@@ -23,6 +23,7 @@ from deploylib.config.schema import (
     ProjectModel,
     SSHSettings,
     StrategySettings,
+    SwarmSettings,
 )
 from deploylib.config.variables import project_path
 from deploylib.errors import ConfigError
@@ -79,6 +80,11 @@ class Environment:
     firewall: FirewallSettings | None = None
     #: where ``firewall`` was set, for messages (``firewall`` or ``environments.X.firewall``)
     firewall_key: str = "firewall"
+    #: ``"swarm"``: the release runs as a Docker Swarm service on the environment's one host,
+    #: its manager (``None``: deploylib runs it, in place or on blue-green slots)
+    orchestrator: str | None = None
+    #: ``[swarm]``: the service and its updates (used with ``orchestrator = "swarm"``)
+    swarm: SwarmSettings = field(default_factory=SwarmSettings)
 
     def pipeline_file(self, name: str | None = None) -> Path:
         return self.project_dir / "pipelines" / f"{name or self.pipeline}.py"
@@ -194,6 +200,10 @@ def resolve(
     ssh: SSHSettings = setting("ssh") or SSHSettings()
     if firewall is not None:
         refuse_cutting_ssh(firewall, hosts, ssh.port, file=file, key=key_of("firewall"))
+    orchestrator = setting("orchestrator")
+    swarm = swarm_settings(
+        setting("swarm"), orchestrator, strategy, hosts, env, file, key_of, where
+    )
     return Environment(
         project_dir=config_file.parent,
         config_file=config_file,
@@ -223,7 +233,51 @@ def resolve(
         firewall_key=key_of("firewall"),
         log_dir=log_dir_of(setting("log_dir"), config_file.parent, file, key_of("log_dir")),
         keep_logs=setting("keep_logs") or 30,
+        orchestrator=orchestrator,
+        swarm=swarm,
     )
+
+
+def swarm_settings(
+    swarm: SwarmSettings | None,
+    orchestrator: str | None,
+    strategy: StrategySettings,
+    hosts: tuple[Host, ...],
+    env: str,
+    file: str,
+    key_of: Callable[[str], str],
+    where: str,
+) -> SwarmSettings:
+    """``[swarm]`` goes with ``orchestrator = "swarm"``, whose environment names one host (the
+    swarm manager deploylib drives the service from) and deploys all at once (swarm paces the
+    tasks) or blue-green behind the manager's nginx (without weights: swarm stops the old tasks
+    itself)."""
+    if orchestrator is None:
+        if swarm is not None:
+            raise ConfigError('swarm is for orchestrator = "swarm"', file=file, key=key_of("swarm"))
+        return SwarmSettings()
+    if len(hosts) != 1:
+        raise ConfigError(
+            'orchestrator = "swarm" deploys through one host, a swarm manager: list only it '
+            "(swarm places the tasks on its nodes)",
+            file=file,
+            key=f"environments.{env}.hosts",
+        )
+    if strategy.kind not in ("all", "blue_green"):
+        raise ConfigError(
+            f'orchestrator = "swarm" paces the tasks itself ([swarm] parallelism, delay): '
+            f'the strategy is "all" (or "blue_green" behind nginx), not {strategy.kind!r}',
+            file=file,
+            key=f"{where}.kind",
+        )
+    if strategy.weight is not None:
+        raise ConfigError(
+            'weight is not for orchestrator = "swarm": swarm stops the old tasks once the new '
+            "ones are healthy, so there is nothing to share requests with",
+            file=file,
+            key=f"{where}.weight",
+        )
+    return swarm or SwarmSettings()
 
 
 #: where run logs go unless deploy.toml says otherwise (relative to the project dir)

@@ -79,6 +79,37 @@ class StrategySettings(_Model):
     wait: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
 
+Seconds = Annotated[float, Field(ge=0, le=86400)]
+ServiceName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length=63)]
+
+
+class SwarmSettings(_Model):
+    """``[swarm]``: the Docker Swarm service an environment with ``orchestrator = "swarm"``
+    deploys, and how swarm rolls each release out (docs/containers.md)."""
+
+    #: the service's name (default: the app's)
+    service: ServiceName | None = None
+    #: ``replicated`` (``replicas`` tasks) or ``global`` (one task on every node)
+    mode: Literal["replicated", "global"] = "replicated"
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    #: tasks updated at once
+    parallelism: Annotated[int, Field(ge=1, le=1000)] = 1
+    #: seconds between updating one group of tasks and the next
+    delay: Seconds = 0.0
+    #: start the new task before the old one stops (no gap), or stop it first
+    order: Literal["start-first", "stop-first"] = "start-first"
+    #: what swarm does when a new task fails: go back to the previous spec, or stop updating
+    failure_action: Literal["rollback", "pause"] = "rollback"
+    #: seconds each new task is watched for a failure after it started
+    monitor: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    #: the share of tasks that may fail during an update before it counts as failed
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: seconds a stopping task has before it is killed
+    stop_grace_period: Seconds = 10.0
+    #: seconds deploylib follows an update (or a rollback) before it counts as failed
+    timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
+
+
 class NotifySettings(_Model):
     webhook: str | None = None
 
@@ -156,6 +187,9 @@ class _Overridable(_Model):
     strategy: StrategySettings | None = None
     notify: NotifySettings | None = None
     firewall: FirewallSettings | None = None
+    #: who runs the release's containers: deploylib's slots (none) or a Docker Swarm service
+    orchestrator: Literal["swarm"] | None = None
+    swarm: SwarmSettings | None = None
 
 
 class EnvironmentModel(_Overridable):

@@ -9,6 +9,7 @@ serves the app rather than how (docs/python-apps.md, "Process managers")::
 from deploylib.recipes.container import container
 from deploylib.recipes.gunicorn import gunicorn, gunicorn_restart, uvicorn
 from deploylib.recipes.gunicorn_slots import gunicorn_slots
+from deploylib.recipes.service import service
 from deploylib.recipes.supervisord import supervisord, supervisord_restart
 from deploylib.recipes.systemd import gunicorn_command, systemd, systemd_restart, systemd_unit
 
@@ -18,6 +19,7 @@ __all__ = [
     "gunicorn_command",
     "gunicorn_restart",
     "gunicorn_slots",
+    "service",
     "supervisord",
     "supervisord_restart",
     "systemd",

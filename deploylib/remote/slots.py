@@ -19,7 +19,10 @@ from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for
 from deploylib.slots import SlotState
 
-UPSTREAM_SERVER = re.compile(r"^\s*server\s+127\.0\.0\.1:(\d{1,5})\b", re.MULTILINE)
+#: a server line that takes requests (a ``backup`` one takes them only when the others fail)
+UPSTREAM_SERVER = re.compile(
+    r"^\s*server\s+127\.0\.0\.1:(\d{1,5})\b(?![^;\n]*\bbackup\b)", re.MULTILINE
+)
 HEADER = "# written by deploylib for blue-green deploys: changed at every switch, do not edit"
 
 
@@ -27,11 +30,20 @@ def slots_file(layout: Layout) -> str:
     return f"{layout.meta}/slots.json"
 
 
-def upstream_lines(servers: Sequence[tuple[int, int | None]]) -> list[str]:
-    """The upstream file's lines for ``(port, weight)`` pairs (weight None: nginx's default)."""
+def upstream_lines(
+    servers: Sequence[tuple[int, int | None]], backup: Sequence[int] = ()
+) -> list[str]:
+    """The upstream file's lines for ``(port, weight)`` pairs (weight None: nginx's default),
+    then a ``backup`` line for each of ``backup``: nginx sends a request there only when the
+    servers fail to take it (a swarm service's old tasks, stopped before the proxy switch)."""
+    # with backups, nginx never marks a server down (``max_fails=0``): a request tries the
+    # servers, then the backups, every time, so whichever of them listens takes it
+    never_down = " max_fails=0" if backup else ""
     lines = [HEADER]
     for port, weight in servers:
-        lines.append(f"server 127.0.0.1:{port}" + (f" weight={weight}" if weight else "") + ";")
+        weighted = f" weight={weight}" if weight else ""
+        lines.append(f"server 127.0.0.1:{port}{weighted}{never_down};")
+    lines += [f"server 127.0.0.1:{port} backup{never_down};" for port in backup]
     return lines
 
 
@@ -44,16 +56,18 @@ def proxy_command(
     reload: str,
     token: str | None = None,
     description: str = "proxy switch",
+    backups: Sequence[int] = (),
 ) -> Command:
     """Send the proxy's traffic to ``servers``: write the upstream file, ``check`` the proxy's
     configuration, ``reload`` it; on any failure the file as it was is put back (and reloaded
     when the reload was the failure), and the check's or reload's output is the error. A file
-    that names these servers already is left alone: nothing is checked or reloaded."""
+    that names these servers already is left alone: nothing is checked or reloaded. ``backups``:
+    ports nginx sends requests to only when the servers fail (``upstream_lines``)."""
     q = shlex.quote
     file = q(upstream_file)
     temporary = q(f"{upstream_file}.deploylib.tmp")
     backup = q(f"{upstream_file}.deploylib.bak")
-    content = "".join(f"{q(line)} " for line in upstream_lines(servers))
+    content = "".join(f"{q(line)} " for line in upstream_lines(servers, backups))
     restore = f"if [ -e {backup} ]; then mv -f {backup} {file}; else rm -f {file}; fi"
     script = "; ".join(
         [

@@ -23,9 +23,13 @@ DEFAULT_RELOAD = "nginx -s reload"
 
 
 def proxy_operation(
-    ctx: StepContext, servers: tuple[tuple[int, int | None], ...], description: str
+    ctx: StepContext,
+    servers: tuple[tuple[int, int | None], ...],
+    description: str,
+    backup: tuple[int, ...] = (),
 ) -> Operation:
-    """Point the proxy at ``servers`` (port, weight) on the target of ``ctx``."""
+    """Point the proxy at ``servers`` (port, weight) on the target of ``ctx``, with ``backup``
+    ports that take requests only when those fail."""
     strategy = ctx.env.strategy
     assert strategy.upstream_file
     return remote_slots.proxy_command(
@@ -36,6 +40,7 @@ def proxy_operation(
         reload=ctx.shell(strategy.proxy_reload or DEFAULT_RELOAD),
         token=ctx.lock_token or None,
         description=description,
+        backups=backup,
     )
 
 
@@ -99,13 +104,15 @@ class GoLive(Step):
 
     name: str = "switch"
     slots: SlotState = field(default_factory=SlotState)
+    #: ports that take requests only when the slot's fail (see ``proxy_operation``)
+    backup: tuple[int, ...] = ()
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         token = ctx.lock_token or None
         record = remote_slots.record_slots_command(ctx.layout, self.slots, token)
         port = int(ctx.values["port"])
         return [
-            proxy_operation(ctx, ((port, None),), "proxy switch"),
+            proxy_operation(ctx, ((port, None),), "proxy switch", self.backup),
             record,
             remote_release.switch_command(
                 ctx.layout, ctx.release, token, complete=not ctx.restoring

@@ -29,7 +29,20 @@ DOCKERD = "/usr/sbin/dockerd"
 REGISTRY = "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"
 #: the applets the base image links to busybox
-APPLETS = ("sh", "httpd", "cat", "echo", "sleep", "ls", "mkdir", "env", "test", "false", "true")
+APPLETS = (
+    "sh",
+    "httpd",
+    "cat",
+    "echo",
+    "sleep",
+    "ls",
+    "mkdir",
+    "env",
+    "test",
+    "false",
+    "true",
+    "wget",
+)
 BASE_IMAGE = "deploylib-base:1"
 
 
