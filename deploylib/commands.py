@@ -34,6 +34,9 @@ class Command:
     #: shell run first, which exits the shell unless the command may run (the deploy lock's
     #: token check); not part of ``line``, which is what the command does
     guard: str = ""
+    #: each line of its standard output says how a long wait goes (a swarm update's tasks):
+    #: reported as it arrives, as a ``progress`` event, with or without ``--verbose``
+    progress: bool = False
 
     @classmethod
     def of(cls, *argv: str, **kwargs: object) -> Command:

@@ -160,7 +160,7 @@ class Run:
         (``output_kept``: the deploy's log file) — deploylib's own state reads excepted."""
         self.emit("operation", op.line, host=target.name, step=step)
         shown = isinstance(op, Command) and op.description not in QUIET_COMMANDS
-        if shown and self.output_live and isinstance(op, Command):
+        if shown and isinstance(op, Command) and (self.output_live or op.progress):
             result = self._streamed(target, op, step)
         else:
             result = target.backend.execute(op)
@@ -174,10 +174,18 @@ class Run:
         return result
 
     def _streamed(self, target: Target, command: Command, step: str) -> Result:
-        """``command`` with its output reported line by line as it arrives, and kept for its
-        result as ``run`` keeps it."""
+        """``command`` with its output reported line by line as it arrives (and its progress
+        lines, for one that has them), and kept for its result as ``run`` keeps it."""
         kept: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        lines = OutputLines(lambda stream, line: self._output(target, step, stream, line))
+        output = self.output_live or self.output_kept
+
+        def each(stream: str, line: str) -> None:
+            if output:
+                self._output(target, step, stream, line)
+            if command.progress and stream == "stdout" and line.strip():
+                self.emit("progress", line, host=target.name, step=step)
+
+        lines = OutputLines(each)
 
         def sink(stream: str, text: str) -> None:
             kept[stream].append(text)

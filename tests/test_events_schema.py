@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from deploylib import Pipeline, build, http, push, switch, verify
-from deploylib.commands import Operation, Probe, Result
+from deploylib.commands import Command, Operation, Probe, Result
 from deploylib.config import StrategySettings
 from deploylib.hosts import Host
+from deploylib.recipes import service
 from deploylib.remote.reading import render_state
 from deploylib.reporting import JsonLinesReporter
 from deploylib.reporting.schema import MODELS, validate_line
@@ -124,6 +125,24 @@ def fake_lines() -> list[str]:
     )
     env = environment(hosts=[Host("h1", "h1")], strategy=strategy)
     _, recorded = deploy_with_fakes(env, SLOT_PIPELINE, fleet)
+    for event in recorded.events:
+        reporter.emit(event)
+
+    # a swarm service: the manager reports its tasks as swarm replaces them
+    fleet = FakeFleet()
+
+    def swarm(op: Operation) -> Result | None:
+        if isinstance(op, Command) and op.progress:
+            return Result(0, "updating the service app\ntask app.1 node-1 Running Running\n")
+        if isinstance(op, Command) and op.description == "push image":
+            return Result(0, f"127.0.0.1:5000/app@sha256:{'0' * 64}\n")
+        return None
+
+    fleet.controller.respond(swarm)
+    fleet["h1"].respond(swarm)
+    env = environment(hosts=[Host("h1", "h1")], registry="127.0.0.1:5000", orchestrator="swarm")
+    on_swarm = Pipeline(build(image="{app}:{release}", context="app"), push(), service())
+    _, recorded = deploy_with_fakes(env, on_swarm, fleet)
     for event in recorded.events:
         reporter.emit(event)
     return out.getvalue().splitlines()

@@ -205,6 +205,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
             broken = bed.cli("deploy")
             assert broken.returncode == 1, broken.stdout + broken.stderr
             assert "swarm rolled demo back to its previous spec" in broken.stdout + broken.stderr
+            assert "local start | task demo.1" in broken.stdout  # progress, without --verbose
             assert bed.tasks() == old_tasks
             assert bed.running_release() == r1 and bed.project.current() == r1
             assert bed.serving() == r1

@@ -62,6 +62,8 @@ class ConsoleReporter:
             return f"  {step:<10} {host:<16} attempt {attempt}: {mark} [dim]{message}[/]"
         if kind == "operation":
             return f"  [dim]{host}: {message}[/]" if self.verbose else None
+        if kind == "progress":  # with --verbose, the output line says it already
+            return None if self.verbose else f"  [dim]{host} {step} |[/] {message}"
         if kind == "output":
             if not self.verbose:
                 return None

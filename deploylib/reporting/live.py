@@ -56,6 +56,8 @@ class LiveReporter(ConsoleReporter):
             row[:] = [event.step or "", "ok", f"{seconds:.2f}s" if seconds else ""]
         elif kind == "step.failed" and row is not None:
             row[:] = [event.step or "", "failed", event.message]
+        elif kind == "progress" and row is not None:
+            row[2] = event.message
         elif kind == "check.attempt" and row is not None:
             if not event.data.get("ok"):
                 row[2] = f"attempt {event.data.get('attempt')}: {event.message}"

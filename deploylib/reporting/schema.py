@@ -142,6 +142,12 @@ class Operation(_Event):
     event: Literal["operation"]
 
 
+class Progress(_Event):
+    """A line of a long wait's progress, as the host reports it (a swarm update's tasks)."""
+
+    event: Literal["progress"]
+
+
 class Dry(_Event):
     """A dry run's command, as it would run."""
 
@@ -209,6 +215,7 @@ MODELS: dict[str, type[_Event]] = {
         StepFailed,
         CheckAttempt,
         Operation,
+        Progress,
         Dry,
         WarningEvent,
         Revert,
@@ -238,6 +245,7 @@ _ANY: TypeAdapter[Any] = TypeAdapter(
         | StepFailed
         | CheckAttempt
         | Operation
+        | Progress
         | Dry
         | WarningEvent
         | Revert

@@ -51,13 +51,15 @@ class ServiceOptions:
         login = ctx.registry_login() if ctx.image else None
         script = swarm.converge_script(self.service(ctx), ctx.release, port, login)
         command = ctx.command(_literal(script), cwd=cwd, description=what, inherit_lock=False)
+        command = replace(command, progress=True)  # swarm's tasks, as they change
         return replace(command, stdin=login.password) if login else command
 
     def stop(self, ctx: StepContext, port: int | None) -> Command:
         script = swarm.stop_script(self.service(ctx), ctx.release, port)
-        return ctx.command(
+        command = ctx.command(
             _literal(script), cwd=ctx.env.deploy_to, description="stop", inherit_lock=False
         )
+        return replace(command, progress=True)
 
 
 def _literal(script: str) -> str:
