@@ -107,7 +107,7 @@ class SwarmSettings(_Model):
     #: seconds a stopping task has before it is killed
     stop_grace_period: Seconds = 10.0
     #: seconds deploylib follows an update (or a rollback) before it counts as failed
-    timeout: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    timeout: Annotated[float, Field(ge=1, le=86400)] = 600.0
 
 
 class NotifySettings(_Model):
