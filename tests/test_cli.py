@@ -180,6 +180,17 @@ def test_local_deploys_and_help_do_not_import_ssh_libraries(project: Project) ->
     assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
 
 
+def test_importing_the_dsl_loads_none_of_the_machinery() -> None:
+    """A pipeline file imports ``deploylib``: that must not pay for what runs a deploy."""
+    code = (
+        "import sys, deploylib, deploylib.recipes\n"
+        "heavy = ('pydantic', 'rich', 'invoke', 'fabric', 'paramiko', 'tenacity')\n"
+        "print('IMPORTED', [m for m in heavy if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
+
+
 def test_public_api() -> None:
     for name in deploylib.__all__:
         assert hasattr(deploylib, name), name

@@ -25,8 +25,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from deploylib.config.schema import SwarmSettings
 from deploylib.remote.images import (
     APP_LABEL,
     DOCKER_ENV_FILE,
@@ -34,6 +34,9 @@ from deploylib.remote.images import (
     RELEASE_LABEL,
     Login,
 )
+
+if TYPE_CHECKING:  # the settings' model: pydantic is loaded only where deploy.toml is read
+    from deploylib.config.schema import SwarmSettings
 
 #: the spec label naming the port the service's tasks listen on (blue-green slots)
 PORT_LABEL = "deploylib.port"
