@@ -2,8 +2,9 @@
 
     python benchmarks/startup.py [--runs N]
 
-Prints medians (and min/max) of wall time over N fresh processes. A benchmark, not a test:
-nothing here asserts a time.
+Prints medians (and min/max) of wall time over N fresh processes, then the largest costs
+``python -X importtime`` reports for ``import deploylib`` and ``deploylib --help`` (cumulative,
+one process each). A benchmark, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ def measure(label: str, argv: list[str], runs: int, cwd: Path | None = None) -> 
     )
 
 
+def import_costs(argv: list[str], top: int = 8) -> list[tuple[int, str]]:
+    """The ``top`` largest cumulative import times (microseconds, module) of one process,
+    counting only modules that are not inside another listed one's cost."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True
+    )
+    rows = []
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line.split("|"))
+        depth = (len(name) - len(name.lstrip())) // 2
+        rows.append((int(cumulative), name.strip(), depth))
+    roots = [(us, name) for us, name, depth in rows if depth <= 1]
+    return sorted(roots, reverse=True)[:top]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
@@ -91,6 +109,14 @@ def main() -> None:
             f"{statistics.median(samples) * 1000:.0f} ms | {min(samples) * 1000:.0f} "
             f"| {max(samples) * 1000:.0f} |"
         )
+    for label, argv in (
+        ("import deploylib", ["-c", "import deploylib"]),
+        ("deploylib --help", ["-m", "deploylib", "--help"]),
+    ):
+        print(f"\n-X importtime, {label}: the largest imports (cumulative)\n")
+        print("| module | ms |\n|---|---|")
+        for us, name in import_costs(argv):
+            print(f"| {name} | {us / 1000:.1f} |")
 
 
 if __name__ == "__main__":
