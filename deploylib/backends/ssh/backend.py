@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,25 @@ from deploylib.config import SSHSettings
 from deploylib.hosts import Host
 from deploylib.remote import gnu
 from deploylib.secrets import reveal
+
+_digests: dict[tuple[str, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of the file at ``path``, read once per process for every host it is sent
+    to (a changed file, by size or mtime, is read again)."""
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    with _digests_lock:
+        known = _digests.get(key)
+        if known is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as file:
+                while block := file.read(CHUNK):
+                    digest.update(block)
+            known = _digests[key] = digest.hexdigest()
+        return known
 
 
 class SSHBackend(Backend):
@@ -79,7 +99,8 @@ class SSHBackend(Backend):
         return self.channels.exec(line, chunks, command.timeout or self.default_timeout, sink)
 
     def upload(self, upload: Upload) -> Result:
-        """Stream the file through ``cat`` on an exec channel; check its sha256 on arrival."""
+        """Stream the file through ``cat`` on an exec channel; check its sha256 on arrival
+        against the file's, hashed once for all hosts."""
         q = shlex.quote
         temporary = f"{upload.remote}.part"
         parent = str(Path(upload.remote).parent)
@@ -87,16 +108,18 @@ class SSHBackend(Backend):
             f"mkdir -p {q(parent)} && cat > {q(temporary)} && chmod {upload.mode:o} {q(temporary)}"
             f" && {gnu.sha256(temporary)} && mv -f {q(temporary)} {q(upload.remote)}"
         )
-        digest = hashlib.sha256()
+        try:
+            expected = file_digest(upload.local)
+        except OSError as exc:
+            return Result(1, stderr=f"upload to {upload.remote}: {exc}")
 
         def chunks() -> Iterator[bytes]:
             with upload.local.open("rb") as file:
                 while block := file.read(CHUNK):
-                    digest.update(block)
                     yield block
 
         result = self.channels.exec(script, chunks(), upload.timeout or self.default_timeout)
-        if result.ok and not result.stdout.startswith(digest.hexdigest()):
+        if result.ok and not result.stdout.startswith(expected):
             return Result(1, result.stdout, f"upload to {upload.remote}: sha256 mismatch")
         return result
 
