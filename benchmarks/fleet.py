@@ -1,14 +1,16 @@
-"""Fleet deploy timings over real SSH: deploylib against a bash + OpenSSH ControlMaster floor.
+"""Fleet deploy timings over real SSH: deploylib against two floors, a Python one (one paramiko
+connection and one exec channel per host: benchmarks/python_floor.py) and a bash + OpenSSH
+ControlMaster one (benchmarks/floor.sh).
 
-    sudo python benchmarks/fleet.py [--runs 5] [--sizes 1,5,20]
+    sudo python benchmarks/fleet.py [--runs 5] [--sizes 1,5,20,40]
 
-Brings up 20 SSH hosts in network namespaces (tests/testbed/sshhosts.py), then for each fleet
-size deploys the same artifact with `deploylib deploy` (a fresh process: cold connections) and
-with benchmarks/floor.sh, alternating, and prints median wall seconds and SSH connections per
-host per deploy (counted from each sshd's log). The artifact is the example app plus 300
-generated files, 1.8 MB compressed, like the peers' figures in the testbed notes; the restart
-is a no-op (an app server's start-up on 2 shared CPUs would hide the tool's own cost) and
-verify is a command check on every host.
+Brings up the largest size's SSH hosts in network namespaces (tests/testbed/sshhosts.py), then
+for each fleet size deploys the same artifact with `deploylib deploy` (a fresh process: cold
+connections) and both floors, interleaved, and prints median wall seconds, SSH connections and
+exec channels per host per deploy (counted from each sshd's log), and the load average. The
+artifact is the example app plus 300 generated files, 1.8 MB compressed, like the peers'
+figures in the testbed notes; the restart is a no-op (an app server's start-up on 2 shared
+CPUs would hide the tool's own cost) and verify is a command check on every host.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def timed(argv: list[str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sizes", default="1,5,20")
+    parser.add_argument("--sizes", default="1,5,20,40")
     parser.add_argument(
         "--log-cost",
         action="store_true",
@@ -121,22 +123,26 @@ def main() -> None:
                 f"artifact {artifact_size / 1e6:.1f} MB, {args.runs} runs per cell\n"
             )
             print(
-                "| hosts | deploylib median s | bash+ssh floor median s | ratio | "
-                "SSH connections per host per deploy |"
+                "| hosts | deploylib median s | Python floor median s | deploylib / Python floor "
+                "| bash+ssh floor median s | deploylib / bash floor | SSH connections per host "
+                "| exec channels per host | load (1 min) |"
                 + (
                     " without the log file, median s | the log file's cost |"
                     if args.log_cost
                     else ""
                 )
             )
-            print("|---|---|---|---|---|" + ("---|---|" if args.log_cost else ""))
+            print("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.log_cost else ""))
             results: dict[int, float] = {}
             for size in sizes:
                 members = hosts.hosts[:size]
                 ours: list[float] = []
                 floor: list[float] = []
+                python_floor: list[float] = []
                 nolog: list[float] = []
                 connections: list[float] = []
+                channels: list[float] = []
+                loads: list[float] = []
 
                 def deploy(env: str, revision: str) -> float:
                     argv = [sys.executable, "-m", "deploylib", "deploy", "--env", env]
@@ -147,12 +153,34 @@ def main() -> None:
                     # after the pause must not always be the same one
                     if args.log_cost and run % 2:
                         nolog.append(deploy(f"n{size}nolog", f"q{run}"))
+                    floor_args = [
+                        str(project / "app"),
+                        f"floor{run}{size}",
+                        str(hosts.client_key),
+                        str(hosts.known_hosts),
+                        "/srv/floor",
+                        *[h.address for h in members],
+                    ]
+                    loads.append(os.getloadavg()[0])
+                    python = [sys.executable, str(REPO / "benchmarks" / "python_floor.py")]
+                    python += [floor_args[0], f"py{run}{size}", *floor_args[2:]]
+                    # the Python floor first on even runs, after deploylib on odd ones
+                    if not run % 2:
+                        python_floor.append(timed(python, project))
                     before = [h.connections() for h in members]
+                    sessions = [h.exec_sessions() for h in members]
                     ours.append(deploy(f"n{size}", f"r{run}"))
                     after = [h.connections() for h in members]
                     connections.append(
                         statistics.mean(a - b for a, b in zip(after, before, strict=True))
                     )
+                    channels.append(
+                        statistics.mean(
+                            h.exec_sessions() - b for h, b in zip(members, sessions, strict=True)
+                        )
+                    )
+                    if run % 2:
+                        python_floor.append(timed(python, project))
                     floor.append(
                         timed(
                             [
@@ -172,10 +200,11 @@ def main() -> None:
                         nolog.append(deploy(f"n{size}nolog", f"q{run}"))
                     time.sleep(1.05)  # a new second: a new release id
                 results[size] = statistics.median(ours)
+                mine, py, sh = (statistics.median(x) for x in (ours, python_floor, floor))
                 print(
-                    f"| {size} | {statistics.median(ours):.2f} | {statistics.median(floor):.2f} "
-                    f"| {statistics.median(ours) / statistics.median(floor):.2f} "
-                    f"| {statistics.mean(connections):.2f} |"
+                    f"| {size} | {mine:.2f} | {py:.2f} | {mine / py:.2f} | {sh:.2f} "
+                    f"| {mine / sh:.2f} | {statistics.mean(connections):.2f} "
+                    f"| {statistics.mean(channels):.1f} | {statistics.mean(loads):.2f} |"
                     + (
                         f" {statistics.median(nolog):.2f} | "
                         f"{statistics.median(ours) / statistics.median(nolog) - 1:+.1%} |"

@@ -84,6 +84,14 @@ class TestHost:
     def sshd_log(self) -> Path:
         return self.root / "sshd.log"
 
+    def exec_sessions(self) -> int:
+        """Sessions (exec channels) started so far, counted from the sshd log (VERBOSE logs
+        each: "Starting session: command ...")."""
+        if not self.sshd_log.exists():
+            return 0
+        text = self.sshd_log.read_text(errors="replace")
+        return len(re.findall(r"Starting session: ", text))
+
     def connections(self) -> int:
         """SSH logins accepted so far, counted from the sshd log."""
         if not self.sshd_log.exists():
