@@ -135,6 +135,8 @@ class Recovery:
             if previous is not None and previous not in target.state.releases:
                 previous = None  # it pointed at a release that is gone: there is none to restore
             if target.lock_lost:
+                if target.current == target.state.current and not target.uncertain:
+                    return  # its switch was refused (its guard runs first): it never moved
                 raise StepFailed("rollback", target.name, "the deploy lock here was lost")
             run.emit("revert", f"putting back {previous or '(no release)'}", host=target.name)
             if self.slots is not None and previous is None:

@@ -11,6 +11,7 @@ from deploylib import (
     DeployFailed,
     FleetInconsistent,
     LockHeld,
+    LockLost,
     Pipeline,
     Secret,
     build,
@@ -392,3 +393,29 @@ def test_verify_gives_up_after_its_attempts(attempts: int) -> None:
     )
     assert isinstance(error, DeployFailed)
     assert len([e for e in report.events if e.kind == "check.attempt"]) == attempts
+
+
+def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet() -> None:
+    """The lock of one host is removed between the check before the switch and the switch:
+    its guard refuses the switch before anything moves. That host never left its release, the
+    others are put back: exit 3, never "targets are on different releases"."""
+    env = environment(hosts=[Host("h1", "h1"), Host("h2", "h2")])
+    fleet = FakeFleet()
+    fleet["h1"].respond(state_with_previous)
+    lost = "the deploy lock here is no longer this deploy's (removed or taken over)"
+
+    def refused(op: Operation) -> Result | None:
+        if op.description.startswith("switch to"):
+            return Result(remote_lock.LOCK_LOST_EXIT, stderr=lost)
+        return state_with_previous(op)
+
+    fleet["h2"].respond(refused)
+    outcome, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    assert isinstance(outcome, LockLost), outcome
+    assert outcome.exit_code == 3
+    assert "different releases" not in str(outcome)
+    assert outcome.placement == {"h1": OLD, "h2": OLD}
+    h1 = [op.description for op in fleet["h1"].operations]
+    assert h1.index(f"switch to {R}") < h1.index(f"switch to {OLD}")  # put back
+    h2 = [op.description for op in fleet["h2"].operations]
+    assert f"switch to {OLD}" not in h2 and "unlock" not in h2  # untouched: not its lock
