@@ -223,6 +223,15 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
             file=file,
             key="switch",
         )
+    steering = sorted(name for name in env.variables if steers_docker(name)) if swarm else []
+    if steering:
+        raise ConfigError(
+            f"{steering[0]} is a variable of the release, and the docker command that gives "
+            "the service its variables would read it as its own setting (which daemon, which "
+            "config, which PATH): rename it in the env files",
+            file=file,
+            key=steering[0],
+        )
     if swarm and not pipeline.image:
         raise ConfigError(
             "service() runs the release's image: the pipeline needs build(image=...) and push()",
@@ -259,6 +268,18 @@ def fits(pipeline: Pipeline, env: Environment) -> None:
                     file=file,
                     key=f"step {each.name}",
                 )
+
+
+#: variables the docker CLI reads as its own settings, besides every ``DOCKER_*``
+_DOCKER_SETTINGS = frozenset(
+    {"HOME", "PATH", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"}
+)
+
+
+def steers_docker(name: str) -> bool:
+    """Whether a variable named ``name`` in the docker CLI's environment changes what it does."""
+    upper = name.upper()
+    return upper.startswith("DOCKER_") or upper in _DOCKER_SETTINGS
 
 
 def image_steps(pipeline: Pipeline, env: Environment, file: str) -> None:

@@ -127,6 +127,7 @@ class Recovery:
         """
         run, steps = self.run, self.steps
         revert = self.pipeline.revert_step()
+        switch = steps.phases.switch
         verifies = [s for s in steps.phases.post if s.retry is not None]
         unwell: list[str] = []
 
@@ -148,6 +149,9 @@ class Recovery:
                 if not result.ok:
                     raise StepFailed("rollback", target.name, run.summary(result), result)
                 target.moved_to(None)
+                undo = switch.undo_step() if switch is not None else None
+                if undo is not None:
+                    steps.run_on(undo, target, run.release, restoring=True)
                 return
             try:
                 if self.slots is not None:

@@ -262,3 +262,48 @@ def test_a_swarm_service_in_place_deploys_rolls_back_and_survives_a_sick_release
         assert "rolling the service demo back to its previous spec" in back.stdout
         assert bed.serving() == r1 and bed.running_release() == r1
         assert bed.project.current() == r1
+
+
+SLEEPER = """\
+from deploylib import Pipeline, build, push
+from deploylib.recipes import service
+
+pipeline = Pipeline(
+    build(image="{app}:{release}", context="app", build_args={"RELEASE": "{release}"}),
+    push(),
+    service(
+        args=["--network", "host", "--init"],
+        command=["sh", "-c", "exec sleep 100000"],
+        health="true",
+        health_interval=0.5,
+        health_retries=1,
+    ),
+)
+"""
+
+
+def test_a_rollback_after_a_replicas_change_goes_back_to_the_previous_count(
+    tmp_path: Path, manager: Dockerd
+) -> None:
+    """``docker service rollback`` restores the previous spec, its replica count too: the
+    rollback is done when the spec's count of tasks runs, whatever deploy.toml says now."""
+    with swarm_bed(tmp_path, manager, proxied=False) as bed:
+        bed.project.write("pipelines/web.py", SLEEPER)
+        toml = (
+            (bed.project.root / "deploy.toml").read_text().replace("timeout = 90", "timeout = 30")
+        )
+        bed.project.write("deploy.toml", toml)
+        first = bed.cli("deploy")
+        assert first.returncode == 0, first.stdout + first.stderr
+        r1 = bed.project.current()
+        bed.project.write("deploy.toml", toml.replace("replicas = 1", "replicas = 2"))
+        bed.project.write("app/CHANGED", "")
+        second = bed.cli("deploy")
+        assert second.returncode == 0, second.stdout + second.stderr
+        r2 = bed.project.current()
+        assert r2 != r1 and len(bed.tasks()) == 2
+
+        back = bed.cli("rollback")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert bed.running_release() == r1 and bed.project.current() == r1
+        assert bed.spec("{{.Spec.Mode.Replicated.Replicas}}") == "1"

@@ -111,8 +111,9 @@ def test_hostile_values_are_argv_words_and_the_password_travels_on_stdin() -> No
         assert isinstance(login.stdin, Secret) and login.stdin.reveal() == "hunter2-pw"
         assert reveal(login.env["REGISTRY_USERNAME"]) == "robot"
         assert '--username "$REGISTRY_USERNAME" --password-stdin' in login.script
-        assert login.script.rstrip().endswith(
-            "docker logout 127.0.0.1:5000 >/dev/null 2>&1; exit $rc"
+        # the logout is set before the login, to run however the command ends
+        assert login.script.startswith(
+            "trap 'docker logout 127.0.0.1:5000 >/dev/null 2>&1' EXIT; trap 'exit 143' TERM"
         )
     [env_file] = [c for c in fleet["local"].commands if c.description == "container env file"]
     assert isinstance(env_file.stdin, bytes) and b"REGISTRY" not in env_file.stdin

@@ -14,6 +14,9 @@ __all__ = ["INTERRUPTED", "Backend", "OutputSink", "Result"]
 
 #: the exit status of an operation stopped, or refused, because of Ctrl-C
 INTERRUPTED = 130
+#: how long a stopped command's processes get between TERM and KILL (its traps run: a
+#: registry logout, a temp file removed)
+STOP_GRACE = 2.0
 
 #: where a streamed command's output goes as it arrives: the stream (``"stdout"`` or
 #: ``"stderr"``) and a piece of its text, of any size (lines are the receiver's business).

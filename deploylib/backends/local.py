@@ -21,7 +21,7 @@ from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local
 from invoke.runners import Result as InvokeResult
 
-from deploylib.backends.base import Backend, OutputSink
+from deploylib.backends.base import STOP_GRACE, Backend, OutputSink
 from deploylib.commands import Command, Result, Upload
 from deploylib.hosts import LOCAL, Host
 from deploylib.secrets import reveal
@@ -144,6 +144,11 @@ class _DeployLocal(Local):
             self.running.add(self.process)
 
     def kill(self) -> None:
+        """A command past its deadline: TERM to its process group (its shell's traps run),
+        then KILL to whatever is left of it ``STOP_GRACE`` seconds later at most."""
+        _signal_group(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(STOP_GRACE)
         _signal_group(self.process.pid, signal.SIGKILL)
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:

@@ -204,6 +204,14 @@ def resolve(
     swarm = swarm_settings(
         setting("swarm"), orchestrator, strategy, hosts, env, file, key_of, where
     )
+    bound = min(setting("command_timeout"), setting("step_timeout"))
+    if swarm.timeout is not None and swarm.timeout >= bound:
+        raise ConfigError(
+            f"must be less than command_timeout and step_timeout ({bound:g} s): the command "
+            "that follows swarm would be cut off first, with no word of why",
+            file=file,
+            key=f"{key_of('swarm')}.timeout",
+        )
     return Environment(
         project_dir=config_file.parent,
         config_file=config_file,

@@ -106,8 +106,9 @@ class SwarmSettings(_Model):
     max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     #: seconds a stopping task has before it is killed
     stop_grace_period: Seconds = 10.0
-    #: seconds deploylib follows an update (or a rollback) before it counts as failed
-    timeout: Annotated[float, Field(ge=1, le=86400)] = 600.0
+    #: seconds deploylib follows an update (or a rollback) before it counts as failed; less
+    #: than ``command_timeout`` and ``step_timeout`` (default: ``command_timeout`` less 10 s)
+    timeout: Annotated[float, Field(ge=1, le=86400)] | None = None
 
 
 class NotifySettings(_Model):

@@ -52,7 +52,8 @@ class Login:
 
     @property
     def env(self) -> dict[str, str | Secret]:
-        """The user name travels in the environment (``$REGISTRY_USERNAME``), never in argv."""
+        """The user name travels in the environment (``$REGISTRY_USERNAME``), filled by the
+        shell into ``docker login``'s argv (see ``login_lines``)."""
         return {USERNAME_VARIABLE: self.username}
 
 
@@ -90,23 +91,26 @@ def registry_of(ref: str) -> str | None:
     return None
 
 
-def _login_lines(login: Login | None) -> tuple[str, str]:
-    """Shell before and after a command that needs the registry's credentials: ``docker
-    login`` with the password on stdin, ``docker logout`` whatever happened."""
+def login_lines(login: Login | None) -> str:
+    """Shell run before a command that needs the registry's credentials: ``docker logout`` set
+    to run however the shell ends (a deadline's TERM included: it exits through the trap), then
+    ``docker login`` with the password on its standard input. The user name is ``docker
+    login``'s ``--username`` argument (docker takes it no other way): it is on that command's
+    line while it runs, not in deploylib's output (``$REGISTRY_USERNAME`` is filled by the
+    shell)."""
     if login is None:
-        return "", ""
+        return ""
     q = shlex.quote
-    before = (
+    return (
+        f"trap 'docker logout {q(login.registry)} >/dev/null 2>&1' EXIT; "
+        "trap 'exit 143' TERM INT HUP; "
         f'docker login --username "${USERNAME_VARIABLE}" --password-stdin {q(login.registry)} '
         ">/dev/null || { echo 'docker login to the registry failed' >&2; exit 1; }; "
     )
-    after = f"; rc=$?; docker logout {q(login.registry)} >/dev/null 2>&1; exit $rc"
-    return before, after
 
 
 def _with_login(script: str, login: Login | None) -> str:
-    before, after = _login_lines(login)
-    return f"{before}{{ {script}; }}{after}" if login else script
+    return f"{login_lines(login)}{{ {script}; }}" if login else script
 
 
 def build_command(

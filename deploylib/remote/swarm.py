@@ -22,6 +22,7 @@ a subshell), never its argv; every value in the script is quoted here."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from deploylib.remote.images import (
     IMAGE_FILE,
     RELEASE_LABEL,
     Login,
+    login_lines,
 )
 
 if TYPE_CHECKING:  # the settings' model: pydantic is loaded only where deploy.toml is read
@@ -79,6 +81,8 @@ class Service:
     #: the containers' command (argv words; default: the image's)
     command: Sequence[str] = ()
     health: HealthCheck | None = None
+    #: seconds ``follow`` waits for swarm, within the command's own deadline
+    deadline: int = 600
 
 
 def seconds(value: float) -> str:
@@ -124,11 +128,13 @@ def _words(words: Sequence[str]) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+_FIELD = re.compile(r"@([a-z_]+)@")
+
+
 def _fill(template: str, **values: str) -> str:
-    """``template`` with each ``@name@`` replaced by its value (already shell-quoted)."""
-    for name, value in values.items():
-        template = template.replace(f"@{name}@", value)
-    return template
+    """``template`` with each ``@name@`` replaced by its value (already shell-quoted), in one
+    pass: what a value holds is never read as a field."""
+    return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 _COMMON = """\
@@ -148,7 +154,9 @@ converged() {
   [ -n "$ids" ] || return 1
   states=$(docker inspect --type task --format @task_format@ $ids 2>/dev/null) || return 1
   count=$(printf '%s\\n' "$states" | grep -c .)
-  [ -z @replicas@ ] || [ "$count" -eq @replicas@ ] || return 1
+  # as many as the spec says (a rollback restores the previous spec's count)
+  replicas=$(spec '{{if .Spec.Mode.Replicated}}{{.Spec.Mode.Replicated.Replicas}}{{end}}')
+  [ -z "$replicas" ] || [ "$count" -eq "$replicas" ] || return 1
   ! printf '%s\\n' "$states" | grep -qvx "${want%%|*} running" || return 1
   # and the tasks it replaced have stopped (their ports are free, nothing old serves)
   old=$(docker service ps -q --filter desired-state=shutdown "$svc" 2>/dev/null) || return 1
@@ -198,6 +206,11 @@ with_env() {
   )
 }
 @login@status=$(update_state)
+mode=$(spec '{{if .Spec.Mode.Global}}global{{else}}replicated{{end}}')
+if [ -n "$mode" ] && [ "$mode" != @mode@ ]; then
+  fail "the service $svc is $mode and [swarm] mode says @mode@: swarm cannot change a" \\
+    "service's mode; remove the service (docker service rm $svc) or set mode back"
+fi
 if ! docker service inspect "$svc" >/dev/null 2>&1; then
   echo "creating the service $svc"
   set -- @create@ "$image"@command@
@@ -227,13 +240,19 @@ _STOP = """\
 docker service inspect "$svc" >/dev/null 2>&1 || exit 0
 [ "$(labels)" = "$want" ] || exit 0
 back=$(previous)
-if [ -z "$back" ] || [ "$back" = "|" ]; then
+if [ -z "$back" ]; then
+  # no spec before this release's: the service was made by this deploy, unless it is not
+  # deploylib's (then it is left as it is)
+  [ "$(spec '{{index .Spec.Labels "deploylib.app"}}')" = @app@ ] \\
+    || fail "the service $svc has no spec to go back to and deploylib did not make it: left" \\
+      "as it is"
   docker service rm "$svc" >/dev/null || fail "could not remove the service $svc"
   echo "removed the service $svc"
   exit 0
 fi
 status=$(update_state)
-echo "rolling the service $svc back to its previous spec (${back%%|*})"
+was=${back%%|*}
+echo "rolling the service $svc back to its previous spec (${was:-one deploylib did not make})"
 docker service rollback --detach "$svc" >/dev/null || fail "could not roll back the service $svc"
 want=$back
 follow "$status"
@@ -243,10 +262,10 @@ follow "$status"
 def _common(service: Service, release: str, port: int | None) -> str:
     """Shell functions and values both scripts use."""
     q = shlex.quote
-    settings = service.settings
     return _fill(
         _COMMON,
         service=q(service.name),
+        app=q(service.app),
         want=q(f"{release}|{port if port is not None else ''}"),
         spec_labels=q(
             f'{{{{index .Spec.Labels "{RELEASE_LABEL}"}}}}|'
@@ -259,8 +278,7 @@ def _common(service: Service, release: str, port: int | None) -> str:
         task_format=q(
             f'{{{{index .Spec.ContainerSpec.Labels "{RELEASE_LABEL}"}}}} {{{{.Status.State}}}}'
         ),
-        replicas=q("" if settings.mode == "global" else str(settings.replicas)),
-        timeout=str(int(settings.timeout)),
+        timeout=str(service.deadline),
         shown=q("{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
         ages=q(r"s/ (less than a second|about an? [a-z]+|[0-9]+ [a-z]+) ago//"),
     )
@@ -290,7 +308,11 @@ def converge_script(service: Service, release: str, port: int | None, login: Log
     update = [
         *("docker", "service", "update", "--detach"),
         *("--label-add", f"{RELEASE_LABEL}={release}"),
-        *(["--label-add", f"{PORT_LABEL}={port}"] if port is not None else []),
+        *(
+            ["--label-add", f"{PORT_LABEL}={port}"]
+            if port is not None
+            else ["--label-rm", PORT_LABEL]  # on slots before: in place now
+        ),
         *("--container-label-add", f"{RELEASE_LABEL}={release}"),
         *(["--env-add", f"PORT={port}"] if port is not None else []),
         *update_flags(settings, creating=False),
@@ -303,7 +325,8 @@ def converge_script(service: Service, release: str, port: int | None, login: Log
         release=release,
         image_file=IMAGE_FILE,
         env_file=DOCKER_ENV_FILE,
-        login=_login(login),
+        login=login_lines(login) + "\n" if login else "",
+        mode=settings.mode,
         create=_words(create),
         command=(" " + _words(service.command)) if service.command else "",
         update=_words(update),
@@ -315,16 +338,3 @@ def stop_script(service: Service, release: str, port: int | None) -> str:
     whose release never went live): back to the previous spec, or, with none (the service's
     first release), the service removed. Anything else runs there: nothing to do."""
     return _fill(_STOP, common=_common(service, release, port), release=release)
-
-
-def _login(login: Login | None) -> str:
-    """``docker login`` (password on stdin), and ``docker logout`` when the script ends, for
-    the credentials swarm hands its nodes (``--with-registry-auth``)."""
-    if login is None:
-        return ""
-    q = shlex.quote
-    return (
-        f'docker login --username "$REGISTRY_USERNAME" --password-stdin {q(login.registry)} '
-        ">/dev/null || fail 'docker login to the registry failed'\n"
-        f"trap 'docker logout {q(login.registry)} >/dev/null 2>&1' EXIT\n"
-    )

@@ -247,6 +247,12 @@ class Switch(Step):
     def templates(self) -> Iterable[str]:
         return [t for t in (self.restart, self.start, self.stop) if t]
 
+    def undo_step(self) -> Step | None:
+        """What takes the new release off a target put back to no release (its first deploy
+        failed), besides ``current`` going: nothing, unless the switch started it somewhere
+        that outlives ``current`` (a swarm service)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Verify(Step):

@@ -12,6 +12,7 @@ service too (``docker service rollback`` when its previous spec is that release'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +20,7 @@ from deploylib.commands import Command, Operation
 from deploylib.context import StepContext
 from deploylib.remote import release as remote_release
 from deploylib.remote import swarm
+from deploylib.steps.base import Step
 from deploylib.steps.builtin import Rollback, Switch
 
 #: what the switch's restart, start and stop say they do (never run: the scripts are built
@@ -37,7 +39,9 @@ class ServiceOptions:
 
     def service(self, ctx: StepContext) -> swarm.Service:
         settings = ctx.env.swarm
+        deadline = settings.timeout or max(1.0, ctx.env.command_timeout - 10)
         return swarm.Service(
+            deadline=math.ceil(deadline),
             name=settings.service or ctx.env.app,
             app=ctx.env.app,
             settings=settings,
@@ -51,7 +55,10 @@ class ServiceOptions:
         login = ctx.registry_login() if ctx.image else None
         script = swarm.converge_script(self.service(ctx), ctx.release, port, login)
         command = ctx.command(_literal(script), cwd=cwd, description=what, inherit_lock=False)
-        command = replace(command, progress=True)  # swarm's tasks, as they change
+        # the release's variables reach docker from its .env.docker, in a subshell, for the
+        # create or update only: none of them is in the environment of the script's other
+        # docker commands; the registry's user name is, when there is one
+        command = replace(command, env=dict(login.env) if login else {}, progress=True)
         return replace(command, stdin=login.password) if login else command
 
     def stop(self, ctx: StepContext, port: int | None) -> Command:
@@ -59,7 +66,7 @@ class ServiceOptions:
         command = ctx.command(
             _literal(script), cwd=ctx.env.deploy_to, description="stop", inherit_lock=False
         )
-        return replace(command, progress=True)
+        return replace(command, env={}, progress=True)
 
 
 def _literal(script: str) -> str:
@@ -96,6 +103,9 @@ class ServiceSwitch(Switch):
     def stop_operation(self, ctx: StepContext) -> Operation:
         return self.options.stop(ctx, _port(ctx))
 
+    def undo_step(self) -> Step | None:
+        return ServiceStop(options=self.options)
+
     def revert(self) -> ServiceRollback:
         return ServiceRollback(name="rollback", options=self.options)
 
@@ -120,3 +130,15 @@ class ServiceRollback(Rollback):
 
     def templates(self) -> Iterable[str]:
         return []
+
+
+@dataclass(frozen=True)
+class ServiceStop(Step):
+    """The release taken off the service: back to its previous spec, or the service removed
+    when this deploy made it (a first deploy put back to no release)."""
+
+    name: str = "stop"
+    options: ServiceOptions = field(default_factory=ServiceOptions)
+
+    def operations(self, ctx: StepContext) -> list[Operation]:
+        return [self.options.stop(ctx, _port(ctx))]

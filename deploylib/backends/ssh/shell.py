@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import secrets
 
+from deploylib.backends.base import STOP_GRACE
 from deploylib.stdin_env import ENV_PRELUDE, env_line
 
-__all__ = ["ENV_PRELUDE", "RemoteShell", "env_line", "stop_group_script"]
+__all__ = ["ENV_PRELUDE", "STOP_GRACE", "RemoteShell", "env_line", "stop_group_script"]
 
-#: how long a stopped command's processes get between TERM and KILL
-STOP_GRACE = 2.0
 #: how long an aborted command's pid line is waited for (it is the first thing its shell prints)
 PID_WAIT = 3.0
 #: how far into stderr the pid line is looked for (a shell's start-up may print before it)
