@@ -187,12 +187,17 @@ class FleetLock:
                 run.placement(),
             )
 
-    def release(self) -> None:
-        """Release every lock this run holds or may hold (a lock command that was cut off may
-        have taken it): each removal checks the token, so another deploy's lock stays."""
+    def stop_heartbeat(self) -> None:
+        """No more touches of the locks' heartbeat: they are about to be released (a touch
+        after a release would find the lock gone and take it for lost)."""
         self._releasing.set()
         if self._beating is not None:
             self._beating.join(timeout=15)
+
+    def release(self) -> None:
+        """Release every lock this run holds or may hold (a lock command that was cut off may
+        have taken it): each removal checks the token, so another deploy's lock stays."""
+        self.stop_heartbeat()
         self._unlock_mine()
 
     def _unlock_mine(self) -> None:

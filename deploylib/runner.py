@@ -195,7 +195,13 @@ class Runner:
                 self.signals.finishing("recording the deploy")
                 behind = [t for t in run.targets if t.left_behind is not None]
                 on_new = [t for t in run.targets if t.left_behind is None]
-                records.record_all(run, "deploy", "success", run.release, among=on_new)
+                if not behind and not run.dry:
+                    # every target on the new release: its record, cleanup and unlock are
+                    # one command there
+                    self.lock.stop_heartbeat()
+                    removed = records.finish_all(run, run.release, on_new)
+                else:
+                    records.record_all(run, "deploy", "success", run.release, among=on_new)
                 if behind:
                     for target in behind:
                         records.record_all(
@@ -207,7 +213,8 @@ class Runner:
                             among=[target],
                         )
                     self.recovery.remove_unfinished(behind)
-                removed = records.clean_up(run)
+                if behind or run.dry:
+                    removed = records.clean_up(run)
                 self.lock.check_lost_after("deployed")
                 if behind:
                     raise _left_behind(run, behind)

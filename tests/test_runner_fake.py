@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,20 +21,33 @@ from deploylib import (
     http,
     migrate,
     push,
+    records,
     rollback,
     run,
     step,
     switch,
     verify,
 )
+from deploylib.backends.local import LocalBackend
 from deploylib.commands import Operation, Probe, Result
+from deploylib.fleet import Target
 from deploylib.hosts import Host
 from deploylib.remote import lock as remote_lock
 from deploylib.remote import release as remote_release
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT
 from deploylib.remote.reading import render_state
-from deploylib.testing import TOKEN, WORKDIR, FakeFleet, deploy_with_fakes, environment
+from deploylib.remote.state import TargetState
+from deploylib.reporting.recording import RecordingReporter
+from deploylib.run_state import Run
+from deploylib.testing import (
+    FIXED_TIME,
+    TOKEN,
+    WORKDIR,
+    FakeFleet,
+    deploy_with_fakes,
+    environment,
+)
 
 R = "20260102T030405Z-abc1234"
 OLD = "20251231T000000Z-0ld0000"
@@ -94,8 +108,7 @@ def test_deploy_runs_exact_operations() -> None:
         f"switch to {R}",
         "restart",
         "check",
-        "record",
-        "unlock",
+        "record",  # the release log, then cleanup, then the unlock: one command
     ]
     lines = fleet["local"].lines
     assert lines[1:] == [
@@ -110,15 +123,15 @@ def test_deploy_runs_exact_operations() -> None:
         remote_release.switch_command(LAYOUT, R, TOKEN).line,
         "cd /srv/app/current && kill -HUP $(cat /srv/app/shared/app.pid)",
         f"GET http://127.0.0.1:8000/health expect 200 containing '{R}'",
-        ops[-2].line,
-        remote_lock.unlock_command(LAYOUT, TOKEN).line,
+        ops[-1].line,
     ]
     # every command on the target after the lock runs only while the lock is this deploy's
-    for op in ops[1:-1]:
+    for op in ops[1:]:
         if isinstance(op, Command):
             assert op.guard == remote_lock.lock_guard(LAYOUT, TOKEN), op.description
-    record = ops[-2]
+    record = ops[-1]
     assert isinstance(record, Command) and isinstance(record.stdin, bytes)
+    assert remote_lock.unlock_command(LAYOUT, TOKEN).script in record.script
     entry = json.loads(record.stdin)
     assert (entry["event"], entry["outcome"], entry["release"], entry["current"]) == (
         "deploy",
@@ -419,3 +432,62 @@ def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet() -> None:
     assert h1.index(f"switch to {R}") < h1.index(f"switch to {OLD}")  # put back
     h2 = [op.description for op in fleet["h2"].operations]
     assert f"switch to {OLD}" not in h2 and "unlock" not in h2  # untouched: not its lock
+
+
+def test_the_end_of_a_deploy_is_one_command_whose_parts_fail_alone(tmp_path: Path) -> None:
+    """Record, cleanup and unlock share one command on each target; run for real, each part's
+    failure is what it was as a command of its own: a release log that cannot be written keeps
+    the cleanup from running (and the lock is still released), a failed cleanup is a warning."""
+
+    older = "20251230T000000Z-0lder00"
+    (tmp_path / ".deploylib" / "lock").mkdir(parents=True)
+    (tmp_path / ".deploylib" / "lock" / "owner.json").write_text(json.dumps({"token": TOKEN}))
+    (tmp_path / "releases" / OLD).mkdir(parents=True)
+    (tmp_path / "releases" / older).mkdir()
+    env = environment(deploy_to=str(tmp_path), keep_releases=1)
+    reporter = RecordingReporter()
+    run = Run(env=env, reporter=reporter, clock=lambda: FIXED_TIME, parallel=1, revision="abc1234")
+    run.release, run.lock_token = R, TOKEN
+    target = Target(Host("h1", "h1"), LocalBackend())
+    old_entries = tuple(
+        {"event": "deploy", "outcome": "success", "release": r, "current": r} for r in (older, OLD)
+    )
+    target.read(
+        TargetState(
+            current=OLD,
+            releases=frozenset({older, OLD}),
+            complete=frozenset({older, OLD}),
+            log=old_entries,
+            current_kind="release",
+        )
+    )
+    target.lock_taken(TOKEN)
+    target.moved_to(R)
+    (tmp_path / "releases" / R).mkdir()
+    target.release_prepared()
+    run.targets = [target]
+
+    # the release log cannot be written (a directory in its place): no cleanup, lock released
+    (tmp_path / ".deploylib" / "releases.jsonl").mkdir()
+    removed = records.finish_all(run, R, [target])
+    assert removed == {"h1": [older]}
+    assert (tmp_path / "releases" / older).is_dir()  # the cleanup never ran
+    assert not (tmp_path / ".deploylib" / "lock").exists() and not target.owns_lock
+    warnings = [e.message for e in reporter.events if e.kind == "warning"]
+    assert any("could not write the release log" in w for w in warnings), warnings
+
+    # a cleanup that fails (current points, on the host, at what the log says may go): the
+    # record is written, the lock released, the failure a warning
+    (tmp_path / ".deploylib" / "releases.jsonl").rmdir()
+    (tmp_path / ".deploylib" / "lock").mkdir()
+    (tmp_path / ".deploylib" / "lock" / "owner.json").write_text(json.dumps({"token": TOKEN}))
+    (tmp_path / "current").symlink_to(f"releases/{older}")
+    target.lock_taken(TOKEN)
+    reporter.events.clear()
+    records.finish_all(run, R, [target])
+    lines = (tmp_path / ".deploylib" / "releases.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["release"] == R
+    assert (tmp_path / "releases" / older).is_dir()
+    assert not (tmp_path / ".deploylib" / "lock").exists() and not target.owns_lock
+    warnings = [e.message for e in reporter.events if e.kind == "warning"]
+    assert any("cleanup failed" in w and "current points at it" in w for w in warnings), warnings
