@@ -465,7 +465,7 @@ class Bed(Slots):
             else:
                 assert release in self.project.release_dirs(), (slot, release)
                 assert self.answers(slot), f"{slot} is recorded running {release}, but is down"
-        assert self.serving() == self.slot_release(live)
+        assert self.serves(self.slot_release(live))
 
     def leftovers(self) -> list[str]:
         """Files next to the upstream file that deploylib left there."""
@@ -528,7 +528,7 @@ def test_ctrl_c_during_the_start_leaves_the_old_slot_serving_and_the_record_true
     (bed.shared / "HOLD").unlink()
 
     assert code == 1, output
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     assert bed.project.release_dirs() == {r1}
     assert bed.record()["live"] == "blue" and bed.slot_release("green") is None
     bed.assert_truthful()
@@ -546,7 +546,7 @@ def test_ctrl_c_during_the_checks_stops_the_new_release_and_keeps_the_old_slot(
     code, output = interrupted(deploy)
 
     assert code == 1, output
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     assert bed.slot_release("green") is None and bed.pid("green") is None
     closed_within(bed.ports["green"], 10)
     bed.assert_truthful()
@@ -571,7 +571,7 @@ def test_ctrl_c_during_a_weighted_bake_sends_everything_back_and_stops_the_canar
 
     assert code == 1, output
     assert "interrupted" in output
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     assert bed.slot_release("green") is None
     closed_within(bed.ports["green"], 10)
     bed.assert_truthful()
@@ -592,7 +592,7 @@ def test_a_damaged_or_emptied_record_never_stops_the_slot_nginx_serves(
     broken = bed.cli("deploy")
 
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     assert bed.record()["live"] == "blue" and bed.slot_release("blue") == r1
     bed.assert_truthful()
 
@@ -612,7 +612,7 @@ def test_a_record_edited_by_hand_to_name_the_wrong_live_slot_is_corrected_by_the
         load.wait_for_answers(10)
         r3 = bed.deployed()  # on blue: green, which nginx serves, is never stopped
         load.wait_for_answers(10)
-    assert bed.serving() == r3 and bed.record()["live"] == "blue"
+    assert bed.serves(r3) and bed.record()["live"] == "blue"
     assert bed.slot_release("green") == r2
     bed.assert_truthful()
     assert load.failures == [], load.failures[:5]
@@ -641,7 +641,7 @@ def test_after_a_deploy_killed_while_it_baked_the_next_one_never_leaves_nginx_on
     broken = bed.cli("deploy")
 
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     bed.assert_truthful()
 
 
@@ -672,7 +672,7 @@ def test_a_hanging_proxy_command_or_start_ends_the_deploy_in_bounded_time_and_pu
     assert done.returncode == 1, done.stdout + done.stderr
     assert "timed out" in done.stdout + done.stderr
     assert took < 60, f"{took:.1f} s"
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     assert bed.record()["live"] == "blue" and bed.slot_release("green") is None
     assert bed.leftovers() == []
     bed.assert_truthful()
@@ -709,7 +709,7 @@ def test_secrets_stay_out_of_the_output_the_events_and_the_records_of_slot_failu
     bed.configure_with(check=f"sh {leak}")
     failed_deploy("proxy")
 
-    assert bed.project.current() == r1 and bed.serving() == r1
+    assert bed.project.current() == r1 and bed.serves(r1)
     bed.assert_truthful()
     meta = bed.project.target / ".deploylib"
     seen += [(meta / "releases.jsonl").read_text(), (meta / "slots.json").read_text()]

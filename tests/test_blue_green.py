@@ -41,7 +41,7 @@ def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slot
     first = slots.cli("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
     r1 = slots.project.current()
-    assert r1 and slots.serving() == r1
+    assert r1 and slots.serves(r1)
     assert slots.record()["live"] == "blue"
     assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{slots.ports['blue']};"]
 
@@ -50,7 +50,7 @@ def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slot
         second = slots.cli("deploy")
         assert second.returncode == 0, second.stdout + second.stderr
         r2 = slots.project.current()
-        assert r2 != r1 and slots.serving() == r2
+        assert r2 != r1 and slots.serves(r2)
         assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{slots.ports['green']};"]
         blue_pid = slots.pid("blue")
         assert blue_pid is not None and Path(f"/proc/{blue_pid}").exists()  # idle, running
@@ -61,7 +61,7 @@ def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slot
         back = slots.cli("rollback")
         took = time.monotonic() - started
         assert back.returncode == 0, back.stdout + back.stderr
-        assert slots.serving() == r1 and slots.pid("blue") == blue_pid
+        assert slots.serves(r1) and slots.pid("blue") == blue_pid
         print(f"rollback by proxy switch: {took:.2f} s (whole program)")
         load.wait_for_answers(10)
 
@@ -69,7 +69,7 @@ def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slot
         third = slots.cli("deploy")
         assert third.returncode == 0, third.stdout + third.stderr
         r3 = slots.project.current()
-        assert slots.serving() == r3 and slots.record()["live"] == "green"
+        assert slots.serves(r3) and slots.record()["live"] == "green"
         load.wait_for_answers(10)
 
         # blue (r1, idle) dies, as in a reboot: rollback starts it again, checks it, switches
@@ -80,14 +80,14 @@ def test_deploys_and_rollbacks_switch_slots_without_a_failed_request(slots: Slot
         rolled = slots.cli("rollback")
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
         assert "does not answer" in rolled.stdout + rolled.stderr
-        assert slots.serving() == r1 and slots.pid("blue") not in (None, dead)
+        assert slots.serves(r1) and slots.pid("blue") not in (None, dead)
         load.wait_for_answers(10)
 
         # a release that never becomes healthy: started on green, never takes traffic
         slots.project.write("app/BROKEN", "")
         broken = slots.cli("deploy")
         assert broken.returncode == 1, broken.stdout + broken.stderr
-        assert slots.serving() == r1 and slots.project.current() == r1
+        assert slots.serves(r1) and slots.project.current() == r1
         record = slots.record()
         assert record["live"] == "blue"
         assert record["slots"]["green"]["release"] is None  # type: ignore[index]
@@ -121,7 +121,7 @@ def test_a_config_nginx_refuses_leaves_the_proxy_and_the_fleet_as_they_were(slot
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "the proxy refused the new upstream file" in refused.stdout + refused.stderr
     assert slots.proxy.upstream.read_text() == before  # put back as it was
-    assert slots.project.current() == r1 and slots.serving() == r1
+    assert slots.project.current() == r1 and slots.serves(r1)
     assert slots.record()["live"] == "blue"
 
 
@@ -149,7 +149,7 @@ def test_a_weighted_canary_shares_requests_bakes_then_promotes_or_goes_back(
         assert load.bodies[f"release {release}"] > seen_before  # the canary takes requests
         assert deploy.wait(timeout=60) == 0, deploy.communicate()
         r2 = slots.project.current()
-        assert r2 == release and slots.serving() == r2
+        assert r2 == release and slots.serves(r2)
         assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{green};"]
         bakes = [json.loads(line) for line in events.read_text().splitlines()]
         assert any(e["event"] == "bake" and "rounds" in str(e.get("message")) for e in bakes)
@@ -164,7 +164,7 @@ def test_a_weighted_canary_shares_requests_bakes_then_promotes_or_goes_back(
         out, err = deploy.communicate()
         assert "every target is back on the release it had" in out + err
         assert upstream_servers(slots.proxy) == [f"server 127.0.0.1:{green};"]
-        assert slots.project.current() == r2 and slots.serving() == r2
+        assert slots.project.current() == r2 and slots.serves(r2)
         assert slots.pid("blue") is None  # the sick canary was stopped
         load.wait_for_answers(10)
 

@@ -31,7 +31,7 @@ def test_keep_alive_clients_that_retry_once_lose_no_request_across_a_switch(
     first = slots.cli("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
     r1 = slots.project.current()
-    assert r1 and slots.serving() == r1
+    assert r1 and slots.serves(r1)
 
     clients = Clients(
         slots.proxy.port, threads=4, keep_alive=True, max_requests=200_000, max_seconds=120
@@ -41,11 +41,11 @@ def test_keep_alive_clients_that_retry_once_lose_no_request_across_a_switch(
         deployed = slots.cli("deploy")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         r2 = slots.project.current()
-        assert r2 != r1 and slots.serving() == r2
+        assert r2 != r1 and slots.serves(r2)
         clients.wait_for_answers(20)
         back = slots.cli("rollback")
         assert back.returncode == 0, back.stdout + back.stderr
-        assert slots.serving() == r1
+        assert slots.serves(r1)
         clients.wait_for_answers(20)
 
     requests = sum(clients.bodies.values()) + len(clients.failures)

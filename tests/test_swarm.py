@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import Project
 from tests.testbed.docker import Dockerd, Registry, dockerd, registry
-from tests.testbed.load import Load, free_port, get
+from tests.testbed.load import Load, free_port, get, settles_on
 from tests.testbed.nginx import Nginx, nginx
 from tests.testbed.slots import upstream_servers
 
@@ -133,6 +133,10 @@ class Swarm:
     def serving(self, port: int | None = None) -> str:
         return get(port or (self.proxy.port if self.proxy else self.port), "/").split()[1]
 
+    def serves(self, release: str | None) -> bool:
+        """Whether the proxy serves ``release`` (within moments: see ``settles_on``)."""
+        return release is not None and settles_on(self.serving, release)
+
 
 @pytest.fixture(scope="module")
 def manager() -> Iterator[Dockerd]:
@@ -161,7 +165,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
         first = bed.cli("deploy", "--verbose")
         assert first.returncode == 0, first.stdout + first.stderr
         r1 = bed.project.current()
-        assert r1 and bed.serving() == r1 and bed.running_release() == r1
+        assert r1 and bed.serves(r1) and bed.running_release() == r1
         assert "creating the service demo" in first.stdout
         assert bed.spec('{{index .Spec.Labels "deploylib.port"}}') == str(blue)
         assert upstream_servers(bed.proxy) == [
@@ -180,7 +184,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
             second = bed.cli("deploy", "--verbose")
             assert second.returncode == 0, second.stdout + second.stderr
             r2 = bed.project.current()
-            assert r2 != r1 and bed.serving() == r2 and bed.running_release() == r2
+            assert r2 != r1 and bed.serves(r2) and bed.running_release() == r2
             assert "updating the service demo" in second.stdout
             assert "task demo.1" in second.stdout  # followed task by task
             assert upstream_servers(bed.proxy) == [
@@ -193,7 +197,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
             back = bed.cli("rollback", "--verbose")
             assert back.returncode == 0, back.stdout + back.stderr
             assert "rolling the service demo back to its previous spec" in back.stdout
-            assert bed.serving() == r1 and bed.running_release() == r1
+            assert bed.serves(r1) and bed.running_release() == r1
             assert bed.spec("{{.UpdateStatus.State}}") == "rollback_completed"
             assert bed.project.current() == r1
             load.wait_for_answers(10)
@@ -208,7 +212,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
             assert "local start | task demo.1" in broken.stdout  # progress, without --verbose
             assert bed.tasks() == old_tasks
             assert bed.running_release() == r1 and bed.project.current() == r1
-            assert bed.serving() == r1
+            assert bed.serves(r1)
             load.wait_for_answers(10)
 
             # healthy for swarm, failing deploylib's checks: put back by the previous spec
@@ -217,7 +221,7 @@ def test_a_swarm_service_behind_nginx_deploys_rolls_back_and_keeps_old_tasks_for
             wrong = bed.cli("deploy")
             assert wrong.returncode == 1, wrong.stdout + wrong.stderr
             assert bed.running_release() == r1 and bed.project.current() == r1
-            assert bed.serving() == r1
+            assert bed.serves(r1)
             load.wait_for_answers(10)
 
         assert load.failures == [], load.failures[:5]
@@ -241,7 +245,7 @@ def test_a_swarm_service_in_place_deploys_rolls_back_and_survives_a_sick_release
         first = bed.cli("deploy")
         assert first.returncode == 0, first.stdout + first.stderr
         r1 = bed.project.current()
-        assert r1 and bed.serving() == r1 and bed.running_release() == r1
+        assert r1 and bed.serves(r1) and bed.running_release() == r1
         # in place the spec names no port: the tasks listen where the app says
         assert bed.spec('{{index .Spec.Labels "deploylib.port"}}') == ""
 
@@ -249,18 +253,18 @@ def test_a_swarm_service_in_place_deploys_rolls_back_and_survives_a_sick_release
         broken = bed.cli("deploy")
         assert broken.returncode == 1, broken.stdout + broken.stderr
         assert bed.running_release() == r1 and bed.project.current() == r1
-        assert bed.serving() == r1
+        assert bed.serves(r1)
 
         (bed.project.root / "app" / "BROKEN").unlink()
         second = bed.cli("deploy")
         assert second.returncode == 0, second.stdout + second.stderr
         r2 = bed.project.current()
-        assert bed.serving() == r2 and bed.running_release() == r2
+        assert bed.serves(r2) and bed.running_release() == r2
 
         back = bed.cli("rollback", "--verbose")
         assert back.returncode == 0, back.stdout + back.stderr
         assert "rolling the service demo back to its previous spec" in back.stdout
-        assert bed.serving() == r1 and bed.running_release() == r1
+        assert bed.serves(r1) and bed.running_release() == r1
         assert bed.project.current() == r1
 
 

@@ -8,12 +8,29 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def settles_on(read: Callable[[], str], expected: str, within: float = 10.0) -> bool:
+    """Whether ``read()`` gives ``expected`` within ``within`` seconds. nginx applies a reload
+    asynchronously (``nginx -s reload`` returns once the master has the signal; its old
+    workers take new connections until the new ones run), so right after a proxy switch a
+    request may still reach the slot that was live a moment before."""
+    end = time.monotonic() + within
+    while True:
+        seen = read()
+        if seen == expected:
+            return True
+        if time.monotonic() > end:
+            print(f"still {seen!r} after {within:g} s, not {expected!r}")
+            return False
+        time.sleep(0.05)
 
 
 def get(port: int, path: str) -> str:

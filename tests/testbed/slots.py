@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import Project
-from tests.testbed.load import free_port, get
+from tests.testbed.load import free_port, get, settles_on
 from tests.testbed.nginx import Nginx, nginx
 
 APP = """\
@@ -108,6 +108,10 @@ class Slots:
 
     def serving(self) -> str:
         return get(self.proxy.port, "/").split()[1]
+
+    def serves(self, release: str | None) -> bool:
+        """Whether the proxy serves ``release`` (within moments: see ``settles_on``)."""
+        return release is not None and settles_on(self.serving, release)
 
     def stop_all(self) -> None:
         for slot in self.ports:
