@@ -1,5 +1,6 @@
-"""After a run: a line in every target's release log, and cleanup of old releases. Neither is
-a reason to undo a deploy: a failure of either is a warning."""
+"""After a run: a line in every target's release log, and cleanup of old releases (after a
+successful deploy, with the unlock, one command per target: ``finish_all``). Neither is a
+reason to undo a deploy: a failure of either is a warning."""
 
 from __future__ import annotations
 
