@@ -6,7 +6,6 @@ any unknown option or stray word they are a usage error, exit 2, with the task's
 
 from __future__ import annotations
 
-import gc
 import inspect
 import signal
 import sys
@@ -230,10 +229,4 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     for stop in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _terminate)
-    try:
-        program.run()
-    finally:
-        # what is left dies with the process: frozen, the interpreter's last collection does
-        # not walk it (a fleet deploy leaves hundreds of thousands of objects: connections,
-        # events, the parsed state of every host)
-        gc.freeze()
+    program.run()  # each task freezes what it leaves before the exit (``tasks._run``)

@@ -9,6 +9,7 @@ Tasks are thin: they call ``deploylib.actions`` (deploy, rollback) and ``deployl
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from inspect import signature
 from pathlib import Path
@@ -89,6 +90,11 @@ def _run(body: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         console(stderr=True).print("[red]interrupted[/]")
         raise Exit(code=130) from None
+    finally:
+        # what the task leaves dies with the process (``deploylib`` or ``invoke``): frozen, the
+        # interpreter's last collection does not walk it (a fleet deploy leaves hundreds of
+        # thousands of objects: connections, events, the parsed state of every host)
+        gc.freeze()
 
 
 @_task()
