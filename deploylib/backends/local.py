@@ -145,11 +145,13 @@ class _DeployLocal(Local):
 
     def kill(self) -> None:
         """A command past its deadline: TERM to its process group (its shell's traps run),
-        then KILL to whatever is left of it ``STOP_GRACE`` seconds later at most."""
-        _signal_group(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(STOP_GRACE)
-        _signal_group(self.process.pid, signal.SIGKILL)
+        then KILL to whatever is left of it ``STOP_GRACE`` seconds later. It returns at once:
+        Invoke calls it from its timer, and tells a timeout by that timer having ended."""
+        pid = self.process.pid
+        _signal_group(pid, signal.SIGTERM)
+        later = threading.Timer(STOP_GRACE, _signal_group, (pid, signal.SIGKILL))
+        later.daemon = True
+        later.start()
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         _signal_group(self.process.pid, signal.SIGTERM)
