@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploylib.secrets import Secret
@@ -22,13 +22,15 @@ class Command:
     """A shell script to run on one target.
 
     ``env`` is handed to the process environment (never the command line); ``stdin`` is fed to
-    the script's standard input. A ``Secret`` in either never prints.
+    the script's standard input, then the local file ``stdin_file``, streamed (the artifact, into
+    the script that unpacks it). A ``Secret`` in either never prints.
     """
 
     script: str
     cwd: str | None = None
     env: Mapping[str, str | Secret] = field(default_factory=dict)
     stdin: bytes | Secret | None = None
+    stdin_file: Path | None = None
     timeout: float | None = None
     description: str = ""
     #: shell run first, which exits the shell unless the command may run (the deploy lock's
@@ -37,6 +39,13 @@ class Command:
     #: each line of its standard output says how a long wait goes (a swarm update's tasks):
     #: reported as it arrives, as a ``progress`` event, with or without ``--verbose``
     progress: bool = False
+    #: a switch with more after it in one command (its restart): the line the script prints on
+    #: stdout once ``current`` moved, so its result says whether it did whatever came after
+    #: (``took_mark`` takes the line out of the output)
+    moved_mark: str = ""
+    #: the commands whose lines this one's script runs in order, in one shell (a switch and its
+    #: restart): the fake backend answers each as it would on its own
+    parts: tuple[Command, ...] = ()
 
     @classmethod
     def of(cls, *argv: str, **kwargs: object) -> Command:
@@ -64,11 +73,12 @@ class Command:
         return self.stdin
 
     def describe_stdin(self) -> str:
+        then = f" then {self.stdin_file}" if self.stdin_file is not None else ""
         if self.stdin is None:
-            return ""
+            return f"<stdin: {self.stdin_file}>" if self.stdin_file is not None else ""
         if isinstance(self.stdin, Secret):
-            return "<stdin: *** (secret)>"
-        return f"<stdin: {len(self.stdin)} bytes>"
+            return f"<stdin: *** (secret)>{then}"
+        return f"<stdin: {len(self.stdin)} bytes>{then}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,16 @@ def one_line(text: str) -> str:
 
 
 Operation = Command | Upload | Probe
+
+
+def took_mark(result: Result, mark: str) -> tuple[bool, Result]:
+    """Whether ``result``'s stdout has the line ``mark`` (``Command.moved_mark``), and the
+    result without that line."""
+    lines = result.stdout.split("\n")
+    if mark not in lines:
+        return False, result
+    lines.remove(mark)
+    return True, replace(result, stdout="\n".join(lines))
 
 
 #: how many of a failing command's last lines its error message shows

@@ -38,6 +38,9 @@ class StepContext:
     extra: Mapping[str, str] | None = None
     #: bytes a release of the artifact needs on the target (0: unknown, not checked)
     artifact_bytes: int = 0
+    #: the artifact's sha256, which every target checks what it received against ("": not
+    #: built, a dry run)
+    artifact_digest: str = ""
     #: the token of the lock the deploy acts under here: every change deploylib makes to the
     #: layout checks it, and every command gets it in its environment (see ``locks``)
     lock_token: str = ""

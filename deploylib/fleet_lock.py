@@ -153,11 +153,15 @@ class FleetLock:
             while not self._releasing.wait(self.heartbeat):
                 list(pool.map(touch, list(run.targets)))
 
-    def check(self, targets: Sequence[Target]) -> None:
-        """Make sure this run still holds the lock of ``targets`` (before they switch)."""
+    def check(self, targets: Sequence[Target], *, confirmed: bool = False) -> None:
+        """Make sure this run still holds the lock of ``targets`` (before they switch).
+        ``confirmed``: the last command on every target ended by checking it (a push), so only
+        the losses already known here are looked at, and nothing is run."""
         run = self.run
 
         def check(target: Target) -> None:
+            if confirmed:
+                return
             if target.token is None or target.lock_lost:
                 return
             command = remote_lock.check_lock_command(run.layout, target.token)

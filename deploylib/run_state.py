@@ -99,6 +99,8 @@ class Run:
     artifact: str = ""
     #: bytes a release of the artifact needs on a target (0: unknown)
     artifact_bytes: int = 0
+    #: its sha256, which every target checks what it received against ("": not built)
+    artifact_digest: str = ""
     #: the pipeline's ``build(image=...)`` template ("": the artifact is a tarball)
     image: str = ""
     #: the digest the registry gave the deploy's image, once pushed
@@ -165,7 +167,13 @@ class Run:
         else:
             result = target.backend.execute(op)
             if shown and self.output_kept:
-                lines = OutputLines(lambda stream, line: self._output(target, step, stream, line))
+                mark = op.moved_mark if isinstance(op, Command) else ""
+
+                def report(stream: str, line: str) -> None:
+                    if not (mark and line == mark):  # the switch's own line, not output
+                        self._output(target, step, stream, line)
+
+                lines = OutputLines(report)
                 lines.feed("stdout", result.stdout)
                 lines.feed("stderr", result.stderr)
                 lines.close()
@@ -180,7 +188,7 @@ class Run:
         output = self.output_live or self.output_kept
 
         def each(stream: str, line: str) -> None:
-            if output:
+            if output and not (command.moved_mark and line == command.moved_mark):
                 self._output(target, step, stream, line)
             if command.progress and stream == "stdout" and line.strip():
                 self.emit("progress", line, host=target.name, step=step)

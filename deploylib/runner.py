@@ -398,7 +398,11 @@ class Runner:
             if index and pacing.pause:
                 run.emit("pause", f"pause {pacing.pause:g} s before the next batch")
                 self._wait(pacing.pause)
-            self.lock.check(run.targets)  # a batch before may have lost its lock
+            # a lock lost on any target stops the deploy before any switch: checked here, or,
+            # when the push just checked it everywhere as it ended, by the push. A loss after
+            # that is refused by each switch's own guard, and the switched are put back
+            confirmed = index == 0 and self._push_checked_locks()
+            self.lock.check(run.targets, confirmed=confirmed)
             if self.slots is not None:
                 self._go_live_on_slots(self.slots, batch, release)
                 continue
@@ -415,6 +419,19 @@ class Runner:
             if hooks.undrain is not None:
                 self._hook(hooks.undrain, batch, "undrain")
                 run.drained = []
+
+    def _push_checked_locks(self) -> bool:
+        """The last step before the switch ended on every target by checking the lock there
+        (``Step.ends_with_lock_check``), with nothing run after it."""
+        prepare = self.steps.phases.prepare
+        last = prepare[-1] if prepare else None
+        return (
+            last is not None
+            and last.ends_with_lock_check
+            and last.placement == "each"
+            and not last.roles
+            and not last.after
+        )
 
     def _go_live_on_slots(self, slots: BlueGreen, batch: list[Target], release: str) -> None:
         """Blue-green: start on each target's idle slot, check that slot, then (with a weight)

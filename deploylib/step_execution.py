@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from deploylib.backends.base import INTERRUPTED
 from deploylib.check_retries import retry_checks
-from deploylib.commands import Command, Operation, Probe, Result, Upload
+from deploylib.commands import Command, Operation, Probe, Result, Upload, took_mark
 from deploylib.context import StepContext
+from deploylib.digests import file_digest
 from deploylib.errors import StepFailed, VerifyFailed
 from deploylib.fleet import Target
 from deploylib.pipeline import Phases
@@ -43,6 +45,7 @@ class StepExecution:
             check = remote_release.artifact_check(run.artifact)
             result = run.execute(self.controller, check, "build")
             run.artifact_bytes = remote_release.artifact_footprint(run.artifact)
+            run.artifact_digest = artifact_digest(run.artifact)
             if not result.ok:
                 raise StepFailed(
                     "build",
@@ -128,6 +131,7 @@ class StepExecution:
             artifact=run.artifact,
             previous=target.state.current,
             artifact_bytes=run.artifact_bytes,
+            artifact_digest=run.artifact_digest,
             lock_token=target.token or run.lock_token,
             restoring=restoring,
             guard_token=target.token or "",
@@ -171,7 +175,7 @@ class StepExecution:
                 bounded = _bounded(op, remaining, run.env.command_timeout)
                 result = run.execute(target, bounded, step.name)
                 if step.moves_current and index == 0:
-                    _moved(target, ctx.release, result)
+                    result = _moved(target, ctx.release, bounded, result)
                 if not result.ok:
                     if result.unreachable:
                         target.connection_lost()
@@ -232,12 +236,29 @@ class StepExecution:
             )
 
 
-def _moved(target: Target, release: str, result: Result) -> None:
-    """What the first operation of a switch says of where ``current`` is now."""
+def artifact_digest(artifact: str) -> str:
+    """The sha256 of the artifact the build wrote ("" when it wrote none)."""
+    try:
+        return file_digest(Path(artifact))
+    except OSError:
+        return ""
+
+
+def _moved(target: Target, release: str, op: Operation, result: Result) -> Result:
+    """What the first operation of a switch says of where ``current`` is now; its result, less
+    the line that said so (a switch run with its restart: ``Command.moved_mark``)."""
+    if isinstance(op, Command) and op.moved_mark:
+        moved, result = took_mark(result, op.moved_mark)
+        if moved:
+            target.moved_to(release)
+        elif result.ok or result.unreachable or result.timed_out or result.exit_code == INTERRUPTED:
+            target.may_have_moved()  # (passed without its mark: a shell start-up that ate it)
+        return result
     if result.ok:
         target.moved_to(release)
     elif result.unreachable or result.timed_out or result.exit_code == INTERRUPTED:
         target.may_have_moved()
+    return result
 
 
 def _bounded(op: Operation, remaining: float, default: float) -> Operation:

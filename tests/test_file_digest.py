@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from deploylib.backends.ssh.backend import file_digest
+from deploylib.digests import file_digest
 
 
 def test_a_file_is_hashed_once_for_every_host_it_goes_to(

@@ -64,8 +64,9 @@ PIPELINE = Pipeline(
 
 #: a line cut short by a full disk or a crash
 TORN = '{"time": "torn", "event": "depl'
-#: operations an interrupt may come before
-INTERRUPT_BEFORE = ["prepare target", "unpack", "run", "switch", "restart", "check", "record"]
+#: operations an interrupt may come before (a push is one command: prepare, artifact, unpack;
+#: so is a switch with its restart)
+INTERRUPT_BEFORE = ["push", "run", "switch", "check", "record"]
 
 
 class RebasedHost(LocalBackend):

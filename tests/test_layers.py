@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "secrets",
         "envfile",
         "commands",
+        "digests",
         "placeholders",
         "interpolation",
         "remote.layout",

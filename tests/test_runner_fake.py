@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,16 @@ def web_pipeline(**kwargs: object) -> Pipeline:
     )
 
 
+def short_pipeline() -> Pipeline:
+    """Nothing between the push and the switch."""
+    return Pipeline(
+        build("tar -czf {artifact} ."),
+        push(),
+        switch(restart="kill -HUP $(cat {shared_path}/app.pid)"),
+        verify(http("http://{host_address}:8000/health", contains="{release}"), attempts=2, wait=0),
+    )
+
+
 def state_with_previous(op: Operation) -> Result | None:
     """Answer the lock command as a target that runs OLD."""
     if isinstance(op, Command) and op.description == "lock":
@@ -99,9 +110,7 @@ def test_deploy_runs_exact_operations() -> None:
     ops = fleet["local"].operations
     assert [op.description for op in ops] == [
         "lock",
-        "prepare target",
-        "upload artifact",
-        "unpack",
+        "push",  # prepare, the artifact streamed in and checked, unpack: one command
         "run",
         "migrate",
         "check lock",
@@ -112,10 +121,16 @@ def test_deploy_runs_exact_operations() -> None:
     ]
     lines = fleet["local"].lines
     assert lines[1:] == [
-        remote_release.prepare_command(LAYOUT, TOKEN, has_env=False).line,
-        f"upload {ARTIFACT} -> /srv/app/.deploylib/uploads/{R}.tar.gz (mode 600)",
-        remote_release.unpack_command(
-            LAYOUT, R, "abc1234", ["log"], [".env"], variables={}, token=TOKEN
+        remote_release.push_command(
+            LAYOUT,
+            R,
+            "abc1234",
+            ["log"],
+            [".env"],
+            artifact=ARTIFACT,
+            digest="",
+            variables={},
+            token=TOKEN,
         ).line,
         f"cd {rel} && pip install -r requirements.txt",
         f"cd {rel} && ./manage.py migrate",
@@ -375,7 +390,7 @@ def test_secrets_reach_commands_only_through_env_and_stdin() -> None:
         assert secret not in line
     assert secret not in str(error)
     assert secret not in report.text()
-    env_write = next(c for c in fleet["local"].commands if c.description == "unpack")
+    env_write = next(c for c in fleet["local"].commands if c.description == "push")
     assert isinstance(env_write.stdin, Secret)
     assert env_write.stdin.reveal() == envfile.render({"API_TOKEN": Secret(secret), "PORT": "8000"})
     user_command = next(c for c in fleet["local"].commands if c.script == "use-token $API_TOKEN")
@@ -408,9 +423,13 @@ def test_verify_gives_up_after_its_attempts(attempts: int) -> None:
     assert len([e for e in report.events if e.kind == "check.attempt"]) == attempts
 
 
-def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet() -> None:
-    """The lock of one host is removed between the check before the switch and the switch:
-    its guard refuses the switch before anything moves. That host never left its release, the
+@pytest.mark.parametrize("pipeline", [web_pipeline, short_pipeline])
+def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet(
+    pipeline: Callable[[], Pipeline],
+) -> None:
+    """The lock of one host is removed between the last check (the fleet's before the switch,
+    or the end of a push right before it) and the switch: its guard refuses the switch before
+    anything moves. That host never left its release, the
     others are put back: exit 3, never "targets are on different releases"."""
     env = environment(hosts=[Host("h1", "h1"), Host("h2", "h2")])
     fleet = FakeFleet()
@@ -423,7 +442,7 @@ def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet() -> None:
         return state_with_previous(op)
 
     fleet["h2"].respond(refused)
-    outcome, _ = deploy_with_fakes(env, web_pipeline(), fleet)
+    outcome, _ = deploy_with_fakes(env, pipeline(), fleet)
     assert isinstance(outcome, LockLost), outcome
     assert outcome.exit_code == 3
     assert "different releases" not in str(outcome)
@@ -432,6 +451,65 @@ def test_a_switch_its_guard_refused_is_a_lost_lock_not_a_split_fleet() -> None:
     assert h1.index(f"switch to {R}") < h1.index(f"switch to {OLD}")  # put back
     h2 = [op.description for op in fleet["h2"].operations]
     assert f"switch to {OLD}" not in h2 and "unlock" not in h2  # untouched: not its lock
+
+
+def test_a_push_right_before_the_switch_is_its_lock_check() -> None:
+    """The push's one command ends by checking the lock: with nothing run after it, the fleet
+    needs no check of its own before the first batch (with a step between them, it does: see
+    ``test_deploy_runs_exact_operations``)."""
+    env = environment(hosts=[Host("h1", "h1"), Host("h2", "h2")])
+    fleet = FakeFleet()
+    outcome, _ = deploy_with_fakes(env, short_pipeline(), fleet)
+    assert not isinstance(outcome, Exception), outcome
+    for name in ("h1", "h2"):
+        ops = fleet[name].operations
+        assert [op.description for op in ops] == [
+            "lock",
+            "push",
+            f"switch to {R}",
+            "restart",
+            "check",
+            "record",
+        ]
+        push_command = ops[1]
+        assert isinstance(push_command, Command)
+        guard = remote_lock.lock_guard(LAYOUT, TOKEN)
+        assert push_command.guard == guard and push_command.script.endswith(guard)
+
+
+def test_the_common_pipeline_costs_four_channels_per_host() -> None:
+    """build, push, switch with a restart, verify over HTTP: the lock (with the state read),
+    the push (prepare, artifact, unpack), the switch with its restart, and the end (record,
+    cleanup, unlock), one exec channel each on every host."""
+    env = environment(hosts=[Host(f"h{i}", f"h{i}") for i in range(3)], keep_releases=2)
+    fleet = FakeFleet()
+    outcome, _ = deploy_with_fakes(env, short_pipeline(), fleet)
+    assert not isinstance(outcome, Exception), outcome
+    for name in ("h0", "h1", "h2"):
+        assert fleet[name].channels == 4, fleet[name].lines
+
+
+def test_a_lock_lost_during_a_push_switches_nobody() -> None:
+    """A push whose closing lock check fails on one host (the lock removed while it ran):
+    no host switches, the run ends as a lost lock (exit 3) with every host where it was."""
+    env = environment(hosts=[Host("h1", "h1"), Host("h2", "h2")])
+    fleet = FakeFleet()
+    fleet["h1"].respond(state_with_previous)
+    lost = "the deploy lock here is no longer this deploy's (removed or taken over)"
+
+    def refused(op: Operation) -> Result | None:
+        if op.description == "push":
+            return Result(remote_lock.LOCK_LOST_EXIT, stderr=lost)
+        return state_with_previous(op)
+
+    fleet["h2"].respond(refused)
+    outcome, _ = deploy_with_fakes(env, short_pipeline(), fleet)
+    assert isinstance(outcome, LockLost), outcome
+    assert outcome.exit_code == 3
+    assert outcome.placement == {"h1": OLD, "h2": OLD}
+    for name in ("h1", "h2"):
+        moves = [op for op in fleet[name].operations if op.description.startswith("switch")]
+        assert moves == [], name
 
 
 def test_the_end_of_a_deploy_is_one_command_whose_parts_fail_alone(tmp_path: Path) -> None:

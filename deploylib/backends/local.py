@@ -11,7 +11,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ from invoke.runners import Result as InvokeResult
 
 from deploylib.backends.base import STOP_GRACE, Backend, OutputSink
 from deploylib.commands import Command, Result, Upload
+from deploylib.digests import file_chunks
 from deploylib.hosts import LOCAL, Host
 from deploylib.secrets import reveal
 
@@ -63,11 +65,24 @@ class _LocalResult(InvokeResult):
     output_left_open = False
 
 
+class _ByteFeed(io.StringIO):
+    """A command's stdin for Invoke: its bytes, then a file's, each byte carried as one latin-1
+    character (Invoke hands stdin on as text; ``_DeployLocal`` encodes it back the same way),
+    so binary data (an artifact) goes through unchanged."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+
+    def read(self, size: int | None = -1) -> str:
+        return next(self._chunks, b"").decode("latin-1")
+
+
 class _DeployLocal(Local):
     """Invoke's local runner, changed where a deploy needs it.
 
-    * stdin is fed in blocks: Invoke reads a stream without a terminal one byte per 10 ms,
-      which makes a 200-byte stdin cost two seconds.
+    * stdin is fed in blocks, as bytes (``_ByteFeed``): Invoke reads a stream without a
+      terminal one byte per 10 ms, which makes a 200-byte stdin cost two seconds.
     * each command runs in a process group of its own, and Ctrl-C or a timeout stops that whole
       group (Invoke would only write ``\\x03`` to stdin, which a ``sleep`` never reads), then
       the interrupt goes on up to the runner, which cleans up.
@@ -124,9 +139,12 @@ class _DeployLocal(Local):
         super()._handle_output(buffer_, hide, output, reader)
 
     def read_our_stdin(self, input_: IO[str]) -> str | None:
-        if isinstance(input_, io.StringIO):
-            return input_.read(1 << 16)
+        if isinstance(input_, _ByteFeed):
+            return input_.read()
         return super().read_our_stdin(input_)
+
+    def write_proc_stdin(self, data: str) -> None:
+        self._write_proc_stdin(data.encode("latin-1"))
 
     #: the backend whose abort() may stop this runner's process (set per backend)
     running: set[subprocess.Popen[bytes]] | None = None
@@ -197,6 +215,10 @@ class LocalBackend(Backend):
 
     def _run(self, command: Command, sink: OutputSink | None) -> Result:
         stdin = command.stdin_bytes()
+        chunks: Iterator[bytes] = iter([stdin] if stdin else [])
+        if command.stdin_file is not None:
+            chunks = chain(chunks, file_chunks(command.stdin_file))
+        feeds = stdin is not None or command.stdin_file is not None
         env = {name: reveal(value) for name, value in command.env.items()}
         streams = (
             {"out_stream": _SinkStream(sink, "stdout"), "err_stream": _SinkStream(sink, "stderr")}
@@ -212,7 +234,7 @@ class LocalBackend(Backend):
                 pty=False,
                 echo=False,
                 timeout=command.timeout or self.default_timeout,
-                in_stream=io.StringIO(stdin.decode()) if stdin is not None else False,
+                in_stream=_ByteFeed(chunks) if feeds else False,
                 **streams,
             )
         except CommandTimedOut as exc:

@@ -30,7 +30,7 @@ class PrinterBackend(Backend):
                     for k, v in command.env.items()
                 )
             )
-        if command.stdin is not None:
+        if command.stdin is not None or command.stdin_file is not None:
             extras.append(command.describe_stdin())
         if command.guard:
             extras.append("only while this deploy holds the lock")

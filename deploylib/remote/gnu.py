@@ -24,3 +24,8 @@ def mtime(path: str) -> str:
 def sha256(path: str) -> str:
     """Print the sha256 of ``path``, then its name."""
     return f"sha256sum {shlex.quote(path)}"
+
+
+def sha256_stdin() -> str:
+    """Print the sha256 of standard input, then ``-``."""
+    return "sha256sum"

@@ -13,6 +13,7 @@ from deploylib.remote import gnu, images, python_env
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
+from deploylib.stdin_env import ENV_PRELUDE, env_block
 
 
 def env_link(layout: Layout) -> str:
@@ -43,6 +44,12 @@ def prepare_command(
     keeps reading the same values), then replaced by the link; a copy of it stays as
     ``shared/.env.before-release-env``. Without env-file variables, a ``shared/.env`` kept on the
     server by hand is left alone (see ``server_env_test``)."""
+    lines = prepare_lines(layout, need_bytes, has_env=has_env)
+    return Command(" && ".join(lines), description="prepare target", guard=guard_for(layout, token))
+
+
+def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str]:
+    """The shell lines of ``prepare_command``, to be joined with ``&&``."""
     q = shlex.quote
     shared_env = f"{layout.shared}/{ENV_FILE}"
     keep = f"{shared_env}.before-release-env"
@@ -73,7 +80,7 @@ def prepare_command(
         ]
     else:
         lines.append(f"{{ {server_env_test(layout)} || {make_link}; }}")
-    return Command(" && ".join(lines), description="prepare target", guard=guard_for(layout, token))
+    return lines
 
 
 def space_check(directory: str, need_bytes: int) -> str:
@@ -176,7 +183,6 @@ def unpack_command(
     release_path = layout.release_path(release)
     upload = layout.upload_path(release)
     env_path = f"{release_path}/{ENV_FILE}"
-    revision_path = f"{release_path}/REVISION"
     lines = [f"mkdir -p {q(release_path)}"]
     if image is None:
         lines += [f"tar -xzf {q(upload)} -C {q(release_path)}", f"rm -f {q(upload)}"]
@@ -186,22 +192,66 @@ def unpack_command(
             f"printf '%s\\n' {q(image)} > {q(image_path + '.tmp')}",
             f"mv -fT {q(image_path + '.tmp')} {q(image_path)}",
         ]
+    write_env = (
+        f"rm -f {q(env_path + '.tmp')} && "
+        f"(umask 077 && cat > {q(env_path + '.tmp')}) && "
+        f"mv -fT {q(env_path + '.tmp')} {q(env_path)}"
+    )
+    lines += release_lines(
+        layout,
+        release,
+        revision,
+        shared_dirs,
+        shared_files,
+        has_variables=bool(variables),
+        write_env=write_env,
+        drop_env="cat > /dev/null",
+        image=image,
+        digest=digest,
+    )
+    if token:
+        lines.append(guard_for(layout, token))  # the lock still held once the release is made
+    content = env_file_text(variables or {})
+    has_secret = any(isinstance(v, Secret) for v in (variables or {}).values())
+    return Command(
+        " && ".join(lines),
+        stdin=Secret(content) if has_secret else content.encode(),
+        description="unpack",
+        guard=guard_for(layout, token),
+    )
+
+
+def release_lines(
+    layout: Layout,
+    release: str,
+    revision: str,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+    *,
+    has_variables: bool,
+    write_env: str,
+    drop_env: str,
+    image: str | None = None,
+    digest: str = "",
+) -> list[str]:
+    """What makes an unpacked release directory complete, as shell lines to join with ``&&``:
+    the shared links, the env file (``write_env`` puts it in place; ``drop_env`` discards it
+    when a ``shared/.env`` kept on the server stays the config) and REVISION, last."""
+    q = shlex.quote
+    release_path = layout.release_path(release)
+    revision_path = f"{release_path}/REVISION"
+    lines = []
     for shared_dir in shared_dirs:
         lines += link_shared(release_path, layout.shared, shared_dir, is_file=False)
     for shared_file in shared_files:
         if shared_file == ENV_FILE:
             continue  # the release's own env file, written below
         lines += link_shared(release_path, layout.shared, shared_file, is_file=True)
-    write_env = (
-        f"rm -f {q(env_path + '.tmp')} && "
-        f"(umask 077 && cat > {q(env_path + '.tmp')}) && "
-        f"mv -fT {q(env_path + '.tmp')} {q(env_path)}"
-    )
-    if variables:
+    if has_variables:
         lines.append(write_env)
     else:
         # no env files in the project: a shared/.env kept on the server stays the config
-        server_env = "cat > /dev/null"
+        server_env = drop_env
         if ENV_FILE in shared_files:
             server_env += " && " + " && ".join(
                 link_shared(release_path, layout.shared, ENV_FILE, is_file=True)
@@ -220,20 +270,81 @@ def unpack_command(
         ),
         f"mv -fT {q(revision_path + '.tmp')} {q(revision_path)}",
     ]
+    return lines
+
+
+def push_command(
+    layout: Layout,
+    release: str,
+    revision: str,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+    *,
+    artifact: str,
+    digest: str,
+    need_bytes: int = 0,
+    variables: Mapping[str, str | Secret] | None = None,
+    token: str | None = None,
+) -> Command:
+    """The whole of ``push`` for an artifact, as one command on one channel:
+    ``prepare_lines``; the release's env file and the artifact, both from stdin (the env file
+    first, its length known, then the artifact streamed from this machine), the artifact's
+    sha256 checked against ``digest`` before anything of it is unpacked; then the unpack,
+    ``release_lines``, and last the lock's check again. A push that passed on every target
+    proves every lock was still this deploy's when its release was complete there.
+
+    The received files live under ``uploads`` (cleared by the next deploy's prepare) with mode
+    0600; a transfer cut short fails the sha256 check and unpacks nothing."""
+    q = shlex.quote
+    release_path = layout.release_path(release)
+    upload = layout.upload_path(release)
+    part, env_part = upload + ".part", upload + ".env"
+    env_path = f"{release_path}/{ENV_FILE}"
     content = env_file_text(variables or {})
+    size = len(content.encode())
+    mismatch = (
+        f"sha256 mismatch: the artifact that arrived in {upload} is not the one sent "
+        "(cut short or changed on the way); nothing unpacked"
+    )
+    receive = f"head -c {size}" if size else "true"
+    lines = [
+        *prepare_lines(layout, need_bytes, has_env=bool(variables)),
+        f"(umask 077 && {receive} > {q(env_part)} && cat > {q(part)})",
+        f'sum="$({gnu.sha256_stdin()} < {q(part)})"',
+        f'{{ [ "${{sum%% *}}" = {q(digest)} ] || '
+        f"{{ rm -f {q(part)} {q(env_part)}; echo {q(mismatch)} >&2; exit 1; }}; }}",
+        f"mkdir -p {q(release_path)}",
+        f"tar -xzf {q(part)} -C {q(release_path)}",
+        f"rm -f {q(part)}",
+        *release_lines(
+            layout,
+            release,
+            revision,
+            shared_dirs,
+            shared_files,
+            has_variables=bool(variables),
+            write_env=f"mv -fT {q(env_part)} {q(env_path)}",
+            drop_env=f"rm -f {q(env_part)}",
+        ),
+    ]
+    guard = guard_for(layout, token)
+    if guard:
+        lines.append(guard)
     has_secret = any(isinstance(v, Secret) for v in (variables or {}).values())
     return Command(
         " && ".join(lines),
         stdin=Secret(content) if has_secret else content.encode(),
-        description="unpack",
-        guard=guard_for(layout, token),
+        stdin_file=Path(artifact),
+        description="push",
+        guard=guard,
     )
 
 
 def remove_release_command(
     layout: Layout, releases: Iterable[str], token: str | None = None, *, app: str = ""
 ) -> Command:
-    """Remove release dirs and their uploads (also a partial upload) — never the release
+    """Remove release dirs and their uploads (also a partial upload, and the env file received
+    with it) — never the release
     ``current`` points at, whatever the controller believes: that one is kept, and said —
     then the Python environments no remaining release links to. With ``app``, a release that
     ran a container image first loses its stopped containers and its image
@@ -249,7 +360,7 @@ def remove_release_command(
             f'if [ "${{live##*/}}" = {q(release)} ]; then '
             f"echo {q(f'kept {release}: current points at it')} >&2; rc=1; "
             f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
-            "|| rc=1; fi"
+            f"{q(upload + '.env')} || rc=1; fi"
         )
     lines += [*python_env.prune_lines(layout), "exit $rc"]
     return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))
@@ -292,3 +403,36 @@ def switch_command(
     )
     script = " && ".join([*checks, move])
     return Command(script, description=f"switch to {release}", guard=guard_for(layout, token))
+
+
+def moved_mark(release: str | None) -> str:
+    """The line a switch prints once ``current`` points at ``release`` (``Command.moved_mark``)."""
+    return f"@@deploylib: current now points at {release or '(nothing)'}"
+
+
+def switch_then(switch: Command, then: Command, release: str | None) -> Command:
+    """``switch``, then ``then`` (its restart), in one command: the switch's mark printed in
+    between, so the result says whether ``current`` moved even when the restart failed.
+
+    ``then``'s variables reach only ``then``: they come on stdin, ahead of its own stdin, and
+    ``ENV_PRELUDE`` reads them once ``current`` moved; nothing the project's env files set
+    (``PATH``) changes how the switch runs."""
+    q = shlex.quote
+    mark = moved_mark(release)
+    prelude = ENV_PRELUDE if then.env else ""
+    script = f"{{ {switch.line}\n}} || exit 1\nprintf '%s\\n' {q(mark)}\n{prelude}{then.full_line}"
+    head = env_block(then.env) if then.env else ""
+    rest = then.stdin_bytes() or b""
+    secret = isinstance(then.stdin, Secret) or any(isinstance(v, Secret) for v in then.env.values())
+    stdin: bytes | Secret | None = (
+        (Secret(head + rest.decode()) if secret else head.encode() + rest) if head or rest else None
+    )
+    return Command(
+        script,
+        stdin=stdin,
+        timeout=then.timeout,
+        description=switch.description,
+        guard=switch.guard,
+        moved_mark=mark,
+        parts=(switch, then),
+    )

@@ -30,7 +30,7 @@ class Step:
     first target).
 
     What a step means to a run is declared here, not known from its class or name by the code
-    that runs it: ``moves_current``, ``ships_artifact`` and ``retry``."""
+    that runs it: ``moves_current``, ``ships_artifact``, ``ends_with_lock_check`` and ``retry``."""
 
     #: the first operation points ``current`` at ``ctx.release`` (switch, rollback): once it
     #: ran, the target is on that release, or may be if it was cut off
@@ -39,6 +39,10 @@ class Step:
     ships_artifact: ClassVar[bool] = False
     #: the step works in the new release's directory on the target: it comes after push()
     needs_release: ClassVar[bool] = False
+    #: the step's last command on a target ends by checking that the deploy still holds the
+    #: lock there (push): when it ran on every target just before the switch, the fleet's
+    #: lock check before the first batch is already made
+    ends_with_lock_check: ClassVar[bool] = False
 
     name: str = "step"
     placement: Placement = "each"

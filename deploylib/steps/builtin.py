@@ -98,25 +98,25 @@ class Build(Step):
 @dataclass(frozen=True)
 class Push(Step):
     ships_artifact: ClassVar[bool] = True
+    ends_with_lock_check: ClassVar[bool] = True
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
         if ctx.image:
             return self.image_operations(ctx)
         return [
-            remote_release.prepare_command(
-                layout, token, ctx.artifact_bytes, has_env=bool(ctx.env.variables)
-            ),
-            remote_release.upload_artifact(layout, ctx.artifact, ctx.release),
-            remote_release.unpack_command(
+            remote_release.push_command(
                 layout,
                 ctx.release,
                 ctx.revision,
                 ctx.env.shared_dirs,
                 ctx.env.shared_files,
+                artifact=ctx.artifact,
+                digest=ctx.artifact_digest,
+                need_bytes=ctx.artifact_bytes,
                 variables=ctx.env.variables,
                 token=token,
-            ),
+            )
         ]
 
     def controller_operations(self, ctx: StepContext) -> list[Operation]:
@@ -203,7 +203,7 @@ class Switch(Step):
 
     def operations(self, ctx: StepContext) -> list[Operation]:
         switch = remote_release.switch_command(ctx.layout, ctx.release, ctx.lock_token or None)
-        return [switch, *self.restart_operations(ctx)]
+        return in_one(switch, self.restart_operations(ctx), ctx.release)
 
     def restart_operations(self, ctx: StepContext) -> list[Operation]:
         if not self.restart:
@@ -289,13 +289,12 @@ class Rollback(Step):
     def operations(self, ctx: StepContext) -> list[Operation]:
         # putting back the release that was live needs only its directory; a rollback target
         # must be complete
-        ops: list[Operation] = [
-            remote_release.switch_command(
-                ctx.layout, ctx.release, ctx.lock_token or None, complete=not ctx.restoring
-            )
-        ]
+        switch = remote_release.switch_command(
+            ctx.layout, ctx.release, ctx.lock_token or None, complete=not ctx.restoring
+        )
+        restart: list[Operation] = []
         if self.restart:
-            ops.append(
+            restart.append(
                 ctx.command(
                     self.restart,
                     cwd=ctx.layout.current,
@@ -304,7 +303,17 @@ class Rollback(Step):
                     sudo=self.sudo,
                 )
             )
-        return ops
+        return in_one(switch, restart, ctx.release)
 
     def templates(self) -> Iterable[str]:
         return [self.restart] if self.restart else []
+
+
+def in_one(switch: Command, restart: list[Operation], release: str | None) -> list[Operation]:
+    """The operations of a switch and its restart: one command when the restart is one plain
+    command (``remote_release.switch_then``), else each on its own."""
+    if len(restart) == 1:
+        [then] = restart
+        if isinstance(then, Command) and not then.progress and then.stdin_file is None:
+            return [remote_release.switch_then(switch, then, release)]
+    return [switch, *restart]

@@ -3,42 +3,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import shlex
-import threading
-from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 from deploylib.backends.base import Backend, OutputSink
-from deploylib.backends.ssh.channels import CHUNK, Channels
+from deploylib.backends.ssh.channels import Channels
 from deploylib.backends.ssh.connection import HostConnection
 from deploylib.backends.ssh.failures import quiet_paramiko
 from deploylib.backends.ssh.host_keys import KnownHostsFile
 from deploylib.backends.ssh.shell import ENV_PRELUDE, env_line
 from deploylib.commands import Command, Result, Upload
 from deploylib.config import SSHSettings
+from deploylib.digests import file_chunks, file_digest
 from deploylib.hosts import Host
 from deploylib.remote import gnu
 from deploylib.secrets import reveal
-
-_digests: dict[tuple[str, int, int], str] = {}
-_digests_lock = threading.Lock()
-
-
-def file_digest(path: Path) -> str:
-    """The sha256 of the file at ``path``, read once per process for every host it is sent
-    to (a changed file, by size or mtime, is read again)."""
-    info = path.stat()
-    key = (str(path), info.st_size, info.st_mtime_ns)
-    with _digests_lock:
-        known = _digests.get(key)
-        if known is None:
-            digest = hashlib.sha256()
-            with path.open("rb") as file:
-                while block := file.read(CHUNK):
-                    digest.update(block)
-            known = _digests[key] = digest.hexdigest()
-        return known
 
 
 class SSHBackend(Backend):
@@ -96,6 +76,8 @@ class SSHBackend(Backend):
             line = ENV_PRELUDE + line
             stdin = block.encode() + (stdin or b"")
         chunks = iter([stdin]) if stdin else iter(())
+        if command.stdin_file is not None:
+            chunks = chain(chunks, file_chunks(command.stdin_file))
         return self.channels.exec(line, chunks, command.timeout or self.default_timeout, sink)
 
     def upload(self, upload: Upload) -> Result:
@@ -113,12 +95,8 @@ class SSHBackend(Backend):
         except OSError as exc:
             return Result(1, stderr=f"upload to {upload.remote}: {exc}")
 
-        def chunks() -> Iterator[bytes]:
-            with upload.local.open("rb") as file:
-                while block := file.read(CHUNK):
-                    yield block
-
-        result = self.channels.exec(script, chunks(), upload.timeout or self.default_timeout)
+        chunks = file_chunks(upload.local)
+        result = self.channels.exec(script, chunks, upload.timeout or self.default_timeout)
         if result.ok and not result.stdout.startswith(expected):
             return Result(1, result.stdout, f"upload to {upload.remote}: sha256 mismatch")
         return result
