@@ -43,6 +43,9 @@ class Command:
     #: stdout once ``current`` moved, so its result says whether it did whatever came after
     #: (``took_mark`` takes the line out of the output)
     moved_mark: str = ""
+    #: run instead when this command exits with ``FALLBACK_EXIT``, which it does only having
+    #: changed nothing (a delta push that found the live release's files not as listed)
+    fallback: Command | None = None
     #: the commands whose lines this one's script runs in order, in one shell (a switch and its
     #: restart): the fake backend answers each as it would on its own
     parts: tuple[Command, ...] = ()
@@ -69,7 +72,8 @@ class Command:
 
     def stdin_bytes(self) -> bytes | None:
         if isinstance(self.stdin, Secret):
-            return self.stdin.reveal().encode()
+            # bytes that are no UTF-8 (file names in a delta's lists) come back as they were
+            return self.stdin.reveal().encode("utf-8", "surrogateescape")
         return self.stdin
 
     def describe_stdin(self) -> str:
@@ -161,6 +165,10 @@ def one_line(text: str) -> str:
 
 
 Operation = Command | Upload | Probe
+
+
+#: the exit status of a command that asks for its ``fallback`` to run instead
+FALLBACK_EXIT = 79
 
 
 def took_mark(result: Result, mark: str) -> tuple[bool, Result]:

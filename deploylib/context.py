@@ -41,6 +41,8 @@ class StepContext:
     #: the artifact's sha256, which every target checks what it received against ("": not
     #: built, a dry run)
     artifact_digest: str = ""
+    #: the manifest of the live release here, as kept on the target ("": none)
+    previous_manifest: str = ""
     #: the token of the lock the deploy acts under here: every change deploylib makes to the
     #: layout checks it, and every command gets it in its environment (see ``locks``)
     lock_token: str = ""

@@ -71,7 +71,7 @@ class FleetLock:
         )
         run.lock_token = str(owner["token"])
         inherited = locks.inherited_token()
-        command = remote_lock.lock_command(run.layout, owner)
+        command = remote_lock.lock_command(run.layout, owner, manifest=run.reads_manifests)
 
         def lock(target: Target) -> None:
             target.lock_sent()

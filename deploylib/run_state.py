@@ -101,6 +101,8 @@ class Run:
     artifact_bytes: int = 0
     #: its sha256, which every target checks what it received against ("": not built)
     artifact_digest: str = ""
+    #: the lock's state read brings each target's live manifest (a push that sends deltas)
+    reads_manifests: bool = False
     #: the pipeline's ``build(image=...)`` template ("": the artifact is a tarball)
     image: str = ""
     #: the digest the registry gave the deploy's image, once pushed

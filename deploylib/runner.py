@@ -180,6 +180,7 @@ class Runner:
                 phase = Phase.BUILD
                 self.steps.run_local_steps()
                 phase = Phase.LOCK
+                run.reads_manifests = any(s.reads_manifest for s in self.steps.phases.prepare)
                 run.targets = self._connect(hosts)
                 self.lock.take(wait=self.lock_wait)
                 self._check_targets()

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from deploylib.backends.base import INTERRUPTED
 from deploylib.check_retries import retry_checks
-from deploylib.commands import Command, Operation, Probe, Result, Upload, took_mark
+from deploylib.commands import (
+    FALLBACK_EXIT,
+    Command,
+    Operation,
+    Probe,
+    Result,
+    Upload,
+    took_mark,
+)
 from deploylib.context import StepContext
 from deploylib.digests import file_digest
 from deploylib.errors import StepFailed, VerifyFailed
@@ -132,6 +140,7 @@ class StepExecution:
             previous=target.state.current,
             artifact_bytes=run.artifact_bytes,
             artifact_digest=run.artifact_digest,
+            previous_manifest=target.state.manifest,
             lock_token=target.token or run.lock_token,
             restoring=restoring,
             guard_token=target.token or "",
@@ -174,6 +183,11 @@ class StepExecution:
                     )
                 bounded = _bounded(op, remaining, run.env.command_timeout)
                 result = run.execute(target, bounded, step.name)
+                if isinstance(op, Command) and op.fallback and result.exit_code == FALLBACK_EXIT:
+                    run.emit("warning", run.summary(result, 300), host=target.name)
+                    remaining = deadline - time.monotonic()
+                    bounded = _bounded(op.fallback, remaining, run.env.command_timeout)
+                    result = run.execute(target, bounded, step.name)
                 if step.moves_current and index == 0:
                     result = _moved(target, ctx.release, bounded, result)
                 if not result.ok:

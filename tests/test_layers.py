@@ -53,6 +53,8 @@ LAYERS: list[set[str]] = [
         "remote.lock",
         "remote.log",
         "remote.release",
+        "remote.delta",
+        "release_delta",
         "remote.images",
         "remote.swarm",
         "remote.oneoff",

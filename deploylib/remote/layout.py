@@ -8,6 +8,8 @@
   shared/.env -> <deploy_to>/current/.env   the live release's env file
   .deploylib/lock/owner.json                the deploy lock (a directory renamed into place)
   .deploylib/releases.jsonl                 one JSON line per event, replaced whole
+  .deploylib/manifests/<release>            push(delta=True): the files the release's artifact
+                                            holds, with their sha256 (one JSON line each)
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ class Layout:
 
     def upload_path(self, release: str) -> str:
         return f"{self.uploads}/{validate_release_id(release)}.tar.gz"
+
+    @property
+    def manifests(self) -> str:
+        return f"{self.meta}/manifests"
+
+    def manifest_path(self, release: str) -> str:
+        return f"{self.manifests}/{validate_release_id(release)}"
 
     def lock_stage(self, token: str) -> str:
         """Where a lock is prepared (owner.json, heartbeat) before it is renamed into place."""

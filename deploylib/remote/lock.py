@@ -41,13 +41,14 @@ def guard_for(layout: Layout, token: str | None) -> str:
     return lock_guard(layout, token) if token else ""
 
 
-def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
+def lock_command(layout: Layout, owner: Mapping[str, Any], *, manifest: bool = False) -> Command:
     """Take the lock, then print the state (``state_script``) whatever happened.
 
     The lock is prepared whole in a directory of its own (``owner.json``, ``heartbeat``) and
     renamed into place with rename(2): it exists with its owner or not at all, also when the
     disk is full or the command is cut off. Exit 0 when taken, ``LOCK_HELD_EXIT`` when another
     deploy holds it (the state printed names the owner), 1 when it could not be written.
+    With ``manifest``, the state has the live release's manifest (``push(delta=True)``).
     """
     q = shlex.quote
     token = str(owner["token"])
@@ -61,7 +62,7 @@ def lock_command(layout: Layout, owner: Mapping[str, Any]) -> Command:
         f"elif [ ! -e {q(layout.lock)} ] && {gnu.rename_onto(stage, layout.lock)} 2>/dev/null; "
         "then rc=0; "
         f"else rm -rf {q(stage)}; rc={LOCK_HELD_EXIT}; fi; "
-        f"{state_script(layout)}; exit $rc"
+        f"{state_script(layout, manifest=manifest)}; exit $rc"
     )
     return Command(script, stdin=(json.dumps(dict(owner)) + "\n").encode(), description="lock")
 

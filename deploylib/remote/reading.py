@@ -20,11 +20,22 @@ STATE_MARK = "@@deploylib:"
 LOG_TAIL = 5000
 
 
-def state_script(layout: Layout) -> str:
+def state_script(layout: Layout, *, manifest: bool = False) -> str:
     """Shell that prints current, the release dirs, the lock owner and the log tail, in marked
-    sections. It changes nothing and always ends with exit status 0."""
+    sections (with ``manifest``, the live release's manifest too, for a delta push). It changes
+    nothing and always ends with exit status 0."""
     q = shlex.quote
     mark = STATE_MARK
+    live_manifest = (
+        [
+            f"echo {mark}manifest",
+            # each line behind a "|": none of it can pass for a section's mark
+            f'__r="$(readlink {q(layout.current)} 2>/dev/null)" && '
+            f"sed 's/^/|/' {q(layout.manifests)}/\"${{__r##*/}}\" 2>/dev/null; echo",
+        ]
+        if manifest
+        else []
+    )
     return "; ".join(
         [
             f"echo {mark}current",
@@ -46,6 +57,7 @@ def state_script(layout: Layout) -> str:
             f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null; echo",
             f"echo {mark}slots",
             f"cat {q(layout.meta + '/slots.json')} 2>/dev/null; echo",
+            *live_manifest,
             f"echo {mark}end",
             "true",
         ]
@@ -99,6 +111,7 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
         complete=frozenset(complete),
         damaged=damaged,
         log_start=start,
+        manifest="\n".join(line[1:] for line in sections.get("manifest", []) if line),
     )
 
 

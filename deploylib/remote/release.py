@@ -285,6 +285,7 @@ def push_command(
     need_bytes: int = 0,
     variables: Mapping[str, str | Secret] | None = None,
     token: str | None = None,
+    manifest: str | None = None,
 ) -> Command:
     """The whole of ``push`` for an artifact, as one command on one channel:
     ``prepare_lines``; the release's env file and the artifact, both from stdin (the env file
@@ -294,28 +295,76 @@ def push_command(
     proves every lock was still this deploy's when its release was complete there.
 
     The received files live under ``uploads`` (cleared by the next deploy's prepare) with mode
-    0600; a transfer cut short fails the sha256 check and unpacks nothing."""
+    0600; a transfer cut short fails the sha256 check and unpacks nothing.
+
+    With ``manifest`` (``push(delta=True)``), it comes on stdin after the env file and is kept
+    as ``.deploylib/manifests/<release>``, for the next deploy's delta."""
+    q = shlex.quote
+    release_path = layout.release_path(release)
+    part = layout.upload_path(release) + ".part"
+    unpack = [
+        f"mkdir -p {q(release_path)}",
+        f"tar -xzf {q(part)} -C {q(release_path)}",
+        f"rm -f {q(part)}",
+    ]
+    return shipped_command(
+        layout,
+        release,
+        revision,
+        shared_dirs,
+        shared_files,
+        unpack,
+        artifact=artifact,
+        digest=digest,
+        need_bytes=need_bytes,
+        variables=variables,
+        token=token,
+        manifest=manifest,
+    )
+
+
+def shipped_command(
+    layout: Layout,
+    release: str,
+    revision: str,
+    shared_dirs: Sequence[str],
+    shared_files: Sequence[str],
+    unpack: Sequence[str],
+    *,
+    artifact: str,
+    digest: str,
+    need_bytes: int = 0,
+    variables: Mapping[str, str | Secret] | None = None,
+    token: str | None = None,
+    manifest: str | None = None,
+    extra: Sequence[tuple[str, bytes]] = (),
+) -> Command:
+    """A push whose ``unpack`` lines make the release directory from what arrived (the
+    artifact in ``<upload>.part``): see ``push_command``. ``extra`` are more files sent ahead
+    of the artifact, each (the name it arrives as, its bytes)."""
     q = shlex.quote
     release_path = layout.release_path(release)
     upload = layout.upload_path(release)
     part, env_part = upload + ".part", upload + ".env"
     env_path = f"{release_path}/{ENV_FILE}"
     content = env_file_text(variables or {})
-    size = len(content.encode())
     mismatch = (
         f"sha256 mismatch: the artifact that arrived in {upload} is not the one sent "
         "(cut short or changed on the way); nothing unpacked"
     )
-    receive = f"head -c {size}" if size else "true"
+    blobs = [(env_part, content.encode())]
+    if manifest is not None:
+        blobs.append((upload + ".manifest", manifest.encode()))
+    blobs += list(extra)
+    arrived = " ".join(q(path) for path, _ in blobs)
     lines = [
         *prepare_lines(layout, need_bytes, has_env=bool(variables)),
-        f"(umask 077 && {receive} > {q(env_part)} && cat > {q(part)})",
+        f"(umask 077 && {received([(p, len(b)) for p, b in blobs])} && cat > {q(part)})",
         f'sum="$({gnu.sha256_stdin()} < {q(part)})"',
         f'{{ [ "${{sum%% *}}" = {q(digest)} ] || '
-        f"{{ rm -f {q(part)} {q(env_part)}; echo {q(mismatch)} >&2; exit 1; }}; }}",
-        f"mkdir -p {q(release_path)}",
-        f"tar -xzf {q(part)} -C {q(release_path)}",
-        f"rm -f {q(part)}",
+        f"{{ rm -f {q(part)} {arrived}; echo {q(mismatch)} >&2; exit 1; }}; }}",
+        *unpack,
+        *(keep_manifest(layout, release) if manifest is not None else []),
         *release_lines(
             layout,
             release,
@@ -330,14 +379,36 @@ def push_command(
     guard = guard_for(layout, token)
     if guard:
         lines.append(guard)
-    has_secret = any(isinstance(v, Secret) for v in (variables or {}).values())
+    head = b"".join(data for _, data in blobs[1:])
+    stdin: bytes | Secret = content.encode() + head
+    if any(isinstance(v, Secret) for v in (variables or {}).values()):
+        stdin = Secret(content + head.decode("utf-8", "surrogateescape"))
     return Command(
         " && ".join(lines),
-        stdin=Secret(content) if has_secret else content.encode(),
+        stdin=stdin,
         stdin_file=Path(artifact),
         description="push",
         guard=guard,
     )
+
+
+def received(files: Sequence[tuple[str, int]]) -> str:
+    """Shell that writes the next bytes of stdin to each file in turn, exactly as many as
+    its length says (``head -c`` reads no further than it writes), then leaves the rest."""
+    q = shlex.quote
+    return " && ".join(
+        f"head -c {size} > {q(path)}" if size else f": > {q(path)}" for path, size in files
+    )
+
+
+def keep_manifest(layout: Layout, release: str) -> list[str]:
+    """Shell lines that keep the received manifest as the release's."""
+    q = shlex.quote
+    received_at = layout.upload_path(release) + ".manifest"
+    return [
+        f"mkdir -p {q(layout.manifests)}",
+        f"mv -fT {q(received_at)} {q(layout.manifest_path(release))}",
+    ]
 
 
 def remove_release_command(
@@ -360,7 +431,8 @@ def remove_release_command(
             f'if [ "${{live##*/}}" = {q(release)} ]; then '
             f"echo {q(f'kept {release}: current points at it')} >&2; rc=1; "
             f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
-            f"{q(upload + '.env')} || rc=1; fi"
+            f"{q(upload + '.env')} {q(upload + '.manifest')} {q(layout.manifest_path(release))} "
+            "|| rc=1; fi"
         )
     lines += [*python_env.prune_lines(layout), "exit $rc"]
     return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))

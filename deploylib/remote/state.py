@@ -42,6 +42,8 @@ class TargetState:
     log_start: int = 1
     #: blue-green: what each slot runs and which one is live (None: no record, or damaged)
     slots: SlotState | None = None
+    #: the live release's manifest, as kept there (read by a deploy whose push sends deltas)
+    manifest: str = ""
 
     @property
     def read(self) -> bool:

@@ -51,6 +51,11 @@ class Step:
     after: tuple[Step, ...] = ()
 
     @property
+    def reads_manifest(self) -> bool:
+        """The step needs each target's live manifest, read with the lock (a delta push)."""
+        return False
+
+    @property
     def retry(self) -> Retry | None:
         """Set for a step that checks the release (verify): its operations are repeated until
         they pass, and a release that is put back is checked again with it."""

@@ -6,12 +6,16 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
+from deploylib import release_delta
 from deploylib.checks import Check
 from deploylib.commands import Command, Operation
 from deploylib.context import REGISTRY_PASSWORD, REGISTRY_USERNAME, StepContext
+from deploylib.digests import file_digest
 from deploylib.errors import ConfigError
+from deploylib.remote import delta as remote_delta
 from deploylib.remote import images
 from deploylib.remote import release as remote_release
 from deploylib.repository import is_object_id
@@ -100,19 +104,50 @@ class Push(Step):
     ships_artifact: ClassVar[bool] = True
     ends_with_lock_check: ClassVar[bool] = True
 
+    #: send only what changed since the live release (``remote.delta``)
+    delta: bool = False
+
+    @property
+    def reads_manifest(self) -> bool:
+        return self.delta
+
     def operations(self, ctx: StepContext) -> list[Operation]:
         layout, token = ctx.layout, ctx.lock_token or None
         if ctx.image:
             return self.image_operations(ctx)
+        manifest = release_delta.manifest_of_built(ctx.artifact) if self.delta else None
+        whole = remote_release.push_command(
+            layout,
+            ctx.release,
+            ctx.revision,
+            ctx.env.shared_dirs,
+            ctx.env.shared_files,
+            artifact=ctx.artifact,
+            digest=ctx.artifact_digest,
+            need_bytes=ctx.artifact_bytes,
+            variables=ctx.env.variables,
+            token=token,
+            manifest=manifest.text if manifest is not None else None,
+        )
+        if manifest is None or not ctx.previous or not ctx.previous_manifest:
+            return [whole]
+        linked = release_delta.unchanged(manifest, ctx.previous_manifest)
+        if not linked:
+            return [whole]
+        delta = release_delta.delta_artifact(Path(ctx.artifact), linked)
         return [
-            remote_release.push_command(
+            remote_delta.delta_push_command(
                 layout,
                 ctx.release,
                 ctx.revision,
                 ctx.env.shared_dirs,
                 ctx.env.shared_files,
-                artifact=ctx.artifact,
-                digest=ctx.artifact_digest,
+                previous=ctx.previous,
+                linked=[(path, manifest.entries[path].sha256) for path in linked],
+                artifact=str(delta),
+                digest=file_digest(delta),
+                manifest=manifest.text,
+                fallback=whole,
                 need_bytes=ctx.artifact_bytes,
                 variables=ctx.env.variables,
                 token=token,

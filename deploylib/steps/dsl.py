@@ -140,9 +140,16 @@ def _git_path(path: object, what: str = "git") -> str:
     return str(PurePosixPath(text))
 
 
-def push(*, before: HookSpec = None, after: HookSpec = None) -> Step:
-    """Upload the artifact, unpack it into ``{release_path}``, link shared paths, write REVISION."""
-    return Push(name="push", before=as_steps(before), after=as_steps(after))
+def push(*, delta: bool = False, before: HookSpec = None, after: HookSpec = None) -> Step:
+    """Upload the artifact, unpack it into ``{release_path}``, link shared paths, write REVISION.
+
+    ``delta=True`` sends only what changed since the live release: files the same there (by
+    sha256, mode and owner) are hard-linked from it and checked, anything else is sent; when
+    they are not all as they were, the whole artifact is sent instead (docs/pipelines.md,
+    "Delta releases")."""
+    if not isinstance(delta, bool):
+        raise ConfigError(f"push(delta=...) is True or False, not {delta!r}", key="push")
+    return Push(name="push", delta=delta, before=as_steps(before), after=as_steps(after))
 
 
 def run(
