@@ -58,7 +58,9 @@ def deploy_one(
         assert transport is not None
         channel = transport.open_session(timeout=10)
         channel.exec_command(script)
-        channel.sendall(artifact)
+        # in blocks: paramiko's sendall copies what is left of its argument after each packet
+        for start in range(0, len(artifact), 1 << 16):
+            channel.sendall(artifact[start : start + (1 << 16)])
         channel.shutdown_write()
         status = channel.recv_exit_status()
         if status != 0:

@@ -9,10 +9,13 @@ over them. Whatever does not match makes it ask for the whole artifact instead.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import shutil
 import tarfile
 import threading
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +55,8 @@ def _key(entry: Entry) -> bytes:
 
 _manifests: dict[str, Manifest | None] = {}
 _deltas: dict[tuple[str, str], Path] = {}
+#: the members of each decompressed artifact, as read for its manifest
+_members: dict[Path, list[tarfile.TarInfo]] = {}
 _lock = threading.Lock()
 
 
@@ -76,7 +81,8 @@ def manifest_of_built(artifact: str) -> Manifest | None:
 def _read_manifest(artifact: Path) -> Manifest | None:
     entries: dict[str, Entry] = {}
     try:
-        with tarfile.open(artifact, "r:gz") as tar:
+        tar_path = _plain_tar(artifact)
+        with tarfile.open(tar_path, "r:") as tar:
             for member in tar:
                 if member.isdir() or member.issym():
                     continue
@@ -94,9 +100,25 @@ def _read_manifest(artifact: Path) -> Manifest | None:
                 entries[path] = Entry(
                     path, digest.hexdigest(), member.mode & 0o7777, member.uid, member.gid
                 )
-    except (tarfile.TarError, OSError, EOFError):
+            _members[tar_path] = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
         return None
     return Manifest(entries)
+
+
+def _plain_tar(artifact: Path) -> Path:
+    """The artifact's tar, decompressed once next to it (the delta is then cut from it with
+    seeks over the files it leaves out, instead of a second decompression)."""
+    with artifact.open("rb") as file:
+        if file.read(2) != b"\x1f\x8b":
+            return artifact
+    plain = artifact.with_name(artifact.name + ".tar")
+    if not plain.exists():
+        partial = plain.with_name(plain.name + ".part")
+        with gzip.open(artifact, "rb") as source, partial.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        partial.replace(plain)
+    return plain
 
 
 def _normal(name: str) -> str | None:
@@ -135,20 +157,28 @@ def delta_artifact(artifact: Path, linked: list[str]) -> Path:
     """The artifact without the regular files in ``linked`` (everything else as it was:
     directories, links, changed files, with their modes, owners and times), written next to
     it once per set of linked files."""
-    key = (file_digest(artifact), hashlib.sha256("\0".join(linked).encode()).hexdigest())
+    listed = "\0".join(linked).encode("utf-8", "surrogateescape")
+    key = (file_digest(artifact), hashlib.sha256(listed).hexdigest())
     with _lock:
         known = _deltas.get(key)
         if known is not None and known.exists():
             return known
         target = artifact.with_name(f"{artifact.name}.delta-{key[1][:16]}.tar.gz")
         skip = set(linked)
+        plain = _plain_tar(artifact)
+        members = _members.get(plain)
+        if members is None:
+            with tarfile.open(plain, "r:") as tar:
+                members = _members[plain] = tar.getmembers()
         with (
-            tarfile.open(artifact, "r:gz") as source,
+            plain.open("rb") as source,
             tarfile.open(target, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) as out,
         ):
-            for member in source:
-                if member.isreg() and _normal(member.name) in skip:
-                    continue
-                out.addfile(member, source.extractfile(member) if member.isreg() else None)
+            for member in members:
+                if not member.isreg():
+                    out.addfile(member)
+                elif _normal(member.name) not in skip:
+                    source.seek(member.offset_data)  # its data, read by addfile: size bytes
+                    out.addfile(member, source)
         _deltas[key] = target
         return target

@@ -6,11 +6,13 @@ off (unreachable, timed out, interrupted), it may or may not be (``uncertain``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from deploylib import release_delta
 from deploylib.backends.base import INTERRUPTED
 from deploylib.check_retries import retry_checks
 from deploylib.commands import (
@@ -54,6 +56,11 @@ class StepExecution:
             result = run.execute(self.controller, check, "build")
             run.artifact_bytes = remote_release.artifact_footprint(run.artifact)
             run.artifact_digest = artifact_digest(run.artifact)
+            if result.ok and any(s.reads_manifest for s in self.phases.prepare):
+                # the artifact's manifest is read while the targets are locked
+                threading.Thread(
+                    target=release_delta.manifest_of_built, args=(run.artifact,), daemon=True
+                ).start()
             if not result.ok:
                 raise StepFailed(
                     "build",

@@ -98,18 +98,44 @@ def space_check(directory: str, need_bytes: int) -> str:
 
 def artifact_footprint(artifact: str) -> int:
     """Bytes a release of this artifact takes on a target: the upload plus what it unpacks to,
-    with a tenth more for the file system's overhead; 0 when there is no artifact (dry run)."""
-    import tarfile
+    with a tenth more for the file system's overhead; 0 when there is no artifact (dry run).
 
+    What a gzipped tar unpacks to is read from the gzip trailer (the tar's size, its headers
+    and padding included: a little more than its files), without decompressing it; only when
+    that cannot be right (smaller than the artifact: a tar of 4 GiB or more, whose size the
+    trailer keeps modulo 2**32) are the tar's members summed."""
     path = Path(artifact)
     if not path.is_file():
         return 0
+    size = path.stat().st_size
+    unpacked = _gzip_trailer_size(path, size)
+    if unpacked is None or unpacked < size:
+        unpacked = _members_size(path)
+    return int((size + unpacked) * 1.1)
+
+
+def _gzip_trailer_size(path: Path, size: int) -> int | None:
+    """The uncompressed size a gzip file's trailer records (modulo 2**32); None if no gzip."""
+    if size < 18:
+        return None
+    try:
+        with path.open("rb") as file:
+            if file.read(2) != b"\x1f\x8b":
+                return None
+            file.seek(-4, 2)
+            return int.from_bytes(file.read(4), "little")
+    except OSError:
+        return None
+
+
+def _members_size(path: Path) -> int:
+    import tarfile
+
     try:
         with tarfile.open(path, "r:*") as tar:
-            unpacked = sum(member.size for member in tar)
+            return sum(member.size for member in tar)
     except (tarfile.TarError, OSError):
-        unpacked = 0
-    return int((path.stat().st_size + unpacked) * 1.1)
+        return 0
 
 
 def env_file_text(variables: Mapping[str, str | Secret]) -> str:
