@@ -145,10 +145,15 @@ def parse_manifest(text: str) -> dict[str, Entry]:
 
 
 def unchanged(new: Manifest, previous_text: str) -> list[str]:
-    """The paths whose file is the same, sha256, mode and owner, in both manifests."""
+    """The paths whose file is the same, sha256, mode and owner, in both manifests; never one
+    with a carriage return in it (``sha256sum -c`` would read it as a line's end)."""
     previous = parse_manifest(previous_text)
     return sorted(
-        (path for path, entry in new.entries.items() if previous.get(path) == entry),
+        (
+            path
+            for path, entry in new.entries.items()
+            if previous.get(path) == entry and "\r" not in path
+        ),
         key=lambda path: path.encode("utf-8", "surrogateescape"),
     )
 
@@ -175,10 +180,17 @@ def delta_artifact(artifact: Path, linked: list[str]) -> Path:
             tarfile.open(target, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) as out,
         ):
             for member in members:
+                if member.isdir():
+                    continue
                 if not member.isreg():
                     out.addfile(member)
                 elif _normal(member.name) not in skip:
                     source.seek(member.offset_data)  # its data, read by addfile: size bytes
                     out.addfile(member, source)
+            # directories last, the deepest first: their modes (0555 too) and times are set
+            # once everything inside is in place, as a full unpack's delayed settings do
+            folders = [m for m in members if m.isdir()]
+            for member in sorted(folders, key=lambda m: -len(_normal(m.name) or "")):
+                out.addfile(member)
         _deltas[key] = target
         return target

@@ -15,6 +15,8 @@ from deploylib.envfile import printf_escaped
 from deploylib.secrets import Secret, reveal
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: the names ``ENV_PRELUDE`` reads with: a variable may not have one of them
+RESERVED_PREFIX = "__dl"
 
 # `read` takes one byte at a time from a pipe, so it never swallows what the command should read
 ENV_PRELUDE = 'while IFS= read -r __dl && [ -n "$__dl" ]; do eval "$__dl"; done; '
@@ -24,6 +26,8 @@ def env_line(name: str, value: str) -> str:
     """One line of shell that exports ``name``; values with newlines are escaped for printf."""
     if not ENV_NAME.fullmatch(name):
         raise ValueError(f"not an environment variable name: {name!r}")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"{name!r}: names starting with {RESERVED_PREFIX} are deploylib's own")
     if "\n" not in value:
         return f"export {name}={shlex.quote(value)}"
     # the trailing x survives command substitution's trimming of final newlines

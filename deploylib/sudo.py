@@ -46,7 +46,7 @@ def as_user(command: Command, user: str) -> Command:
         isinstance(v, Secret) for v in command.env.values()
     ):
         rest = command.stdin_bytes() or b""
-        stdin = Secret(head + rest.decode())
+        stdin = Secret(head + rest.decode("utf-8", "surrogateescape"))
     else:
         stdin = head.encode() + (command.stdin_bytes() or b"")
     sudo = f"sudo -n -u {q(user)} -- sh -c {q(inner)}"

@@ -58,8 +58,8 @@ def test_an_artifact_s_footprint_is_read_from_its_gzip_trailer(tmp_path: Path) -
     footprint = remote_release.artifact_footprint(str(artifact))
     assert footprint >= int((size + 2_050_000) * 1.1)  # the tar's headers and padding count too
     assert footprint <= int((size + 2_050_000 + 10 * 512 + 10_240) * 1.1)
-    data = bytearray(artifact.read_bytes())
-    data[-4:] = (1).to_bytes(4, "little")  # a trailer that wrapped around
-    artifact.write_bytes(bytes(data))
+    packed = bytearray(artifact.read_bytes())
+    packed[-4:] = (1).to_bytes(4, "little")  # a trailer that wrapped around
+    artifact.write_bytes(bytes(packed))
     assert remote_release.artifact_footprint(str(artifact)) == int((size + 2_050_000) * 1.1)
     assert remote_release.artifact_footprint(str(tmp_path / "missing")) == 0

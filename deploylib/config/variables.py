@@ -19,6 +19,7 @@ from deploylib import interpolation
 from deploylib.config.schema import EnvironmentModel, ProjectModel
 from deploylib.errors import ConfigError
 from deploylib.secrets import Redactor, Secret
+from deploylib.stdin_env import RESERVED_PREFIX
 
 ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # always used with fullmatch
 
@@ -93,6 +94,8 @@ def _binding_problem(binding: Binding) -> str | None:
         return None  # a comment or blank lines
     if not ENV_VAR_RE.fullmatch(binding.key):
         return "not a valid variable name (letters, digits and _, not starting with a digit)"
+    if binding.key.startswith(RESERVED_PREFIX):
+        return f"a name starting with {RESERVED_PREFIX}, which deploylib's shell uses itself"
     if binding.value is None:
         return "a name without '=' and a value"
     return None

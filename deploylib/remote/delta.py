@@ -3,9 +3,11 @@ unchanged files, hard-linked, and a smaller artifact with everything else.
 
 The files to take are listed by this machine (``release_delta``); the target takes only those
 that are regular files in the live release (``find -type f``: no symlink, nothing reached
-through one), then checks every one against the sha256 the new artifact has for it. A file
-missing or changed there (edited in place, or its release damaged) makes the command undo what
-it made and exit with ``FALLBACK_EXIT``: the whole artifact is sent instead. Hard links share
+through one), then checks every one against the sha256 the new artifact has for it, and its
+mode and owner against what they were when that release was made (``<release>.meta``). A file
+missing or changed there (edited or chmod-ed in place, or its release damaged) makes the
+command undo what it made and exit with ``FALLBACK_EXIT``: the whole artifact is sent
+instead. Hard links share
 their file with the live release, so what the smaller artifact brings replaces a file (tar
 unlinks it first), never writes into it.
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from deploylib.commands import FALLBACK_EXIT, Command
 from deploylib.remote.layout import Layout
-from deploylib.remote.release import shipped_command
+from deploylib.remote.release import file_listing, shipped_command
 from deploylib.secrets import Secret
 
 
@@ -58,25 +61,35 @@ def delta_push_command(
     q = shlex.quote
     upload = layout.upload_path(release)
     part = upload + ".part"
-    names, sums, have, take = (upload + suffix for suffix in (".names", ".sums", ".have", ".take"))
+    names, sums, have, take, got = (
+        upload + suffix for suffix in (".names", ".sums", ".have", ".take", ".got")
+    )
     new, old = layout.release_path(release), layout.release_path(previous)
+    old_meta = layout.manifest_path(previous) + ".meta"
     listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path, _ in linked)
     refused = (
         f"the files of {old} are not all as its manifest says (changed since): "
         "sending the whole artifact"
     )
-    scratch = " ".join(q(p) for p in (names, sums, have, take))
+    scratch = (names, sums, have, take, got)
     unpack = [
         f"mkdir -p {q(new)}",
-        f"{{ {{ [ -d {q(old)} ] && [ ! -L {q(old)} ] && "
+        f"{{ {{ [ -d {q(old)} ] && [ ! -L {q(old)} ] && [ -f {q(old_meta)} ] && "
         f"(cd {q(old)} && find . -type f -printf '%P\\0') | LC_ALL=C sort -z > {q(have)} && "
         f"LC_ALL=C sort -z {q(names)} | LC_ALL=C comm -z -12 {q(have)} - > {q(take)} && "
-        f"(cd {q(old)} && xargs -0 -r cp -al --parents -t {q(new)} -- < {q(take)}) && "
-        f"(cd {q(new)} && sha256sum -c --quiet --status {q(sums)}); }} 2>/dev/null || "
-        f"{{ rm -rf {q(new)} {q(part)} {scratch} {q(upload + '.env')} "
-        f"{q(upload + '.manifest')}; echo {q(refused)} >&2; exit {FALLBACK_EXIT}; }}; }}",
+        # links only: the directories are made as a full unpack makes those it is not given
+        f"(cd {q(old)} && xargs -0 -r cp -l --parents -t {q(new)} -- < {q(take)}) && "
+        f"(cd {q(new)} && sha256sum -c --quiet --status {q(sums)}) && "
+        # each file's mode and owner as when its release was made (a chmod in place shows)
+        f"{file_listing(new)} > {q(got)} && "
+        f"[ -z \"$(LC_ALL=C comm -z -23 {q(got)} {q(old_meta)} | tr -d '\\0' | head -c 1)\" ]; "
+        f"}} 2>/dev/null || "
+        f"{{ rm -rf {q(new)}; echo {q(refused)} >&2; exit {FALLBACK_EXIT}; }}; }}",
+        # the directories the links needed get the mode tar gives those it is not given
+        "__m=$(printf '%o' $(( 0777 & ~$(umask) )))",
+        f'find {q(new)} -type d -exec chmod "$__m" {{}} +',
         f"tar -xzf {q(part)} -C {q(new)}",
-        f"rm -f {q(part)} {scratch}",
+        f"rm -f {q(part)} {' '.join(q(p) for p in scratch)}",
     ]
     command = shipped_command(
         layout,
@@ -92,12 +105,6 @@ def delta_push_command(
         token=token,
         manifest=manifest,
         extra=[(names, listed), (sums, sums_text(linked))],
+        scratch=scratch,
     )
-    return Command(
-        command.script,
-        stdin=command.stdin,
-        stdin_file=command.stdin_file,
-        description="push",
-        guard=command.guard,
-        fallback=fallback,
-    )
+    return replace(command, fallback=fallback)

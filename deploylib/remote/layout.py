@@ -10,6 +10,7 @@
   .deploylib/releases.jsonl                 one JSON line per event, replaced whole
   .deploylib/manifests/<release>            push(delta=True): the files the release's artifact
                                             holds, with their sha256 (one JSON line each)
+  .deploylib/manifests/<release>.meta       their modes and owners once unpacked
 """
 
 from __future__ import annotations

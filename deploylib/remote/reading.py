@@ -74,7 +74,9 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
     holds no state (the command did not run)."""
     sections: dict[str, list[str]] = {}
     name = ""
-    for line in output.splitlines():
+    # lines end at "\n" only: a "\r" (or any other line break str.splitlines knows) inside
+    # what a file holds cannot start a section
+    for line in output.split("\n"):
         if line.startswith(STATE_MARK):
             name = line[len(STATE_MARK) :]
             sections[name] = []

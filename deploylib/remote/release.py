@@ -364,10 +364,12 @@ def shipped_command(
     token: str | None = None,
     manifest: str | None = None,
     extra: Sequence[tuple[str, bytes]] = (),
+    scratch: Sequence[str] = (),
 ) -> Command:
     """A push whose ``unpack`` lines make the release directory from what arrived (the
     artifact in ``<upload>.part``): see ``push_command``. ``extra`` are more files sent ahead
-    of the artifact, each (the name it arrives as, its bytes)."""
+    of the artifact, each (the name it arrives as, its bytes); ``scratch``, files the unpack
+    makes, removed with what arrived however the command ends."""
     q = shlex.quote
     release_path = layout.release_path(release)
     upload = layout.upload_path(release)
@@ -378,12 +380,20 @@ def shipped_command(
         f"sha256 mismatch: the artifact that arrived in {upload} is not the one sent "
         "(cut short or changed on the way); nothing unpacked"
     )
-    blobs = [(env_part, content.encode())]
+    blobs = [(env_part, content.encode("utf-8", "surrogateescape"))]
     if manifest is not None:
-        blobs.append((upload + ".manifest", manifest.encode()))
+        blobs.append((upload + ".manifest", manifest.encode("utf-8", "surrogateescape")))
     blobs += list(extra)
     arrived = " ".join(q(path) for path, _ in blobs)
+    # whatever ends the script (a failed line, a deadline's TERM, a dropped connection's HUP),
+    # nothing it received stays: the env file may hold secrets (KILL, which no trap sees, is
+    # left to the next deploy's prepare and to the cleanup of an unfinished release)
+    leftovers = f"{q(part)} {arrived} {' '.join(q(p) for p in scratch)}".strip()
     lines = [
+        f"trap 'rm -f {escape_quoted(leftovers)}' EXIT",
+        "trap 'exit 129' HUP",
+        "trap 'exit 130' INT",
+        "trap 'exit 143' TERM",
         *prepare_lines(layout, need_bytes, has_env=bool(variables)),
         f"(umask 077 && {received([(p, len(b)) for p, b in blobs])} && cat > {q(part)})",
         f'sum="$({gnu.sha256_stdin()} < {q(part)})"',
@@ -405,10 +415,10 @@ def shipped_command(
     guard = guard_for(layout, token)
     if guard:
         lines.append(guard)
-    head = b"".join(data for _, data in blobs[1:])
-    stdin: bytes | Secret = content.encode() + head
+    whole = b"".join(data for _, data in blobs)
+    stdin: bytes | Secret = whole
     if any(isinstance(v, Secret) for v in (variables or {}).values()):
-        stdin = Secret(content + head.decode("utf-8", "surrogateescape"))
+        stdin = Secret(whole.decode("utf-8", "surrogateescape"))
     return Command(
         " && ".join(lines),
         stdin=stdin,
@@ -428,13 +438,33 @@ def received(files: Sequence[tuple[str, int]]) -> str:
 
 
 def keep_manifest(layout: Layout, release: str) -> list[str]:
-    """Shell lines that keep the received manifest as the release's."""
+    """Shell lines that keep the received manifest as the release's, and beside it, as
+    ``<release>.meta``, what its files are on disk once unpacked (``file_listing``): a later
+    delta takes a file from this release only while it is still so."""
     q = shlex.quote
     received_at = layout.upload_path(release) + ".manifest"
+    meta = layout.manifest_path(release) + ".meta"
     return [
         f"mkdir -p {q(layout.manifests)}",
+        f"{file_listing(layout.release_path(release))} > {q(meta + '.tmp')}",
+        f"mv -fT {q(meta + '.tmp')} {q(meta)}",
         f"mv -fT {q(received_at)} {q(layout.manifest_path(release))}",
     ]
+
+
+def file_listing(directory: str) -> str:
+    """Shell that prints each regular file under ``directory`` as ``MODE UID GID PATH`` and a
+    NUL, sorted bytewise (``comm -z`` compares two such listings)."""
+    return (
+        f"(cd {shlex.quote(directory)} && find . -type f -printf '%m %U %G %P\\0') | "
+        "LC_ALL=C sort -z"
+    )
+
+
+def escape_quoted(text: str) -> str:
+    """``text`` for use inside single quotes in a script that is itself single-quoted once
+    more by ``trap``: each ``'`` closed, escaped and reopened."""
+    return text.replace("'", "'\\''")
 
 
 def remove_release_command(
@@ -458,7 +488,7 @@ def remove_release_command(
             f"echo {q(f'kept {release}: current points at it')} >&2; rc=1; "
             f"else rm -rf -- {q(layout.release_path(release))} {q(upload)} {q(upload + '.part')} "
             f"{q(upload + '.env')} {q(upload + '.manifest')} {q(layout.manifest_path(release))} "
-            "|| rc=1; fi"
+            f"{q(layout.manifest_path(release) + '.meta')} || rc=1; fi"
         )
     lines += [*python_env.prune_lines(layout), "exit $rc"]
     return Command("; ".join(lines), description="remove releases", guard=guard_for(layout, token))
@@ -522,9 +552,11 @@ def switch_then(switch: Command, then: Command, release: str | None) -> Command:
     head = env_block(then.env) if then.env else ""
     rest = then.stdin_bytes() or b""
     secret = isinstance(then.stdin, Secret) or any(isinstance(v, Secret) for v in then.env.values())
-    stdin: bytes | Secret | None = (
-        (Secret(head + rest.decode()) if secret else head.encode() + rest) if head or rest else None
-    )
+    stdin: bytes | Secret | None = None
+    if head or rest:
+        # bytes that are no UTF-8 go through a Secret unchanged (``Command.stdin_bytes``)
+        whole = head.encode("utf-8", "surrogateescape") + rest
+        stdin = Secret(whole.decode("utf-8", "surrogateescape")) if secret else whole
     return Command(
         script,
         stdin=stdin,

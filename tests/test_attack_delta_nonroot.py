@@ -1,0 +1,254 @@
+"""The delta push's target side run by an unprivileged user (nobody, through setpriv), with
+GNU tar and coreutils: permission effects root never sees."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploylib.commands import FALLBACK_EXIT, Command
+from deploylib.digests import file_digest
+from deploylib.release_delta import delta_artifact, manifest_of, unchanged
+from deploylib.remote.delta import delta_push_command
+from deploylib.remote.layout import Layout
+from deploylib.remote.release import push_command
+from tests.test_delta_releases import tree
+
+A, B = "20260101T000000Z-aaa1111", "20260102T000000Z-bbb2222"
+NOBODY = 65534
+#: an artifact's members: (name, bytes or None for a directory, mode)
+Members = list[tuple[str, bytes | None, int]]
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+
+
+def as_nobody(command: Command) -> subprocess.CompletedProcess[bytes]:
+    data = command.stdin_bytes() or b""
+    if command.stdin_file is not None:
+        data += Path(command.stdin_file).read_bytes()
+    return subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+            "umask 022; " + command.full_line,
+        ],
+        input=data,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def artifact(path: Path, changed: bytes) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+
+        def add(name: str, data: bytes | None, mode: int) -> None:
+            info = tarfile.TarInfo(name)
+            info.mode, info.uid, info.gid = mode, NOBODY, NOBODY
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+        add("ro", None, 0o555)
+        add("ro/same", b"same\n", 0o644)
+        add("ro/changed", changed, 0o644)
+        add("top", b"top\n", 0o644)
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(dir="/tmp"))
+    path.chmod(0o755)
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    subprocess.run(["chmod", "-R", "u+w", str(path)])
+    shutil.rmtree(path)
+
+
+def test_a_read_only_directory_in_the_artifact(base: Path) -> None:
+    """A directory the artifact makes read-only (0555) holding one unchanged and one changed
+    file: a full unpack as an ordinary user works; the delta's hard links make the new
+    directory first (cp --parents copies its 0555), then tar cannot create the changed file in
+    it. Expected: the release as a full unpack makes it, or FALLBACK_EXIT and the full push."""
+    layout = Layout(str(base / "srv"))
+    first, second = base / "a1.tar.gz", base / "a2.tar.gz"
+    artifact(first, b"one\n")
+    artifact(second, b"two\n")
+    m1 = manifest_of(first)
+    assert m1 is not None
+    push1 = push_command(
+        layout,
+        A,
+        "aaa1111",
+        [],
+        [],
+        artifact=str(first),
+        digest=file_digest(first),
+        variables={"X": "1"},
+        manifest=m1.text,
+    )
+    done = as_nobody(push1)
+    assert done.returncode == 0, done.stderr
+    os.symlink(f"releases/{A}", layout.current)
+    subprocess.run(["chown", "-h", f"{NOBODY}:{NOBODY}", layout.current], check=True)
+
+    m2 = manifest_of(second)
+    assert m2 is not None
+    previous = Path(layout.manifest_path(A)).read_text()
+    linked = unchanged(m2, previous)
+    assert linked == ["ro/same", "top"]
+    delta = delta_artifact(second, linked)
+    whole = push_command(
+        layout,
+        B,
+        "bbb2222",
+        [],
+        [],
+        artifact=str(second),
+        digest=file_digest(second),
+        variables={"X": "1"},
+        manifest=m2.text,
+    )
+    command = delta_push_command(
+        layout,
+        B,
+        "bbb2222",
+        [],
+        [],
+        previous=A,
+        linked=[(p, m2.entries[p].sha256) for p in linked],
+        artifact=str(delta),
+        digest=file_digest(delta),
+        manifest=m2.text,
+        fallback=whole,
+        variables={"X": "1"},
+    )
+    result = as_nobody(command)
+    print("UPLOADS LEFT", sorted(p.name for p in Path(layout.uploads).iterdir()))
+    if result.returncode == FALLBACK_EXIT:
+        result = as_nobody(whole)
+
+    assert result.returncode == 0, result.stderr.decode()
+
+    full = base / "full"
+    full.mkdir()
+    os.chown(full, NOBODY, NOBODY)
+    subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+            f"umask 022; tar -xzf {second} -C {full}",
+        ],
+        check=True,
+    )
+    skip = frozenset({"REVISION", ".env"})
+    assert tree(Path(layout.release_path(B)), skip=skip) == tree(full, skip=skip)
+
+
+def _push_pair(base: Path, first_members: Members, second_members: Members) -> Any:
+    layout = Layout(str(base / "srv"))
+    arts = []
+    for index, members in enumerate((first_members, second_members)):
+        path = base / f"b{index}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data, mode in members:
+                info = tarfile.TarInfo(name)
+                info.mode, info.uid, info.gid = mode, NOBODY, NOBODY
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        arts.append(path)
+    m1 = manifest_of(arts[0])
+    assert m1 is not None
+    done = as_nobody(
+        push_command(
+            layout,
+            A,
+            "a",
+            [],
+            [],
+            artifact=str(arts[0]),
+            digest=file_digest(arts[0]),
+            manifest=m1.text,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    os.symlink(f"releases/{A}", layout.current)
+    m2 = manifest_of(arts[1])
+    assert m2 is not None
+    linked = unchanged(m2, Path(layout.manifest_path(A)).read_text())
+    assert linked
+    delta = delta_artifact(arts[1], linked)
+    whole = push_command(
+        layout, B, "b", [], [], artifact=str(arts[1]), digest=file_digest(arts[1]), manifest=m2.text
+    )
+    command = delta_push_command(
+        layout,
+        B,
+        "b",
+        [],
+        [],
+        previous=A,
+        linked=[(p, m2.entries[p].sha256) for p in linked],
+        artifact=str(delta),
+        digest=file_digest(delta),
+        manifest=m2.text,
+        fallback=whole,
+    )
+    result = as_nobody(command)
+    if result.returncode == FALLBACK_EXIT:
+        result = as_nobody(whole)
+    assert result.returncode == 0, result.stderr
+    full = base / "full"
+    full.mkdir()
+    os.chown(full, NOBODY, NOBODY)
+    subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+            f"umask 022; tar -xzf {arts[1]} -C {full}",
+        ],
+        check=True,
+    )
+    skip = frozenset({"REVISION", ".env"})
+    return tree(Path(layout.release_path(B)), skip=skip), tree(full, skip=skip)
+
+
+def test_an_artifact_without_directory_entries(base: Path) -> None:
+    """The previous artifact made d/ 0700; the new one has no entry for d/ (a tar of listed
+    files: `git ls-files | tar -T -`): a full unpack makes d/ 0755 (umask), the delta's
+    cp --parents copies the live release's 0700."""
+    got, full = _push_pair(
+        base,
+        [("d", None, 0o700), ("d/f", b"f\n", 0o644), ("g", b"1\n", 0o644)],
+        [("d/f", b"f\n", 0o644), ("g", b"2\n", 0o644)],
+    )
+    assert got["d"] == full["d"]
