@@ -9,13 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from deploylib import release_delta
 from deploylib.checks import Check
 from deploylib.commands import Command, Operation
 from deploylib.context import REGISTRY_PASSWORD, REGISTRY_USERNAME, StepContext
-from deploylib.digests import file_digest
 from deploylib.errors import ConfigError
-from deploylib.remote import delta as remote_delta
 from deploylib.remote import images
 from deploylib.remote import release as remote_release
 from deploylib.repository import is_object_id
@@ -112,12 +109,16 @@ class Push(Step):
         return self.delta
 
     def operations(self, ctx: StepContext) -> list[Operation]:
-        layout, token = ctx.layout, ctx.lock_token or None
         if ctx.image:
             return self.image_operations(ctx)
-        manifest = release_delta.manifest_of_built(ctx.artifact) if self.delta else None
-        whole = remote_release.push_command(
-            layout,
+        if self.delta:
+            return self.delta_operations(ctx)
+        return [self.whole(ctx, None)]
+
+    def whole(self, ctx: StepContext, manifest: str | None) -> Command:
+        """The push of the whole artifact (keeping ``manifest`` as the release's, if any)."""
+        return remote_release.push_command(
+            ctx.layout,
             ctx.release,
             ctx.revision,
             ctx.env.shared_dirs,
@@ -126,9 +127,20 @@ class Push(Step):
             digest=ctx.artifact_digest,
             need_bytes=ctx.artifact_bytes,
             variables=ctx.env.variables,
-            token=token,
-            manifest=manifest.text if manifest is not None else None,
+            token=ctx.lock_token or None,
+            manifest=manifest,
         )
+
+    def delta_operations(self, ctx: StepContext) -> list[Operation]:
+        """``push(delta=True)``: what changed since the live release, the whole artifact as its
+        fallback; the whole artifact when the target keeps no manifest of its live release."""
+        # here, not at the top: the pipeline DSL (``import deploylib``) needs none of it
+        from deploylib import release_delta
+        from deploylib.digests import file_digest
+        from deploylib.remote import delta as remote_delta
+
+        manifest = release_delta.manifest_of_built(ctx.artifact)
+        whole = self.whole(ctx, manifest.text if manifest is not None else None)
         if manifest is None or not ctx.previous or not ctx.previous_manifest:
             return [whole]
         linked = release_delta.unchanged(manifest, ctx.previous_manifest)
@@ -137,7 +149,7 @@ class Push(Step):
         delta = release_delta.delta_artifact(Path(ctx.artifact), linked)
         return [
             remote_delta.delta_push_command(
-                layout,
+                ctx.layout,
                 ctx.release,
                 ctx.revision,
                 ctx.env.shared_dirs,
@@ -150,7 +162,7 @@ class Push(Step):
                 fallback=whole,
                 need_bytes=ctx.artifact_bytes,
                 variables=ctx.env.variables,
-                token=token,
+                token=ctx.lock_token or None,
             )
         ]
 
