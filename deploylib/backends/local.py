@@ -95,6 +95,7 @@ class _DeployLocal(Local):
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
+        self._deadline_passed = False
         self._left_open = False
         self._awaited = False
         self._abandoned = threading.Event()
@@ -163,13 +164,20 @@ class _DeployLocal(Local):
 
     def kill(self) -> None:
         """A command past its deadline: TERM to its process group (its shell's traps run),
-        then KILL to whatever is left of it ``STOP_GRACE`` seconds later. It returns at once:
-        Invoke calls it from its timer, and tells a timeout by that timer having ended."""
+        then KILL to whatever is left of it ``STOP_GRACE`` seconds later. It returns at once;
+        Invoke calls it from its timer only, so it also marks the command as timed out."""
+        self._deadline_passed = True  # first: the process may end before the timer does
         pid = self.process.pid
         _signal_group(pid, signal.SIGTERM)
         later = threading.Timer(STOP_GRACE, _signal_group, (pid, signal.SIGKILL))
         later.daemon = True
         later.start()
+
+    @property
+    def timed_out(self) -> bool:
+        """Invoke tells a timeout by its timer having ended; the command killed by the timer
+        may end before the timer's thread does, and would then pass for one killed by TERM."""
+        return self._deadline_passed or bool(super().timed_out)
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         _signal_group(self.process.pid, signal.SIGTERM)
