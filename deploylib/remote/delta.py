@@ -7,9 +7,8 @@ through one), then checks every one against the sha256 the new artifact has for 
 mode and owner against what they were when that release was made (``<release>.meta``). A file
 missing or changed there (edited or chmod-ed in place, or its release damaged) makes the
 command undo what it made and exit with ``FALLBACK_EXIT``: the whole artifact is sent
-instead. Hard links share
-their file with the live release, so what the smaller artifact brings replaces a file (tar
-unlinks it first), never writes into it.
+instead. Hard links share their file with the live release, so what the smaller artifact
+brings replaces a file (tar unlinks it first), never writes into it.
 """
 
 from __future__ import annotations
