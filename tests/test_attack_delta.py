@@ -31,12 +31,13 @@ def owners(
     return found
 
 
-def test_mode_changed_in_place_on_the_live_release_is_not_noticed(
+def test_mode_changed_in_place_on_the_live_release_sends_the_whole_artifact(
     project: Project, tmp_path: Path
 ) -> None:
-    """A file of the live release chmod-ed on the server (content unchanged): the sha256
-    check passes, the file is hard-linked, and the new release carries the server's mode
-    (shared inode), not the artifact's: no fallback, not what a full unpack makes."""
+    """A file of the live release chmod-ed on the server (content unchanged): its sha256
+    still matches, but its mode is not the one its release was made with, so it is not
+    linked (the shared inode would carry the server's mode): the release is what a full
+    unpack makes."""
     project.write("pipelines/web.py", PIPELINE)
     app = project.root / "app"
     make_app(app)
@@ -54,11 +55,11 @@ def test_mode_changed_in_place_on_the_live_release_is_not_noticed(
     assert new["static/d0/f0.bin"] == full["static/d0/f0.bin"]
 
 
-def test_owner_changed_in_place_on_the_live_release_is_not_noticed(
+def test_owner_changed_in_place_on_the_live_release_sends_the_whole_artifact(
     project: Project, tmp_path: Path
 ) -> None:
     """As root tar keeps the artifact's owners; a file chown-ed on the server in the live
-    release is linked as it is, with the server's owner."""
+    release is not linked: the new release has the artifact's owner."""
     if os.geteuid() != 0:
         pytest.skip("needs root to chown")
     project.write("pipelines/web.py", PIPELINE)
@@ -151,10 +152,10 @@ def test_types_swap_between_releases(project: Project, tmp_path: Path) -> None:
     assert release_tree(project, second) == full_unpack(project, tmp_path / "full")
 
 
-def test_manifest_with_carriage_return_forges_state_sections(tmp_path: Path) -> None:
-    """A damaged manifest (garbage line holding a \\r, or any other str.splitlines break
-    such as \\x1c, \\x85) cannot pass for a section mark: the '|' prefix only protects
-    '\\n'-separated lines, parse_state splits with str.splitlines()."""
+def test_a_manifest_with_carriage_returns_forges_no_state_section(tmp_path: Path) -> None:
+    """A damaged manifest (a garbage line holding a \\r, or any other str.splitlines break
+    such as \\x1c, \\x85) cannot pass for a section mark: parse_state splits on '\\n'
+    only, and each manifest line is behind a '|'."""
     layout = Layout(str(tmp_path))
     release = "20260101T000000Z-abc1234"
     (tmp_path / "releases" / release).mkdir(parents=True)
@@ -177,12 +178,12 @@ def test_manifest_with_carriage_return_forges_state_sections(tmp_path: Path) -> 
     assert [e["release"] for e in state.log] == [release]
 
 
-def test_trailing_carriage_return_name_hides_an_in_place_edit(
+def test_a_name_ending_in_a_carriage_return_hides_no_in_place_edit(
     project: Project, tmp_path: Path
 ) -> None:
-    """sha256sum -c takes a trailing \\r of a line as a CRLF ending: the line for "x\\r"
-    checks "x" instead. With "x" linked too (same content), an in-place edit of the live
-    "x\\r" passes the check: the new release gets the server's edited bytes, no fallback."""
+    """sha256sum -c takes a trailing \\r of a line as a CRLF ending (the line for "x\\r"
+    would check "x"): a name with a carriage return is never linked, so an in-place edit of
+    the live "x\\r" cannot reach the new release."""
     project.write("pipelines/web.py", PIPELINE)
     app = project.root / "app"
     app.mkdir(exist_ok=True)
@@ -214,9 +215,9 @@ def test_manifest_with_invalid_utf8_garbage(tmp_path: Path) -> None:
     assert state.current == release
 
 
-def test_a_forging_manifest_end_to_end(project: Project) -> None:
-    """The same forged sections through a real deploy: the live release's manifest (damaged,
-    holding \\r-separated marks) makes the next deploy read a different state."""
+def test_a_manifest_meant_to_forge_the_state_end_to_end(project: Project) -> None:
+    """The same through a real deploy: a live release's manifest holding \\r-separated
+    marks leaves the next deploy's state as it is (its previous release, its log)."""
     project.write("pipelines/web.py", PIPELINE)
     app = project.root / "app"
     make_app(app)

@@ -84,9 +84,9 @@ def base() -> Iterator[Path]:
 
 def test_a_read_only_directory_in_the_artifact(base: Path) -> None:
     """A directory the artifact makes read-only (0555) holding one unchanged and one changed
-    file: a full unpack as an ordinary user works; the delta's hard links make the new
-    directory first (cp --parents copies its 0555), then tar cannot create the changed file in
-    it. Expected: the release as a full unpack makes it, or FALLBACK_EXIT and the full push."""
+    file, as an ordinary user: the delta's links make the new directory writable, and the
+    smaller artifact sets 0555 only once the changed file is in (its directories come last):
+    the release is what a full unpack makes."""
     layout = Layout(str(base / "srv"))
     first, second = base / "a1.tar.gz", base / "a2.tar.gz"
     artifact(first, b"one\n")
@@ -244,8 +244,8 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> A
 
 def test_an_artifact_without_directory_entries(base: Path) -> None:
     """The previous artifact made d/ 0700; the new one has no entry for d/ (a tar of listed
-    files: `git ls-files | tar -T -`): a full unpack makes d/ 0755 (umask), the delta's
-    cp --parents copies the live release's 0700."""
+    files: `git ls-files | tar -T -`): a full unpack makes d/ 0755 (umask), and so does the
+    delta, whose links do not copy the live release's directory modes."""
     got, full = _push_pair(
         base,
         [("d", None, 0o700), ("d/f", b"f\n", 0o644), ("g", b"1\n", 0o644)],

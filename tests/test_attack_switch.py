@@ -101,7 +101,7 @@ def test_a_restart_killing_its_shell_still_says_moved(tmp_path: Path) -> None:
 
 
 def test_a_restart_with_non_utf8_stdin_and_a_secret(tmp_path: Path) -> None:
-    """switch_then decodes the restart's stdin strictly when a variable is a Secret."""
+    """The restart's stdin, no UTF-8, goes through as it is when a variable is a Secret."""
     layout = releases(tmp_path)
     then = Command("cat >/dev/null", cwd=layout.current, env={"S": Secret("x")}, stdin=b"\xff\xfe")
     moved, _result = _run(layout, then)
