@@ -11,7 +11,6 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,16 +26,17 @@ A, B = "20260101T000000Z-aaa1111", "20260102T000000Z-bbb2222"
 NOBODY = 65534
 #: an artifact's members: (name, bytes or None for a directory, mode)
 Members = list[tuple[str, bytes | None, int]]
+Tree = dict[str, tuple[str, int, bytes]]
+#: what ``_push_pair`` gives: the release's tree, a full unpack's, the files linked
+Pushed = tuple[Tree, Tree, list[str]]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
 )
 
 
-def as_nobody(command: Command) -> subprocess.CompletedProcess[bytes]:
-    data = command.stdin_bytes() or b""
-    if command.stdin_file is not None:
-        data += Path(command.stdin_file).read_bytes()
+def nobody(script: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """``script`` run by /bin/sh as nobody, umask 022, ``data`` on its stdin."""
     return subprocess.run(
         [
             "setpriv",
@@ -45,7 +45,7 @@ def as_nobody(command: Command) -> subprocess.CompletedProcess[bytes]:
             "--clear-groups",
             "/bin/sh",
             "-c",
-            "umask 022; " + command.full_line,
+            "umask 022; " + script,
         ],
         input=data,
         capture_output=True,
@@ -53,23 +53,11 @@ def as_nobody(command: Command) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def artifact(path: Path, changed: bytes) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-
-        def add(name: str, data: bytes | None, mode: int) -> None:
-            info = tarfile.TarInfo(name)
-            info.mode, info.uid, info.gid = mode, NOBODY, NOBODY
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-        add("ro", None, 0o555)
-        add("ro/same", b"same\n", 0o644)
-        add("ro/changed", changed, 0o644)
-        add("top", b"top\n", 0o644)
+def as_nobody(command: Command) -> subprocess.CompletedProcess[bytes]:
+    data = command.stdin_bytes() or b""
+    if command.stdin_file is not None:
+        data += Path(command.stdin_file).read_bytes()
+    return nobody(command.full_line, data)
 
 
 @pytest.fixture
@@ -87,86 +75,23 @@ def test_a_read_only_directory_in_the_artifact(base: Path) -> None:
     file, as an ordinary user: the delta's links make the new directory writable, and the
     smaller artifact sets 0555 only once the changed file is in (its directories come last):
     the release is what a full unpack makes."""
-    layout = Layout(str(base / "srv"))
-    first, second = base / "a1.tar.gz", base / "a2.tar.gz"
-    artifact(first, b"one\n")
-    artifact(second, b"two\n")
-    m1 = manifest_of(first)
-    assert m1 is not None
-    push1 = push_command(
-        layout,
-        A,
-        "aaa1111",
-        [],
-        [],
-        artifact=str(first),
-        digest=file_digest(first),
-        variables={"X": "1"},
-        manifest=m1.text,
-    )
-    done = as_nobody(push1)
-    assert done.returncode == 0, done.stderr
-    os.symlink(f"releases/{A}", layout.current)
-    subprocess.run(["chown", "-h", f"{NOBODY}:{NOBODY}", layout.current], check=True)
 
-    m2 = manifest_of(second)
-    assert m2 is not None
-    previous = Path(layout.manifest_path(A)).read_text()
-    linked = unchanged(m2, previous)
+    def members(changed: bytes) -> Members:
+        return [
+            ("ro", None, 0o555),
+            ("ro/same", b"same\n", 0o644),
+            ("ro/changed", changed, 0o644),
+            ("top", b"top\n", 0o644),
+        ]
+
+    got, full, linked = _push_pair(base, members(b"one\n"), members(b"two\n"))
     assert linked == ["ro/same", "top"]
-    delta = delta_artifact(second, linked)
-    whole = push_command(
-        layout,
-        B,
-        "bbb2222",
-        [],
-        [],
-        artifact=str(second),
-        digest=file_digest(second),
-        variables={"X": "1"},
-        manifest=m2.text,
-    )
-    command = delta_push_command(
-        layout,
-        B,
-        "bbb2222",
-        [],
-        [],
-        previous=A,
-        linked=[(p, m2.entries[p].sha256) for p in linked],
-        artifact=str(delta),
-        digest=file_digest(delta),
-        manifest=m2.text,
-        fallback=whole,
-        variables={"X": "1"},
-    )
-    result = as_nobody(command)
-    print("UPLOADS LEFT", sorted(p.name for p in Path(layout.uploads).iterdir()))
-    if result.returncode == FALLBACK_EXIT:
-        result = as_nobody(whole)
-
-    assert result.returncode == 0, result.stderr.decode()
-
-    full = base / "full"
-    full.mkdir()
-    os.chown(full, NOBODY, NOBODY)
-    subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "/bin/sh",
-            "-c",
-            f"umask 022; tar -xzf {second} -C {full}",
-        ],
-        check=True,
-    )
-    skip = frozenset({"REVISION", ".env"})
-    assert tree(Path(layout.release_path(B)), skip=skip) == tree(full, skip=skip)
+    assert got == full
 
 
-def _push_pair(base: Path, first_members: Members, second_members: Members) -> Any:
+def _push_pair(base: Path, first_members: Members, second_members: Members) -> Pushed:
+    """Push the first artifact whole as nobody, then the second as a delta (the whole one if
+    it asks): the release's tree, a full unpack's tree, and the files the delta linked."""
     layout = Layout(str(base / "srv"))
     arts = []
     for index, members in enumerate((first_members, second_members)):
@@ -193,18 +118,28 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> A
             [],
             artifact=str(arts[0]),
             digest=file_digest(arts[0]),
+            variables={"X": "1"},
             manifest=m1.text,
         )
     )
     assert done.returncode == 0, done.stderr
     os.symlink(f"releases/{A}", layout.current)
+    subprocess.run(["chown", "-h", f"{NOBODY}:{NOBODY}", layout.current], check=True)
     m2 = manifest_of(arts[1])
     assert m2 is not None
     linked = unchanged(m2, Path(layout.manifest_path(A)).read_text())
     assert linked
     delta = delta_artifact(arts[1], linked)
     whole = push_command(
-        layout, B, "b", [], [], artifact=str(arts[1]), digest=file_digest(arts[1]), manifest=m2.text
+        layout,
+        B,
+        "b",
+        [],
+        [],
+        artifact=str(arts[1]),
+        digest=file_digest(arts[1]),
+        variables={"X": "1"},
+        manifest=m2.text,
     )
     command = delta_push_command(
         layout,
@@ -218,6 +153,7 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> A
         digest=file_digest(delta),
         manifest=m2.text,
         fallback=whole,
+        variables={"X": "1"},
     )
     result = as_nobody(command)
     if result.returncode == FALLBACK_EXIT:
@@ -226,27 +162,17 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> A
     full = base / "full"
     full.mkdir()
     os.chown(full, NOBODY, NOBODY)
-    subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "/bin/sh",
-            "-c",
-            f"umask 022; tar -xzf {arts[1]} -C {full}",
-        ],
-        check=True,
-    )
+    unpacked = nobody(f"tar -xzf {arts[1]} -C {full}")
+    assert unpacked.returncode == 0, unpacked.stderr
     skip = frozenset({"REVISION", ".env"})
-    return tree(Path(layout.release_path(B)), skip=skip), tree(full, skip=skip)
+    return tree(Path(layout.release_path(B)), skip=skip), tree(full, skip=skip), linked
 
 
 def test_an_artifact_without_directory_entries(base: Path) -> None:
     """The previous artifact made d/ 0700; the new one has no entry for d/ (a tar of listed
     files: `git ls-files | tar -T -`): a full unpack makes d/ 0755 (umask), and so does the
     delta, whose links do not copy the live release's directory modes."""
-    got, full = _push_pair(
+    got, full, _ = _push_pair(
         base,
         [("d", None, 0o700), ("d/f", b"f\n", 0o644), ("g", b"1\n", 0o644)],
         [("d/f", b"f\n", 0o644), ("g", b"2\n", 0o644)],
