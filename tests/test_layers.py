@@ -78,6 +78,7 @@ LAYERS: list[set[str]] = [
         "backends.ssh.failures",
         "backends.ssh.host_keys",
         "backends.ssh.keepalive",
+        "backends.ssh.tcp",
         "backends.ssh.opening",
         "backends.ssh.connection",
         "backends.ssh.shell",

@@ -6,7 +6,6 @@ lost is on."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from pathlib import Path
 
 import paramiko
@@ -88,12 +87,6 @@ class HostConnection:
             raise Failed(explain(exc, endpoint, self.settings, self.known_hosts)) from None
         self._connection = connection
         assert connection.transport is not None
-        # small request/response exchanges: without TCP_NODELAY, Nagle's algorithm and the
-        # peer's delayed ACK add about 40 ms to every command (through a jump host, the TCP
-        # socket is the first hop's)
-        for opened in [connection, *self._jumps]:
-            with contextlib.suppress(OSError, AttributeError):
-                opened.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.monitor = AliveMonitor(
             connection.transport, self.settings.alive_interval, self.settings.alive_count_max
         )

@@ -23,6 +23,7 @@ from deploylib.backends.ssh.failures import (
     Unsupported,
 )
 from deploylib.backends.ssh.host_keys import KnownHostsFile, check_host_keys
+from deploylib.backends.ssh.tcp import transport_factory
 from deploylib.config import SSHSettings
 
 
@@ -49,6 +50,8 @@ class Opener:
             "banner_timeout": timeout,
             "auth_timeout": timeout,
             "channel_timeout": self.settings.channel_timeout,
+            # TCP_NODELAY and quick ACKs from the first byte: ``backends.ssh.tcp``
+            "transport_factory": transport_factory,
         }
         if self.settings.key_file:
             connect_kwargs["key_filename"] = str(_path(self.settings.key_file, self.project_dir))
