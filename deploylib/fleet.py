@@ -7,7 +7,9 @@ run knows.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -137,6 +139,54 @@ class Target:
     def recorded(self, state: TargetState) -> None:
         """The run's line is in the release log: ``state`` is what the target is now."""
         self.state = state
+
+
+class OpenedAhead:
+    """The run's targets, made in a thread of their own while the caller goes on (the build),
+    then each one's connection opened ahead of its first command (``Backend.open_ahead``), at
+    most ``parallel`` at once. Nothing is sent to a target: its first command waits for the
+    open, or gets its failure.
+
+    The threads are daemons and nobody waits for the opens: a run that ends before them (a
+    failed build, Ctrl-C) closes its targets, and an open that ends after that closes what it
+    opened."""
+
+    def __init__(self, make: Callable[[], list[Target]], parallel: int) -> None:
+        self._made: list[Target] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._make_and_open, args=(make, parallel), name="open-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _make_and_open(self, make: Callable[[], list[Target]], parallel: int) -> None:
+        try:
+            made = make()
+        except BaseException as exc:  # handed to the caller by ``targets``
+            self._error = exc
+            return
+        self._made = made
+        waiting = deque(target.backend for target in made)
+
+        def open_next() -> None:
+            while True:
+                try:
+                    backend = waiting.popleft()
+                except IndexError:
+                    return
+                with contextlib.suppress(Exception):  # never raises; a bug must not stop it
+                    backend.open_ahead()
+
+        for _ in range(min(parallel, len(made))):
+            threading.Thread(target=open_next, name="open-ahead", daemon=True).start()
+
+    def targets(self) -> list[Target]:
+        """The targets, once made (their connections may still be opening)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._made is not None
+        return self._made
 
 
 def run_parallel(

@@ -49,7 +49,7 @@ from deploylib.errors import (
     StepFailed,
     VerifyFailed,
 )
-from deploylib.fleet import Target
+from deploylib.fleet import OpenedAhead, Target
 from deploylib.fleet_lock import FleetLock
 from deploylib.hosts import LOCAL, Host
 from deploylib.pipeline import Pipeline, rehearse
@@ -178,10 +178,15 @@ class Runner:
                     artifact=run.artifact,
                 )
                 phase = Phase.BUILD
-                self.steps.run_local_steps()
+                # the targets' connections open while the build runs; nothing is sent to
+                # them before the lock
+                opening = OpenedAhead(lambda: self._connect(hosts), run.parallel)
+                try:
+                    self.steps.run_local_steps()
+                finally:
+                    run.targets = opening.targets()
                 phase = Phase.LOCK
                 run.reads_manifests = any(s.reads_manifest for s in self.steps.phases.prepare)
-                run.targets = self._connect(hosts)
                 self.lock.take(wait=self.lock_wait)
                 self._check_targets()
                 phase = Phase.PREPARE

@@ -98,5 +98,10 @@ class Backend(ABC):
         Called on Ctrl-C; the backend must still work afterwards, for the clean-up.
         """
 
+    def open_ahead(self) -> None:  # noqa: B027 - optional hook
+        """Open the connection the first operation needs, ahead of it, while this machine
+        does other work (the build); called from a thread of its own, it never raises: a
+        failure is what that first operation gets. Nothing to open here by default."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default backend holds none."""

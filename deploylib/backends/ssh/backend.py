@@ -106,5 +106,8 @@ class SSHBackend(Backend):
         interrupted; the connection stays, for the clean-up."""
         self.channels.abort()
 
+    def open_ahead(self) -> None:
+        self.connection.open_ahead()
+
     def close(self) -> None:
         self.connection.close()

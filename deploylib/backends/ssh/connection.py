@@ -1,11 +1,12 @@
-"""The one connection to a host, reused for everything: opened when first needed, retried (with
-jitter, a few times) only while nothing has run on the host yet, watched by keepalives that
-expect a reply, and never re-opened once a command ran: the runner decides what a host that was
-lost is on."""
+"""The one connection to a host, reused for everything: opened when first needed (or ahead of
+it, while the build runs), retried (with jitter, a few times) only while nothing has run on the
+host yet, watched by keepalives that expect a reply, and never re-opened once a command ran: the
+runner decides what a host that was lost is on."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import paramiko
@@ -44,6 +45,11 @@ class HostConnection:
         self.monitor: AliveMonitor | None = None
         self._connection: Connection | None = None
         self._jumps: list[Connection] = []
+        #: held while a connection is being opened: a command waits for an open ahead of it
+        self._opening = threading.Lock()
+        #: why the open ahead failed: the first command's failure, instead of a second try
+        self._failed_ahead: Failed | None = None
+        self._closed = False
 
     @property
     def known_hosts(self) -> Path:
@@ -55,16 +61,40 @@ class HostConnection:
         return self.monitor is not None and self.monitor.dead
 
     def transport(self) -> paramiko.Transport:
-        """The open transport, connecting (with retries) if there is none; raises ``Failed``."""
+        """The open transport, connecting (with retries) if there is none, or waiting for the
+        open ahead of it; raises ``Failed``."""
+        with self._opening:
+            if self._failed_ahead is not None:
+                failed, self._failed_ahead = self._failed_ahead, None
+                raise failed
+            return self._transport()
+
+    def open_ahead(self) -> None:
+        """Open the connection now, before any command needs it; a failure is kept for the
+        first command (``transport``)."""
+        with self._opening:
+            if self._closed or self._connection is not None:
+                return
+            try:
+                self._transport()
+            except Failed as failed:
+                self._failed_ahead = failed
+
+    def _transport(self) -> paramiko.Transport:
         if self._connection is not None and self._connection.is_connected:
             assert self._connection.transport is not None
             return self._connection.transport
         if self.dead:
-            raise Failed(self.dead_message())
+            if self.used:
+                raise Failed(self.dead_message())
+            # silent before anything ran on it (opened ahead of a long build): a new one
+            self._close_opened()
         if self.used:
             # a connection that died after commands ran is not silently replaced: the runner
             # decides what that host's state is
             raise Failed(f"the connection to {self.where} was lost")
+        if self._closed:
+            raise Failed(f"the connection to {self.where} was closed")
         from tenacity import (
             Retrying,
             retry_if_exception,
@@ -81,7 +111,11 @@ class HostConnection:
         try:
             for attempt in retrying:
                 with attempt:
+                    if self._closed:
+                        raise Failed(f"the connection to {self.where} was closed")
                     connection, self._jumps = self._open()
+        except Failed:
+            raise
         except Exception as exc:
             endpoint = self.endpoint or Endpoint(self.user or "", self.address, self.port or 22)
             raise Failed(explain(exc, endpoint, self.settings, self.known_hosts)) from None
@@ -90,6 +124,9 @@ class HostConnection:
         self.monitor = AliveMonitor(
             connection.transport, self.settings.alive_interval, self.settings.alive_count_max
         )
+        if self._closed:  # closed (the run ended) while this was opening: it goes too
+            self._close_opened()
+            raise Failed(f"the connection to {self.where} was closed")
         return connection.transport
 
     def _open(self) -> tuple[Connection, list[Connection]]:
@@ -112,9 +149,17 @@ class HostConnection:
         )
 
     def close(self) -> None:
-        if self.monitor is not None:
-            self.monitor.stop()
-        for connection in [self._connection, *reversed(self._jumps)]:
+        """Close the connection; one being opened ahead closes as soon as it is open."""
+        self._closed = True  # first: an open that ends after this sees it and closes
+        self._close_opened()
+
+    def _close_opened(self) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            monitor.stop()
+        opened, self._connection = self._connection, None
+        jumps, self._jumps = self._jumps, []
+        for connection in [opened, *reversed(jumps)]:
             if connection is not None:
                 with contextlib.suppress(Exception):
                     connection.close()

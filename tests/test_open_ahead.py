@@ -1,0 +1,104 @@
+"""Connections opened while the build runs, over real SSH: the build sees the hosts' logins
+happen; a failed build changes nothing and leaves no connection open; a connection that goes
+silent during a long build is replaced, since nothing ran on it yet."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+
+import pytest
+
+from deploylib.errors import DeployError
+from tests.conftest import Fleet, start_cli, wait_for
+
+pytestmark = pytest.mark.slow
+
+FleetOf = Callable[[int], Fleet]
+
+#: a build that waits (at most 20 s) until every host's sshd accepted one more login than it
+#: had when the deploy started, then runs ``then``; exit 9 if they never do
+WAIT_FOR_LOGINS = """\
+set -u
+logins() {{ grep -c 'Accepted publickey' "$1" || true; }}
+for i in $(seq 400); do
+  seen=0
+  {checks}
+  [ "$seen" = {count} ] && break
+  sleep 0.05
+done
+[ "$seen" = {count} ] || {{ echo "no login during the build" >&2; exit 9; }}
+{then}
+"""
+
+
+def wait_for_logins(fleet: Fleet, then: str) -> None:
+    """Make the pipeline's build wait for a login on every host before doing ``then``."""
+    checks = "\n  ".join(
+        f'[ "$(logins {shlex.quote(str(h.sshd_log))})" -gt {h.connections()} ] '
+        "&& seen=$((seen + 1))"
+        for h in fleet.hosts.hosts
+    )
+    script = WAIT_FOR_LOGINS.format(checks=checks, count=len(fleet.hosts.hosts), then=then)
+    fleet.project.write("build.sh", script)
+    fleet.edit_pipeline('build("tar -czf {artifact} -C app .")', 'build("sh build.sh {artifact}")')
+
+
+def test_connections_open_while_the_build_runs(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(2)
+    before = fleet.connections()
+    wait_for_logins(fleet, 'tar -czf "$1" -C app .')
+
+    result = fleet.project.cli("deploy", "--env", "fleet")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert None not in fleet.currents().values()
+    # the connection opened ahead is the one the deploy used: one per host
+    assert [a - b for a, b in zip(fleet.connections(), before, strict=True)] == [1, 1]
+
+
+def test_a_failed_build_changes_nothing_and_closes_the_connections_opened_ahead(
+    fleet_of: FleetOf,
+) -> None:
+    fleet = fleet_of(2)
+    wait_for_logins(fleet, "echo 'the build broke' >&2; exit 3")
+
+    # in this process: the connections must be closed by the run, not by its exit
+    with pytest.raises(DeployError) as failed:
+        fleet.project.deploy("fleet")
+
+    assert failed.value.exit_code == 1 and "nothing was changed" in str(failed.value)
+    for host in fleet.hosts.hosts:
+        assert not (host.srv / "demo").exists()  # not even the layout
+    assert fleet.hosts.wait_idle(timeout=10) == {}  # no session left on any host
+
+
+def test_a_connection_that_goes_silent_during_the_build_is_opened_again(
+    fleet_of: FleetOf,
+) -> None:
+    fleet = fleet_of(1)  # keepalives: every 1 s, silent after 3 s
+    ready = fleet.project.root / "logged-in"
+    go = fleet.project.root / "go-on"
+    wait_for_logins(
+        fleet,
+        f"touch {ready}\n"
+        f'for i in $(seq 400); do [ -e {go} ] && break; sleep 0.05; done\ntar -czf "$1" -C app .',
+    )
+    before = fleet.connections()
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    try:
+        wait_for(ready, process)
+        fleet.hosts.cut(1)
+        time.sleep(4.5)  # the keepalives find the link dead and close the connection
+        fleet.hosts.mend(1)
+        go.touch()
+        out, err = process.communicate(timeout=60)
+    finally:
+        fleet.hosts.mend(1)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out + err
+    assert fleet.current(1) is not None
+    # the one opened ahead, then the one the deploy ran on
+    assert fleet.connections()[0] - before[0] == 2
