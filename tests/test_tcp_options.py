@@ -1,15 +1,17 @@
 """Specifies deploylib.backends.ssh.tcp: the TCP socket under a connection is set for
 request/response traffic (TCP_NODELAY, quick ACKs) before the SSH handshake; anything that is
-not a plain TCP socket (a jump host's channel, a ProxyCommand, a Unix socket) is left alone."""
+not a plain TCP socket (a jump host's channel, a ProxyCommand, a Unix socket) is left alone;
+AES-GCM is offered first, the other ciphers after it."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
 
+import paramiko
 import pytest
 
-from deploylib.backends.ssh.tcp import QuickAckSocket, tuned
+from deploylib.backends.ssh.tcp import AEAD_CIPHERS, QuickAckSocket, transport_factory, tuned
 from tests.conftest import Fleet
 
 FleetOf = Callable[[int], Fleet]
@@ -58,6 +60,15 @@ def test_what_is_not_a_tcp_socket_is_left_alone() -> None:
     assert tuned(channel_like) is channel_like
 
 
+def test_aes_gcm_is_offered_first_and_nothing_else_is_dropped() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        transport = transport_factory(left)
+        offered = list(transport.get_security_options().ciphers)
+        assert offered[: len(AEAD_CIPHERS)] == list(AEAD_CIPHERS)
+        assert sorted(offered) == sorted(paramiko.Transport._preferred_ciphers)
+
+
 @pytest.mark.slow
 def test_a_connection_to_a_real_sshd_runs_over_the_tuned_socket(fleet_of: FleetOf) -> None:
     from deploylib.backends.ssh import SSHBackend
@@ -82,7 +93,9 @@ def test_a_connection_to_a_real_sshd_runs_over_the_tuned_socket(fleet_of: FleetO
         for word in ("one", "two"):
             result = backend.run(Command(f"echo {word}"))
             assert result.ok and result.stdout == f"{word}\n"
-        sock = backend.connection.transport().sock
+        transport = backend.connection.transport()
+        assert transport.remote_cipher == transport.local_cipher == AEAD_CIPHERS[0]
+        sock = transport.sock
         assert isinstance(sock, QuickAckSocket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:

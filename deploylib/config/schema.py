@@ -42,7 +42,7 @@ class SSHSettings(_Model):
     channel_timeout: Annotated[float, Field(gt=0)] = 10.0
     alive_interval: Annotated[float, Field(gt=0)] = 5.0
     alive_count_max: Annotated[int, Field(ge=1)] = 3
-    parallel: Annotated[int, Field(ge=1, le=1000)] = 32
+    parallel: Annotated[int, Field(ge=1, le=1000)] = 64
 
 
 HostCount = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")]

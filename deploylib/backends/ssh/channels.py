@@ -24,6 +24,9 @@ UNREACHABLE = 255
 INTERRUPTED = 130
 TIMED_OUT = 124
 CHUNK = 1 << 16
+#: the longest a command's wait sleeps between looks at what only time tells (its deadline, a
+#: Ctrl-C, output held open after the exit); output, an exit and a closed channel wake it at once
+POLL = 0.1
 
 
 class Channels:
@@ -184,7 +187,12 @@ class Channels:
                         )
                     return self._lost("the channel closed without an exit status")
                 if not busy:
-                    select.select([channel], [], [], 0.01)
+                    wait = max(0.0, min(POLL, deadline - time.monotonic()))
+                    if channel.eof_received:
+                        # the channel's pipe stays readable after EOF: wait for the exit status
+                        channel.status_event.wait(wait)
+                    else:
+                        select.select([channel], [], [], wait)
         finally:
             channel.close()  # wakes a feeder still waiting for window space
             feeder.join(timeout=1)
