@@ -366,5 +366,5 @@ def test_an_environment_is_marked_complete_only_under_the_lock() -> None:
         Layout("/srv/app"), "k" * 24, "20260101T000000Z-abc", remote_env.Install(), token
     ).script
     installed = script.index("pip install")
-    guard = script.index(f"grep -qF {token}", installed)
+    guard = script.index(f"*{token}*)", installed)  # the lock guard
     assert installed < guard < script.index("echo made >")

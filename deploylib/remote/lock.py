@@ -24,16 +24,25 @@ LOCK_HELD_EXIT = 75
 LOCK_LOST_EXIT = 76
 
 
-def lock_guard(layout: Layout, token: str) -> str:
-    """Shell that fails with ``LOCK_LOST_EXIT`` unless this deploy still holds the lock."""
+def _owner_holds(layout: Layout, token: str, then: str, otherwise: str) -> str:
+    """Shell that runs ``then`` if the lock's ``owner.json`` names ``token``, else
+    ``otherwise``. Shell built-ins only (read, case): no process, and no PATH to trust, since
+    it runs before every change (the owner is one JSON line; a missing or unreadable file holds
+    no token)."""
     q = shlex.quote
-    message = "the deploy lock here is no longer this deploy's (removed or taken over)"
-    # `command -p`: the standard PATH, whatever PATH the project's env files set
     owner = q(layout.lock + "/owner.json")
     return (
-        f"{{ command -p grep -qF {q(check_token(token))} {owner} 2>/dev/null || "
-        f"{{ echo {q(message)} >&2; exit {LOCK_LOST_EXIT}; }}; }}"
+        f"__dl_owner=; IFS= read -r __dl_owner 2>/dev/null < {owner}; "
+        f"case $__dl_owner in *{q(check_token(token))}*) unset __dl_owner; {then};; "
+        f"*) unset __dl_owner; {otherwise};; esac"
     )
+
+
+def lock_guard(layout: Layout, token: str) -> str:
+    """Shell that fails with ``LOCK_LOST_EXIT`` unless this deploy still holds the lock."""
+    message = "the deploy lock here is no longer this deploy's (removed or taken over)"
+    lost = f"echo {shlex.quote(message)} >&2; exit {LOCK_LOST_EXIT}"
+    return f"{{ {_owner_holds(layout, token, ':', lost)}; }}"
 
 
 def guard_for(layout: Layout, token: str | None) -> str:
@@ -56,7 +65,7 @@ def lock_command(layout: Layout, owner: Mapping[str, Any], *, manifest: bool = F
     owner_file = f"{stage}/owner.json"
     script = (
         f"if ! {{ mkdir -p {q(layout.meta)} && rm -rf {q(stage)} && mkdir {q(stage)} && "
-        f"cat > {q(owner_file)} && touch {q(stage + '/heartbeat')}; }}; then "
+        f"cat > {q(owner_file)} && : > {q(stage + '/heartbeat')}; }}; then "
         f"rm -rf {q(stage)}; echo {q('could not write the deploy lock in ' + layout.meta)} >&2; "
         "rc=1; "
         f"elif [ ! -e {q(layout.lock)} ] && {gnu.rename_onto(stage, layout.lock)} 2>/dev/null; "
@@ -85,13 +94,12 @@ def unlock_command(layout: Layout, token: str | None = None) -> Command:
     q = shlex.quote
     if token is None:
         return Command.of("rm", "-rf", layout.lock, description="unlock")
-    owner_file = q(layout.lock + "/owner.json")
-    script = (
-        f"rm -rf {q(layout.lock_stage(token))}; "
-        f"if command -p grep -qF {q(check_token(token))} {owner_file} 2>/dev/null; then "
-        f"rm -rf {q(layout.lock)}; "
-        f"elif [ -e {q(layout.lock)} ]; then echo 'the lock is held by another deploy now' >&2; "
+    other = (
+        f"if [ -e {q(layout.lock)} ]; then echo 'the lock is held by another deploy now' >&2; "
         "exit 1; fi"
+    )
+    script = f"rm -rf {q(layout.lock_stage(token))}; " + _owner_holds(
+        layout, token, f"rm -rf {q(layout.lock)}", other
     )
     return Command(script, description="unlock")
 

@@ -26,6 +26,8 @@ def state_script(layout: Layout, *, manifest: bool = False) -> str:
     nothing and always ends with exit status 0."""
     q = shlex.quote
     mark = STATE_MARK
+    # tested first: no process when there are no slots (the common case)
+    slots = q(layout.meta + "/slots.json")
     live_manifest = (
         [
             f"echo {mark}manifest",
@@ -56,7 +58,7 @@ def state_script(layout: Layout, *, manifest: bool = False) -> str:
             # a last line without its newline must not swallow the next mark
             f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null; echo",
             f"echo {mark}slots",
-            f"cat {q(layout.meta + '/slots.json')} 2>/dev/null; echo",
+            f"[ ! -f {slots} ] || cat {slots} 2>/dev/null; echo",
             *live_manifest,
             f"echo {mark}end",
             "true",
