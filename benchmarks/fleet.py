@@ -11,6 +11,11 @@ exec channels per host per deploy (counted from each sshd's log), and the load a
 artifact is the example app plus 300 generated files, 1.8 MB compressed, like the peers'
 figures in the testbed notes; the restart is a no-op (an app server's start-up on 2 shared
 CPUs would hide the tool's own cost) and verify is a command check on every host.
+
+The hosts' files live in tmpfs (/dev/shm) when there is one: this machine's virtual disk
+throttles under 40 hosts' unpacks, and every figure then swung by up to 3x between runs. The
+Python floor runs twice: with paramiko's defaults, and ``--tuned`` with the socket options and
+ciphers deploylib's connections get.
 """
 
 from __future__ import annotations
@@ -116,14 +121,22 @@ def main() -> None:
         with tarfile.open(root / "artifact.tar.gz", "w:gz") as tar:
             tar.add(project / "app", arcname=".")
         artifact_size = (root / "artifact.tar.gz").stat().st_size
-        with TestHosts(max(sizes), root / "hosts") as hosts:
+        shm = Path("/dev/shm")
+        on = shm if shm.is_dir() else root
+        with (
+            tempfile.TemporaryDirectory(prefix="deploylib-bench-", dir=on) as hosts_tmp,
+            TestHosts(max(sizes), Path(hosts_tmp)) as hosts,
+        ):
+            hosts_dir = Path(hosts_tmp)
             configure(project, hosts, sizes)
             print(
                 f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
-                f"artifact {artifact_size / 1e6:.1f} MB, {args.runs} runs per cell\n"
+                f"artifact {artifact_size / 1e6:.1f} MB, {args.runs} runs per cell, "
+                f"hosts' files in {hosts_dir}\n"
             )
             print(
                 "| hosts | deploylib median s | Python floor median s | deploylib / Python floor "
+                "| Python floor tuned, median s | deploylib / tuned floor "
                 "| bash+ssh floor median s | deploylib / bash floor | SSH connections per host "
                 "| exec channels per host | load (1 min) |"
                 + (
@@ -132,13 +145,17 @@ def main() -> None:
                     else ""
                 )
             )
-            print("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.log_cost else ""))
+            print(
+                "|---|---|---|---|---|---|---|---|---|---|---|"
+                + ("---|---|" if args.log_cost else "")
+            )
             results: dict[int, float] = {}
             for size in sizes:
                 members = hosts.hosts[:size]
                 ours: list[float] = []
                 floor: list[float] = []
                 python_floor: list[float] = []
+                tuned_floor: list[float] = []
                 nolog: list[float] = []
                 connections: list[float] = []
                 channels: list[float] = []
@@ -164,9 +181,12 @@ def main() -> None:
                     loads.append(os.getloadavg()[0])
                     python = [sys.executable, str(REPO / "benchmarks" / "python_floor.py")]
                     python += [floor_args[0], f"py{run}{size}", *floor_args[2:]]
-                    # the Python floor first on even runs, after deploylib on odd ones
+                    tuned = [*python[:2], "--tuned", floor_args[0], f"pt{run}{size}"]
+                    tuned += floor_args[2:]
+                    # the Python floors first on even runs, after deploylib on odd ones
                     if not run % 2:
                         python_floor.append(timed(python, project))
+                        tuned_floor.append(timed(tuned, project))
                     before = [h.connections() for h in members]
                     sessions = [h.exec_sessions() for h in members]
                     ours.append(deploy(f"n{size}", f"r{run}"))
@@ -180,6 +200,7 @@ def main() -> None:
                         )
                     )
                     if run % 2:
+                        tuned_floor.append(timed(tuned, project))
                         python_floor.append(timed(python, project))
                     floor.append(
                         timed(
@@ -200,9 +221,12 @@ def main() -> None:
                         nolog.append(deploy(f"n{size}nolog", f"q{run}"))
                     time.sleep(1.05)  # a new second: a new release id
                 results[size] = statistics.median(ours)
-                mine, py, sh = (statistics.median(x) for x in (ours, python_floor, floor))
+                mine, py, fast, sh = (
+                    statistics.median(x) for x in (ours, python_floor, tuned_floor, floor)
+                )
                 print(
-                    f"| {size} | {mine:.2f} | {py:.2f} | {mine / py:.2f} | {sh:.2f} "
+                    f"| {size} | {mine:.2f} | {py:.2f} | {mine / py:.2f} | {fast:.2f} "
+                    f"| {mine / fast:.2f} | {sh:.2f} "
                     f"| {mine / sh:.2f} | {statistics.mean(connections):.2f} "
                     f"| {statistics.mean(channels):.1f} | {statistics.mean(loads):.2f} |"
                     + (

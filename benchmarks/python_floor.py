@@ -2,7 +2,11 @@
 Python client can do at least — one paramiko connection and ONE exec channel per host, every
 host in its own thread, the artifact streamed into one remote script.
 
-    python benchmarks/python_floor.py APP_DIR RELEASE KEY KNOWN_HOSTS DEPLOY_TO HOST...
+    python benchmarks/python_floor.py [--tuned] APP_DIR RELEASE KEY KNOWN_HOSTS DEPLOY_TO HOST...
+
+With ``--tuned``, the connection gets what deploylib's gets (backends/ssh/tcp.py), written
+here again so the floor stays on its own: TCP_NODELAY before the handshake, an ACK sent as soon
+as data arrived, AES-GCM offered first. Without it, paramiko's defaults.
 
 Builds the artifact (tar -czf of APP_DIR) once, then per host, in one script fed the artifact on
 its standard input: lock (mkdir), unpack into releases/RELEASE, link shared log and .env,
@@ -13,11 +17,13 @@ not a tool.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -43,8 +49,33 @@ rm -rf $to/.deploylib/lock
 """
 
 
+class QuickAck(socket.socket):
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
+
+
+def tuned_transport(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    timeout = sock.gettimeout()
+    quick = QuickAck(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    transport = paramiko.Transport(quick, **kwargs)
+    options = transport.get_security_options()
+    gcm = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+    options.ciphers = gcm + tuple(c for c in options.ciphers if c not in gcm)
+    return transport
+
+
 def deploy_one(
-    host: str, artifact: bytes, script: str, key: str, known_hosts: str, errors: list[str]
+    host: str,
+    artifact: bytes,
+    script: str,
+    key: str,
+    known_hosts: str,
+    errors: list[str],
+    tuned: bool = False,
 ) -> None:
     client = paramiko.SSHClient()
     try:
@@ -52,7 +83,7 @@ def deploy_one(
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
             host, username="root", key_filename=key, look_for_keys=False, allow_agent=False,
-            timeout=10,
+            timeout=10, transport_factory=tuned_transport if tuned else None,
         )  # fmt: skip
         transport = client.get_transport()
         assert transport is not None
@@ -72,7 +103,9 @@ def deploy_one(
 
 
 def main() -> None:
-    app, release, key, known_hosts, deploy_to, *hosts = sys.argv[1:]
+    args = sys.argv[1:]
+    tuned = args[:1] == ["--tuned"]
+    app, release, key, known_hosts, deploy_to, *hosts = args[1:] if tuned else args
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "artifact.tar.gz"
         subprocess.run(["tar", "-czf", str(path), "-C", app, "."], check=True)
@@ -80,7 +113,9 @@ def main() -> None:
     script = SCRIPT.format(to=deploy_to, release=release)
     errors: list[str] = []
     threads = [
-        threading.Thread(target=deploy_one, args=(h, artifact, script, key, known_hosts, errors))
+        threading.Thread(
+            target=deploy_one, args=(h, artifact, script, key, known_hosts, errors, tuned)
+        )
         for h in hosts
     ]
     for thread in threads:

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "interpolation",
         "remote.layout",
         "remote.gnu",
+        "remote.sparing",
         "whereabouts",
         "python_deps",
         "schema_state",

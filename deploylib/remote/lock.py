@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deploylib.commands import Command
-from deploylib.remote import gnu
+from deploylib.remote import gnu, sparing
 from deploylib.remote.layout import Layout, check_token
 from deploylib.remote.reading import state_script
 
@@ -64,7 +64,8 @@ def lock_command(layout: Layout, owner: Mapping[str, Any], *, manifest: bool = F
     stage = layout.lock_stage(token)
     owner_file = f"{stage}/owner.json"
     script = (
-        f"if ! {{ mkdir -p {q(layout.meta)} && rm -rf {q(stage)} && mkdir {q(stage)} && "
+        f"if ! {{ {sparing.make_dirs(layout.meta)} && {sparing.remove(stage, tree=True)} && "
+        f"mkdir {q(stage)} && "
         f"cat > {q(owner_file)} && : > {q(stage + '/heartbeat')}; }}; then "
         f"rm -rf {q(stage)}; echo {q('could not write the deploy lock in ' + layout.meta)} >&2; "
         "rc=1; "
@@ -98,7 +99,7 @@ def unlock_command(layout: Layout, token: str | None = None) -> Command:
         f"if [ -e {q(layout.lock)} ]; then echo 'the lock is held by another deploy now' >&2; "
         "exit 1; fi"
     )
-    script = f"rm -rf {q(layout.lock_stage(token))}; " + _owner_holds(
+    script = f"{sparing.remove(layout.lock_stage(token), tree=True)}; " + _owner_holds(
         layout, token, f"rm -rf {q(layout.lock)}", other
     )
     return Command(script, description="unlock")

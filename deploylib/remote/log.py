@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploylib.commands import Command
+from deploylib.remote import sparing
 from deploylib.remote.layout import Layout, check_token
 from deploylib.remote.lock import guard_for
 
@@ -61,7 +62,7 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
     suffix = check_token(token) if token else "w"
     temporary = q(f"{layout.log}.{suffix}.tmp")
     script = (
-        f"mkdir -p {q(layout.meta)} && "
+        f"{sparing.make_dirs(layout.meta)} && "
         f"( {{ [ ! -e {log} ] || cat {log} || exit 1; "
         f'if [ -s {log} ] && [ -n "$(tail -c 1 {log})" ]; then echo || exit 1; fi; '
         f"cat || exit 1; }} > {temporary} ) && mv -f {temporary} {log} || "

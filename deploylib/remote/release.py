@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
 from deploylib.commands import Command, Upload
-from deploylib.remote import gnu, images, python_env
+from deploylib.remote import gnu, images, python_env, sparing
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
@@ -58,8 +58,8 @@ def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str
     if need_bytes > 0:
         lines.append(space_check(layout.deploy_to, need_bytes))
     lines += [
-        f"rm -rf {q(layout.uploads)}",
-        f"mkdir -p {q(layout.uploads)} {q(layout.shared)} {q(layout.releases)}",
+        sparing.empty_dir(layout.uploads),
+        sparing.make_dirs(layout.uploads, layout.shared, layout.releases),
     ]
     target = q(env_link(layout))
     make_link = (
@@ -169,17 +169,17 @@ def link_shared(release_path: str, shared: str, relative: str, *, is_file: bool)
             f"{{ echo {q('shared file missing: ' + target)} >&2; exit 1; }}; }}"
         )
     else:
-        lines.append(f"mkdir -p {q(target)}")
+        lines.append(sparing.make_dirs(target))
     for parent in reversed(PurePosixPath(relative).parents[:-1]):
         place = f"{release_path}/{parent}"
         escape = f"{place} is a symlink: not linking {relative} through it"
         lines += [
             f"{{ [ ! -L {q(place)} ] || {{ echo {q(escape)} >&2; exit 1; }}; }}",
-            f"mkdir -p {q(place)}",
+            sparing.make_dirs(place),
         ]
     lines += [
-        f"{{ if [ -L {q(link)} ] || [ ! -d {q(link)} ]; then rm -f {q(link)}; "
-        f"else rm -rf {q(link)}; fi; }}",
+        f"{{ if [ -L {q(link)} ]; then rm -f {q(link)}; elif [ -d {q(link)} ]; then "
+        f"rm -rf {q(link)}; else {sparing.remove(link)}; fi; }}",
         f"ln -s {q(target)} {q(link)}",
     ]
     return lines
@@ -219,7 +219,7 @@ def unpack_command(
             f"mv -fT {q(image_path + '.tmp')} {q(image_path)}",
         ]
     write_env = (
-        f"rm -f {q(env_path + '.tmp')} && "
+        f"{sparing.remove(env_path + '.tmp')} && "
         f"(umask 077 && cat > {q(env_path + '.tmp')}) && "
         f"mv -fT {q(env_path + '.tmp')} {q(env_path)}"
     )
@@ -284,7 +284,7 @@ def release_lines(
             )
         lines.append(f"if {server_env_test(layout)}; then {server_env}; else {write_env}; fi")
     lines += [
-        f"rm -f {q(revision_path + '.tmp')}",
+        sparing.remove(revision_path + ".tmp"),
         f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(revision_path + '.tmp')}",
         *(
             [
@@ -328,11 +328,8 @@ def push_command(
     q = shlex.quote
     release_path = layout.release_path(release)
     part = layout.upload_path(release) + ".part"
-    unpack = [
-        f"mkdir -p {q(release_path)}",
-        f"tar -xzf {q(part)} -C {q(release_path)}",
-        f"rm -f {q(part)}",
-    ]
+    # the EXIT trap removes what arrived
+    unpack = [f"mkdir -p {q(release_path)}", f"tar -xzf {q(part)} -C {q(release_path)}"]
     return shipped_command(
         layout,
         release,
