@@ -19,7 +19,7 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from deploylib.terminal import ask, confirm, console, escape, reporter_for, say_log
+from deploylib.terminal import ask, confirm, console, escape, lines, reporter_for, say_log
 
 if TYPE_CHECKING:
     from deploylib.config import Environment
@@ -85,10 +85,10 @@ def _run(body: Callable[[], None]) -> None:
         body()
     except DeployError as exc:
         if not exc.reported:
-            console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            lines(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
-        console(stderr=True).print("[red]interrupted[/]")
+        lines(stderr=True).print("[red]interrupted[/]")
         raise Exit(code=130) from None
     finally:
         # what the task leaves dies with the process (``deploylib`` or ``invoke``): frozen, the

@@ -1,8 +1,10 @@
 """What the command line shows and asks on the terminal: a console that never cuts lines when
-piped, host text escaped for rich, the reporters of a deploy or rollback (``--verbose``,
-``--events``, the webhook), and the confirmation an environment with ``confirm = true`` asks for.
+piped, host text escaped for console markup, the reporters of a deploy or rollback
+(``--verbose``, ``--events``, the webhook), and the confirmation an environment with
+``confirm = true`` asks for.
 
-Rich and the reporters are imported inside the functions, so ``--help`` stays fast.
+Rich and the reporters are imported inside the functions, so ``--help`` stays fast; lines of
+markup that go to a pipe (``lines``) are printed without rich at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
     from deploylib.config import Environment
     from deploylib.reporting import JsonLinesReporter, Reporter
+    from deploylib.reporting.console import Printer
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -34,10 +37,29 @@ def console(*, stderr: bool = False) -> Console:
     return out
 
 
-def escape(text: str) -> str:
-    """``text`` to print through rich: no markup, no terminal control sequences."""
-    from rich.markup import escape as escape_markup
+def lines(*, stderr: bool = False) -> Printer:
+    """Where lines of markup go: rich's console (``console``) when the stream may be a
+    terminal as rich judges one (a tty, or ``FORCE_COLOR`` / ``TTY_COMPATIBLE=1`` set), else
+    plain lines, without importing rich."""
+    stream = sys.stderr if stderr else sys.stdout
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible != "0" and (compatible == "1" or "FORCE_COLOR" in os.environ or _isatty(stream)):
+        return console(stderr=stderr)
+    from deploylib.markup import PlainConsole
 
+    return PlainConsole(stderr=stderr)
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(getattr(stream, "isatty", lambda: False)())
+    except ValueError:  # closed
+        return False
+
+
+def escape(text: str) -> str:
+    """``text`` to print as console markup: no markup, no terminal control sequences."""
+    from deploylib.markup import escape as escape_markup
     from deploylib.text import printable
 
     return escape_markup(printable(text))
@@ -54,14 +76,17 @@ def reporter_for(
     """The reporters of a deploy or rollback (``what``), all behind the environment's
     redactor: the terminal, ``--events``, the run's log file (``log_path`` says where), the
     webhook. A dry run notifies nobody: no webhook."""
-    from deploylib.reporting import ConsoleReporter, LiveReporter, Redacting
+    from deploylib.reporting import ConsoleReporter, Redacting
 
-    out = console()
+    out = lines()
     # a live table for fleets on a terminal; plain lines for logs, CI and --verbose
-    live = out.is_terminal and not verbose
-    reporters: list[Reporter] = [
-        LiveReporter(out) if live else ConsoleReporter(out, verbose=verbose)
-    ]
+    reporters: list[Reporter] = []
+    if out.is_terminal and not verbose:
+        from deploylib.reporting.live import LiveReporter
+
+        reporters.append(LiveReporter(console()))
+    else:
+        reporters.append(ConsoleReporter(out, verbose=verbose))
     if events is not None:
         reporters.append(_events_file(events))
     if env.log_dir is not None:
@@ -160,4 +185,4 @@ def say_log(reporter: Reporter) -> None:
         shown = path.relative_to(Path.cwd())
     except ValueError:
         shown = path
-    console(stderr=True).print(f"[dim]log: {escape(str(shown))}[/]", soft_wrap=True)
+    lines(stderr=True).print(f"[dim]log: {escape(str(shown))}[/]", soft_wrap=True)

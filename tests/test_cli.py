@@ -165,13 +165,16 @@ def test_help_lists_every_task() -> None:
         assert name in result.stdout
 
 
-def test_local_deploys_and_help_do_not_import_ssh_libraries(project: Project) -> None:
+def test_a_piped_local_deploy_imports_neither_the_ssh_libraries_nor_rich(
+    project: Project,
+) -> None:
+    """Its output is a pipe: plain lines, without rich (``deploylib.markup``)."""
     code = (
         "import sys, runpy\n"
         "sys.argv = ['deploylib', 'deploy', '--env', 'dev']\n"
         "try:\n    runpy.run_module('deploylib', run_name='__main__')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "bad = [m for m in ('fabric', 'paramiko') if m in sys.modules]\n"
+        "bad = [m for m in ('fabric', 'paramiko', 'rich') if m in sys.modules]\n"
         "print('IMPORTED', bad)\n"
     )
     result = subprocess.run(

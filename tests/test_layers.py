@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {
         "hosts",
         "text",
+        "markup",
         "locks",
         "errors",
         "secrets",

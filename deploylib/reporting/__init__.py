@@ -11,7 +11,8 @@ The modules, one per concern:
     redacting    ``Redacting``: secrets masked and escape sequences removed from every event
                  before any reporter sees it; a reporter that fails is dropped
     console      ``ConsoleReporter``: one line per event through rich
-    live         ``LiveReporter``: a fleet's progress as one live table on a terminal
+    live         ``LiveReporter``: a fleet's progress as one live table on a terminal (imported
+                 on first use: it needs rich)
     json_lines   ``JsonLinesReporter``: one JSON object per event
     log_file     ``LogFileReporter``: the whole run, output included, in a file of its own
     schema       the pydantic models of ``--events`` lines (imported only where validated)
@@ -23,10 +24,11 @@ Everything callers use is importable from ``deploylib.reporting`` itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploylib.reporting.console import ConsoleReporter
 from deploylib.reporting.events import Event, Reporter
 from deploylib.reporting.json_lines import JsonLinesReporter
-from deploylib.reporting.live import LiveReporter
 from deploylib.reporting.log_file import LogFileReporter
 from deploylib.reporting.recording import RecordingReporter, SilentReporter
 from deploylib.reporting.redacting import Redacting
@@ -44,3 +46,13 @@ __all__ = [
     "SilentReporter",
     "WebhookReporter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``LiveReporter`` on first use: it needs rich, which output that is not a terminal does
+    without."""
+    if name == "LiveReporter":
+        from deploylib.reporting.live import LiveReporter
+
+        return LiveReporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,16 @@
-"""``ConsoleReporter``: an event as one line through rich, coloured on a terminal."""
+"""``ConsoleReporter``: an event as one line of console markup, coloured by rich on a terminal,
+plain elsewhere (``deploylib.markup``: rich is not imported for a pipe)."""
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.markup import escape
-
+from deploylib.markup import escape
 from deploylib.reporting.events import Event
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "start": "[dim]…[/]"}
 
@@ -16,11 +19,27 @@ _MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "start": "[dim]…[/]"
 QUIET = frozenset({"lock.taken", "lock.released", "notify.sent"})
 
 
-class ConsoleReporter:
-    """Coloured lines on a terminal, plain lines elsewhere (rich decides)."""
+class Printer(Protocol):
+    """Where a reporter's lines of markup go: rich's ``Console`` on a terminal, a
+    ``deploylib.markup.PlainConsole`` elsewhere."""
 
-    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
-        self.console = console or Console(highlight=False)
+    @property
+    def is_terminal(self) -> bool: ...
+
+    def print(self, markup: str, /, *, soft_wrap: bool = ...) -> None: ...
+
+
+def _rich_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+class ConsoleReporter:
+    """Coloured lines on a terminal, plain lines elsewhere (the console given decides)."""
+
+    def __init__(self, console: Printer | None = None, *, verbose: bool = False) -> None:
+        self.console: Printer = console or _rich_console()
         self.verbose = verbose
         self._lock = threading.Lock()
 

@@ -21,7 +21,9 @@ class LiveReporter(ConsoleReporter):
     """
 
     def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+        console = console or Console(highlight=False)
         super().__init__(console, verbose=verbose)
+        self._rich = console
         self._live: Live | None = None
         self._rows: dict[str, list[str]] = {}
 
@@ -36,17 +38,17 @@ class LiveReporter(ConsoleReporter):
         # the run's own start and end (deploy.*, rollback.*), not lock.*, notify.*, ...
         run_event = kind.split(".", 1)[0] in ("deploy", "rollback") and "." in kind
         if run_event and kind.endswith(".start"):
-            self.console.print(self._format(event), soft_wrap=True)
+            self._rich.print(self._format(event), soft_wrap=True)
             hosts = [str(h) for h in event.data.get("hosts") or []]
-            if len(hosts) > 1 and self.console.is_terminal:
+            if len(hosts) > 1 and self._rich.is_terminal:
                 self._rows = {host: ["", "waiting", ""] for host in hosts}
-                self._live = Live(self._table(), console=self.console, refresh_per_second=8)
+                self._live = Live(self._table(), console=self._rich, refresh_per_second=8)
                 self._live.start()
             return
         if self._live is None:
             line = self._format(event)
             if line is not None:
-                self.console.print(line, soft_wrap=True)
+                self._rich.print(line, soft_wrap=True)
             return
         row = self._rows.get(event.host or "")
         if kind == "step.start" and row is not None:
@@ -67,7 +69,7 @@ class LiveReporter(ConsoleReporter):
             self._live = None
             line = self._format(event)
             if line is not None:
-                self.console.print(line, soft_wrap=True)
+                self._rich.print(line, soft_wrap=True)
             return
         else:
             line = self._format(event)
