@@ -154,6 +154,7 @@ class OpenedAhead:
     def __init__(self, make: Callable[[], list[Target]], parallel: int) -> None:
         self._made: list[Target] | None = None
         self._error: BaseException | None = None
+        self._cancelled = threading.Event()
         self._thread = threading.Thread(
             target=self._make_and_open, args=(make, parallel), name="open-ahead", daemon=True
         )
@@ -166,10 +167,14 @@ class OpenedAhead:
             self._error = exc
             return
         self._made = made
+        if self._cancelled.is_set():  # the caller gave up waiting for them: nobody closes them
+            for target in made:
+                target.backend.close()
+            return
         waiting = deque(target.backend for target in made)
 
         def open_next() -> None:
-            while True:
+            while not self._cancelled.is_set():
                 try:
                     backend = waiting.popleft()
                 except IndexError:
@@ -181,8 +186,13 @@ class OpenedAhead:
             threading.Thread(target=open_next, name="open-ahead", daemon=True).start()
 
     def targets(self) -> list[Target]:
-        """The targets, once made (their connections may still be opening)."""
-        self._thread.join()
+        """The targets, once made (their connections may still be opening). Interrupted
+        while waiting for them (Ctrl-C), it gives them up: once made, they are closed."""
+        try:
+            self._thread.join()
+        except BaseException:
+            self._cancelled.set()
+            raise
         if self._error is not None:
             raise self._error
         assert self._made is not None

@@ -10,6 +10,7 @@ its ``Runner`` over fake backends instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ def backend_factory(
 
     # known_hosts, read once for all the run's SSH connections (made on the first)
     known: list[KnownHostsFile] = []
+    # at most `parallel` SSH handshakes at once, opened ahead or by a command
+    handshakes = threading.BoundedSemaphore(env.ssh.parallel)
 
     def make(host: Host) -> Backend:
         if dry_run:
@@ -64,6 +67,7 @@ def backend_factory(
             project_dir=env.project_dir,
             default_timeout=env.command_timeout,
             known=known[0],
+            handshakes=handshakes,
         )
 
     return make

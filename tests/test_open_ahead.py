@@ -1,6 +1,7 @@
 """Connections opened while the build runs, over real SSH: the build sees the hosts' logins
 happen; a failed build changes nothing and leaves no connection open; a connection that goes
-silent during a long build is replaced, since nothing ran on it yet."""
+silent during a long build is replaced, since nothing ran on it yet; a host that could not be
+reached while the build ran, and can be by its end, is deployed to."""
 
 from __future__ import annotations
 
@@ -102,3 +103,28 @@ def test_a_connection_that_goes_silent_during_the_build_is_opened_again(
     assert fleet.current(1) is not None
     # the one opened ahead, then the one the deploy ran on
     assert fleet.connections()[0] - before[0] == 2
+
+
+def test_a_host_that_comes_back_during_the_build_is_deployed_to(fleet_of: FleetOf) -> None:
+    fleet = fleet_of(1)
+    building = fleet.project.root / "building"
+    go = fleet.project.root / "go-on"
+    fleet.project.write(
+        "build.sh",
+        f"touch {building}\nfor i in $(seq 400); do [ -e {go} ] && break; sleep 0.05; done\n"
+        'tar -czf "$1" -C app .\n',
+    )
+    fleet.edit_pipeline('build("tar -czf {artifact} -C app .")', 'build("sh build.sh {artifact}")')
+    fleet.hosts.kill_sshd(1)  # refused: the open ahead gives up after its three attempts
+    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    try:
+        wait_for(building, process)
+        time.sleep(4)  # the attempts' backoff is at most 2 s each
+        fleet.hosts.start_sshd(1)
+        go.touch()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out + err
+    assert fleet.current(1) is not None

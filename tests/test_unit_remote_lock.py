@@ -77,3 +77,14 @@ def test_the_unlock_removes_only_this_deploys_lock(tmp_path: Path, shell: str, o
     else:  # another deploy's, or one whose owner cannot be read: left alone, and said
         assert result.returncode == 1 and "held by another deploy" in result.stderr
         assert Path(layout.lock).exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_shell_with_set_e_is_refused_as_lost_too(tmp_path: Path, shell: str) -> None:
+    """A login whose start-up sets ``set -e`` (BASH_ENV, a .bashrc): still exit 76, said."""
+    layout = owner_file(tmp_path, None)
+    result = subprocess.run(
+        [shell, "-ec", f"{lock_guard(layout, TOKEN)}; echo ran"], capture_output=True, text=True
+    )
+    assert result.returncode == LOCK_LOST_EXIT and result.stdout == ""
+    assert "no longer this deploy's" in result.stderr

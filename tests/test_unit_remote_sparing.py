@@ -121,3 +121,14 @@ def test_a_failing_command_fails_the_line(tmp_path: Path, shell: str, helper: st
         timeout=10,
     )
     assert result.returncode == 3 and result.stdout == "after\n"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_empty_dir_with_globbing_off_still_empties(tmp_path: Path, shell: str) -> None:
+    """``set -f`` in a login's start-up: nothing can be seen in the directory, so it is removed
+    and made again (what a cut-off push left there may hold an env file)."""
+    path = tmp_path / NAME
+    make("full dir", path)
+    result = run(shell, "set -f; " + sparing.empty_dir(str(path)))
+    assert result.returncode == 0, result.stderr
+    assert path.is_dir() and list(path.iterdir()) == []

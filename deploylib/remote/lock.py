@@ -32,7 +32,8 @@ def _owner_holds(layout: Layout, token: str, then: str, otherwise: str) -> str:
     q = shlex.quote
     owner = q(layout.lock + "/owner.json")
     return (
-        f"__dl_owner=; IFS= read -r __dl_owner 2>/dev/null < {owner}; "
+        # `|| :`: a shell started with `set -e` (BASH_ENV, a .bashrc) goes on to the `case`
+        f"__dl_owner=; {{ IFS= read -r __dl_owner < {owner} || :; }} 2>/dev/null; "
         f"case $__dl_owner in *{q(check_token(token))}*) unset __dl_owner; {then};; "
         f"*) unset __dl_owner; {otherwise};; esac"
     )

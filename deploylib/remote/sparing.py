@@ -36,7 +36,9 @@ def empty_dir(path: str) -> str:
     when something is in it, or it is not a directory (a link to one is replaced too)."""
     q = shlex.quote(path)
     return (
-        f"{{ __dl_dirty=; if [ -L {q} ] || [ ! -d {q} ]; then __dl_dirty=1; else "
+        # with globbing off (`set -f`), nothing can be seen: removed and made again
+        f"{{ __dl_dirty=; case $- in *f*) __dl_dirty=1;; esac; "
+        f'if [ -L {q} ] || [ ! -d {q} ]; then __dl_dirty=1; elif [ -z "$__dl_dirty" ]; then '
         f'for __dl_f in {q}/* {q}/.[!.]* {q}/..?*; do if [ -e "$__dl_f" ] || '
         '[ -L "$__dl_f" ]; then __dl_dirty=1; break; fi; done; fi; '
         f'[ -z "$__dl_dirty" ] || {{ rm -rf {q} && mkdir -p {q}; }}; }}'

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+import threading
 from itertools import chain
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class SSHBackend(Backend):
         project_dir: Path,
         default_timeout: float,
         known: KnownHostsFile | None = None,
+        handshakes: threading.Semaphore | None = None,
     ) -> None:
         super().__init__(host)
         quiet_paramiko()
@@ -47,6 +49,7 @@ class SSHBackend(Backend):
             settings=settings,
             project_dir=project_dir,
             known=known,
+            handshakes=handshakes,
         )
         self.channels = Channels(self.connection, halted=lambda: self._halted)
 

@@ -32,6 +32,7 @@ class HostConnection:
         settings: SSHSettings,
         project_dir: Path,
         known: KnownHostsFile | None = None,
+        handshakes: threading.Semaphore | None = None,
     ) -> None:
         self.address = address
         self.user = user
@@ -47,9 +48,12 @@ class HostConnection:
         self._jumps: list[Connection] = []
         #: held while a connection is being opened: a command waits for an open ahead of it
         self._opening = threading.Lock()
-        #: why the open ahead failed: the first command's failure, instead of a second try
+        #: why the open ahead failed: the answer of a command that waited for that open
         self._failed_ahead: Failed | None = None
         self._closed = False
+        #: shared by a run's connections: at most ``parallel`` handshakes at once, whether
+        #: opened ahead or by a command
+        self._handshakes = handshakes
 
     @property
     def known_hosts(self) -> Path:
@@ -62,12 +66,19 @@ class HostConnection:
 
     def transport(self) -> paramiko.Transport:
         """The open transport, connecting (with retries) if there is none, or waiting for the
-        open ahead of it; raises ``Failed``."""
-        with self._opening:
-            if self._failed_ahead is not None:
-                failed, self._failed_ahead = self._failed_ahead, None
+        open ahead of it; raises ``Failed``. An open ahead that failed while this command
+        waited for it is this command's answer; one that failed before (during the build) is
+        not: the host may be up by now, or the build made it reachable, so it is opened again."""
+        waited = not self._opening.acquire(blocking=False)
+        if waited:
+            self._opening.acquire()
+        try:
+            failed, self._failed_ahead = self._failed_ahead, None
+            if failed is not None and waited:
                 raise failed
             return self._transport()
+        finally:
+            self._opening.release()
 
     def open_ahead(self) -> None:
         """Open the connection now, before any command needs it; a failure is kept for the
@@ -84,10 +95,11 @@ class HostConnection:
         if self._connection is not None and self._connection.is_connected:
             assert self._connection.transport is not None
             return self._connection.transport
-        if self.dead:
-            if self.used:
-                raise Failed(self.dead_message())
-            # silent before anything ran on it (opened ahead of a long build): a new one
+        if self.dead and self.used:
+            raise Failed(self.dead_message())
+        if not self.used:
+            # nothing ran on what was opened (ahead of a long build) and it went silent or was
+            # closed by the server: closed for good here, and a new one opened
             self._close_opened()
         if self.used:
             # a connection that died after commands ran is not silently replaced: the runner
@@ -113,7 +125,11 @@ class HostConnection:
                 with attempt:
                     if self._closed:
                         raise Failed(f"the connection to {self.where} was closed")
-                    connection, self._jumps = self._open()
+                    if self._handshakes is None:
+                        connection, self._jumps = self._open()
+                    else:
+                        with self._handshakes:
+                            connection, self._jumps = self._open()
         except Failed:
             raise
         except Exception as exc:
