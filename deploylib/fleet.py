@@ -145,7 +145,7 @@ class OpenedAhead:
     """The run's targets, made in a thread of their own while the caller goes on (the build),
     then each one's connection opened ahead of its first command (``Backend.open_ahead``), at
     most ``parallel`` at once. Nothing is sent to a target: its first command waits for the
-    open, or gets its failure.
+    open, and gets its failure if it failed meanwhile (one that failed earlier is tried again).
 
     The threads are daemons and nobody waits for the opens: a run that ends before them (a
     failed build, Ctrl-C) closes its targets, and an open that ends after that closes what it

@@ -81,8 +81,8 @@ class HostConnection:
             self._opening.release()
 
     def open_ahead(self) -> None:
-        """Open the connection now, before any command needs it; a failure is kept for the
-        first command (``transport``)."""
+        """Open the connection now, before any command needs it; a failure is kept for a
+        command that waited for this open (``transport``)."""
         with self._opening:
             if self._closed or self._connection is not None:
                 return
