@@ -110,9 +110,10 @@ class Upload:
 class Probe:
     """A request made from the controller: an HTTP GET or a TCP connect to a target, or an
     instant query of a Prometheus server (``url`` its base URL) whose every sample must lie
-    within ``minimum``/``maximum``."""
+    within ``minimum``/``maximum``; or a ``file`` on the controller itself (``path``: there, a
+    regular file, not empty), looked at in this process: the build's artifact."""
 
-    kind: str  # "http" | "tcp" | "prometheus"
+    kind: str  # "http" | "tcp" | "prometheus" | "file"
     url: str = ""
     host: str = ""
     port: int = 0
@@ -126,9 +127,12 @@ class Probe:
     maximum: float | None = None
     minimum: float | None = None
     on_no_data: str = "fail"
+    path: str = ""
 
     @property
     def line(self) -> str:
+        if self.kind == "file":
+            return shlex.join(["test", "-s", self.path])  # what it checks, as a command would
         if self.kind == "http":
             expect = f" expect {self.status}" if self.status else ""
             if self.contains:

@@ -20,7 +20,9 @@ import contextlib
 import functools
 import http.client
 import json
+import os
 import socket
+import stat
 import threading
 import urllib.parse
 import urllib.request
@@ -139,12 +141,25 @@ class WatchedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def perform_probe(probe: Probe) -> Result:
-    """Run an ``http``, ``tcp`` or ``prometheus`` check; ``probe.timeout`` bounds all of it."""
+    """Run an ``http``, ``tcp`` or ``prometheus`` check; ``probe.timeout`` bounds all of it.
+    A ``file`` check is a ``stat`` of a file on this machine, made at once."""
+    if probe.kind == "file":
+        return _file_check(probe)
     what = {"tcp": _tcp_connect, "prometheus": _prometheus_query}.get(probe.kind, _http_get)
     try:
         return within(probe.timeout, functools.partial(what, probe))
     except DeadlineExceeded as exc:
         return Result(1, stderr=f"{probe.line}: {exc}", timed_out=True)
+
+
+def _file_check(probe: Probe) -> Result:
+    try:
+        info = os.stat(probe.path)
+    except OSError as exc:
+        return Result(1, stderr=f"{probe.path}: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return Result(1, stderr=f"{probe.path}: not a file with something in it")
+    return Result(0)
 
 
 def _tcp_connect(probe: Probe, watch: SocketWatch) -> Result:

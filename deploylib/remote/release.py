@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
-from deploylib.commands import Command, Upload
+from deploylib.commands import Command, Probe, Upload
 from deploylib.remote import gnu, images, python_env, sparing
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
@@ -144,9 +144,11 @@ def env_file_text(variables: Mapping[str, str | Secret]) -> str:
     return envfile.render(variables)
 
 
-def artifact_check(artifact: str) -> Command:
-    """Pass when the build wrote a non-empty artifact (runs on the controller)."""
-    return Command.of("test", "-s", artifact, description="check artifact")
+def artifact_check(artifact: str) -> Probe:
+    """Pass when the build wrote a non-empty artifact: a ``stat`` on the controller, in its own
+    process (a ``test -s`` through the local shell cost 10 to 30 ms, and up to 0.3 s while 40
+    connections opened in the background)."""
+    return Probe("file", path=artifact, description="check artifact")
 
 
 def upload_artifact(layout: Layout, artifact: str, release: str) -> Upload:
