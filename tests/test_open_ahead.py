@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,16 @@ for i in $(seq 400); do
 done
 [ "$seen" = {count} ] || {{ echo "no login during the build" >&2; exit 9; }}
 {then}
+"""
+
+
+#: a listener on ADDRESS:22 that closes three connections as they come, then exits
+HANG_UP = """\
+import socket
+server = socket.create_server(("{0}", 22))
+print("listening", flush=True)
+for _ in range(3):
+    server.accept()[0].close()
 """
 
 
@@ -138,19 +149,27 @@ def test_a_host_that_comes_back_during_the_build_is_deployed_to(fleet_of: FleetO
         'tar -czf "$1" -C app .\n',
     )
     fleet.edit_pipeline('build("tar -czf {artifact} -C app .")', 'build("sh build.sh {artifact}")')
-    fleet.hosts.kill_sshd(1)  # refused: the open ahead gives up after its three attempts
-    process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
+    host = fleet.hosts.host(1)
+    fleet.hosts.kill_sshd(1)
+    # in sshd's place, a listener that hangs up on each connection (no SSH banner) and counts
+    # them: the open ahead gives up after its three attempts, the third one seen here
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", host.namespace, sys.executable, "-c", HANG_UP.format(host.address)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    process: subprocess.Popen[str] | None = None
     try:
+        assert listener.stdout is not None and listener.stdout.readline() == "listening\n"
+        process = start_cli(fleet.project.root, "deploy", "--env", "fleet")
         wait_for(building, process)
-        # the open ahead's three attempts are refused at once, with at most 2 s between them;
-        # nothing outside the deploy shows when they ended, so this waits past their longest
-        # (should they still run, one would connect: the deploy passes either way)
-        time.sleep(5)
+        assert listener.wait(timeout=60) == 0  # three attempts, all refused
         fleet.hosts.start_sshd(1)
         go.touch()
         out, err = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
+        for started in (listener, process):
+            if started is not None and started.poll() is None:
+                started.kill()
     assert process.returncode == 0, out + err
     assert fleet.current(1) is not None
