@@ -109,19 +109,22 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> P
         arts.append(path)
     m1 = manifest_of(arts[0])
     assert m1 is not None
-    done = as_nobody(
-        push_command(
+
+    def pushing(release: str, revision: str, artifact: Path, manifest: str) -> Command:
+        """The whole artifact's push of ``release``, as a deploy sends it."""
+        return push_command(
             layout,
-            A,
-            "a",
+            release,
+            revision,
             [],
             [],
-            artifact=str(arts[0]),
-            digest=file_digest(arts[0]),
+            artifact=str(artifact),
+            digest=file_digest(artifact),
             variables={"X": "1"},
-            manifest=m1.text,
+            manifest=manifest,
         )
-    )
+
+    done = as_nobody(pushing(A, "a", arts[0], m1.text))
     assert done.returncode == 0, done.stderr
     os.symlink(f"releases/{A}", layout.current)
     subprocess.run(["chown", "-h", f"{NOBODY}:{NOBODY}", layout.current], check=True)
@@ -130,17 +133,7 @@ def _push_pair(base: Path, first_members: Members, second_members: Members) -> P
     linked = unchanged(m2, Path(layout.manifest_path(A)).read_text())
     assert linked
     delta = delta_artifact(arts[1], linked)
-    whole = push_command(
-        layout,
-        B,
-        "b",
-        [],
-        [],
-        artifact=str(arts[1]),
-        digest=file_digest(arts[1]),
-        variables={"X": "1"},
-        manifest=m2.text,
-    )
+    whole = pushing(B, "b", arts[1], m2.text)
     command = delta_push_command(
         layout,
         B,
