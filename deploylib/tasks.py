@@ -9,7 +9,6 @@ Tasks are thin: they call ``deploylib.actions`` (deploy, rollback) and ``deployl
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from inspect import signature
 from pathlib import Path
@@ -19,6 +18,7 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from deploylib.collector import freeze_leftovers, quiet_collector
 from deploylib.terminal import ask, confirm, console, escape, lines, reporter_for, say_log
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def _task(
 def _run(body: Callable[[], None]) -> None:
     from deploylib.errors import DeployError
 
+    quiet_collector()
     try:
         body()
     except DeployError as exc:
@@ -91,10 +92,7 @@ def _run(body: Callable[[], None]) -> None:
         lines(stderr=True).print("[red]interrupted[/]")
         raise Exit(code=130) from None
     finally:
-        # what the task leaves dies with the process (``deploylib`` or ``invoke``): frozen, the
-        # interpreter's last collection does not walk it (a fleet deploy leaves hundreds of
-        # thousands of objects: connections, events, the parsed state of every host)
-        gc.freeze()
+        freeze_leftovers()
 
 
 @_task()

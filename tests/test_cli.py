@@ -183,6 +183,33 @@ def test_a_piped_local_deploy_imports_neither_the_ssh_libraries_nor_rich(
     assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
 
 
+def test_the_program_and_its_tasks_collect_cycles_seldom() -> None:
+    """The program (``deploylib``, ``python -m deploylib``) sets the collector's thresholds
+    before its imports, and each task sets them for itself when Invoke runs it."""
+    from importlib.metadata import entry_points
+
+    from deploylib.collector import COLLECT_EVERY
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "deploylib"]
+    assert script.value == "deploylib.__main__:run"
+    code = (
+        "import gc, sys\n"
+        "sys.argv = ['deploylib', '--version']\n"
+        "from deploylib.__main__ import run\n"
+        "try:\n    run()\n"
+        "except SystemExit:\n    pass\n"
+        "print('AT', gc.get_threshold(), [m for m in ('invoke', 'pydantic') if m in sys.modules])\n"
+        "import deploylib.tasks as t\n"
+        "gc.set_threshold(700, 10, 10)\n"
+        "t._run(lambda: None)\n"
+        "print('TASK', gc.get_threshold())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert f"AT {COLLECT_EVERY} ['invoke']" in result.stdout, result.stdout + result.stderr
+    assert f"TASK {COLLECT_EVERY}" in result.stdout
+    assert COLLECT_EVERY[0] > 700
+
+
 def test_importing_the_dsl_loads_none_of_the_machinery() -> None:
     """A pipeline file imports ``deploylib``: that must not pay for what runs a deploy."""
     code = (

@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     # what everything else builds on: values, errors, text, the on-target layout
     {
         "hosts",
+        "collector",
         "text",
         "markup",
         "locks",

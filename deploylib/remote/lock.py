@@ -67,13 +67,15 @@ def lock_command(layout: Layout, owner: Mapping[str, Any], *, manifest: bool = F
     script = (
         f"if ! {{ {sparing.make_dirs(layout.meta)} && {sparing.remove(stage, tree=True)} && "
         f"mkdir {q(stage)} && "
-        f"cat > {q(owner_file)} && : > {q(stage + '/heartbeat')}; }}; then "
+        # the owner is one line: written by the shell itself, no process
+        f"IFS= read -r __dl_o && printf '%s\\n' \"$__dl_o\" > {q(owner_file)} && "
+        f"unset __dl_o && : > {q(stage + '/heartbeat')}; }}; then "
         f"rm -rf {q(stage)}; echo {q('could not write the deploy lock in ' + layout.meta)} >&2; "
         "rc=1; "
         f"elif [ ! -e {q(layout.lock)} ] && {gnu.rename_onto(stage, layout.lock)} 2>/dev/null; "
         "then rc=0; "
         f"else rm -rf {q(stage)}; rc={LOCK_HELD_EXIT}; fi; "
-        f"{state_script(layout, manifest=manifest)}; exit $rc"
+        f"{state_script(layout, manifest=manifest, after_lock=True)}; exit $rc"
     )
     return Command(script, stdin=(json.dumps(dict(owner)) + "\n").encode(), description="lock")
 

@@ -61,11 +61,13 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
     log = q(layout.log)
     suffix = check_token(token) if token else "w"
     temporary = q(f"{layout.log}.{suffix}.tmp")
+    # the new line (one line of JSON on stdin) is read and written by the shell itself
     script = (
         f"{sparing.make_dirs(layout.meta)} && "
-        f"( {{ [ ! -e {log} ] || cat {log} || exit 1; "
-        f'if [ -s {log} ] && [ -n "$(tail -c 1 {log})" ]; then echo || exit 1; fi; '
-        f"cat || exit 1; }} > {temporary} ) && mv -f {temporary} {log} || "
+        f"{{ {{ [ ! -e {log} ] || cat {log}; }} && "
+        f'{{ [ ! -s {log} ] || [ -z "$(tail -c 1 {log})" ] || echo; }} && '
+        "__dl_line= && IFS= read -r __dl_line && printf '%s\\n' \"$__dl_line\"; "
+        f"}} > {temporary} && unset __dl_line && mv -f {temporary} {log} || "
         f"{{ rm -f {temporary}; echo {q('could not write the release log ' + layout.log)} >&2; "
         "exit 1; }"
     )

@@ -20,12 +20,29 @@ STATE_MARK = "@@deploylib:"
 LOG_TAIL = 5000
 
 
-def state_script(layout: Layout, *, manifest: bool = False) -> str:
+def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = False) -> str:
     """Shell that prints current, the release dirs, the lock owner and the log tail, in marked
     sections (with ``manifest``, the live release's manifest too, for a delta push). It changes
-    nothing and always ends with exit status 0."""
+    nothing and always ends with exit status 0.
+
+    ``after_lock``: it runs at the end of ``lock_command``, whose ``$rc`` is 0 when the lock
+    was just taken: the lock is then this deploy's, its owner one line written a moment ago,
+    and its age is not read (two processes fewer)."""
     q = shlex.quote
     mark = STATE_MARK
+    owner = q(layout.lock + "/owner.json")
+    held = (
+        f"echo age=$(( $(date +%s) - $({gnu.mtime(layout.lock + '/heartbeat')} "
+        f"2>/dev/null || {gnu.mtime(layout.lock)}) )); "
+        f"cat {owner} 2>/dev/null; echo"
+    )
+    if after_lock:
+        held = (
+            'if [ "$rc" = 0 ]; then '
+            f"__dl_o=; {{ IFS= read -r __dl_o < {owner} || :; }} 2>/dev/null; "
+            "printf '%s\\n' \"$__dl_o\"; unset __dl_o; "
+            f"else {held}; fi"
+        )
     # tested first: no process when there are no slots (the common case)
     slots = q(layout.meta + "/slots.json")
     live_manifest = (
@@ -49,14 +66,12 @@ def state_script(layout: Layout, *, manifest: bool = False) -> str:
             'if [ -f "$d/REVISION" ]; then echo "${d##*/} complete"; else echo "${d##*/}"; fi; '
             "done",
             f"echo {mark}lock",
-            f"if [ -d {q(layout.lock)} ]; then echo locked; "
-            f"echo age=$(( $(date +%s) - $({gnu.mtime(layout.lock + '/heartbeat')} "
-            f"2>/dev/null || {gnu.mtime(layout.lock)}) )); "
-            f"cat {q(layout.lock + '/owner.json')} 2>/dev/null; echo; fi",
+            f"if [ -d {q(layout.lock)} ]; then echo locked; {held}; fi",
             f"echo {mark}log",
-            f"echo lines=$(awk 'END {{ print NR }}' {q(layout.log)} 2>/dev/null || echo 0)",
-            # a last line without its newline must not swallow the next mark
-            f"tail -n {LOG_TAIL} {q(layout.log)} 2>/dev/null; echo",
+            # the count of lines and the last LOG_TAIL of them, in one process; awk ends a
+            # last line that has no newline, so it cannot swallow the next mark
+            f"if [ -f {q(layout.log)} ]; then LC_ALL=C awk -v n={LOG_TAIL} {q(_TAIL_AWK)} "
+            f"{q(layout.log)} 2>/dev/null; else echo lines=0; fi; echo",
             f"echo {mark}slots",
             f"[ ! -f {slots} ] || cat {slots} 2>/dev/null; echo",
             *live_manifest,
@@ -64,6 +79,13 @@ def state_script(layout: Layout, *, manifest: bool = False) -> str:
             "true",
         ]
     )
+
+
+#: prints ``lines=N`` (the count of lines), then the last ``n`` lines
+_TAIL_AWK = (
+    "{ t[NR % n] = $0 } "
+    'END { print "lines=" NR; for (i = NR - n + 1; i <= NR; i++) if (i > 0) print t[i % n] }'
+)
 
 
 def state_command(layout: Layout) -> Command:

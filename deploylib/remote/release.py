@@ -22,14 +22,26 @@ def env_link(layout: Layout) -> str:
     return f"{layout.current}/{ENV_FILE}"
 
 
-def server_env_test(layout: Layout) -> str:
+#: the shell variable ``read_env_link`` sets: what ``shared/.env`` links to ("" if no link)
+ENV_LINK_VAR = "__dl_env"
+
+
+def read_env_link(layout: Layout) -> str:
+    """Shell that keeps what ``shared/.env`` links to in ``ENV_LINK_VAR``, read once for all
+    the tests of one script (``server_env_test(known=True)``). Always passes."""
+    shared_env = shlex.quote(f"{layout.shared}/{ENV_FILE}")
+    return f'{{ {ENV_LINK_VAR}="$(readlink {shared_env} 2>/dev/null)" || {ENV_LINK_VAR}=; }}'
+
+
+def server_env_test(layout: Layout, *, known: bool = False) -> str:
     """Shell that passes when ``shared/.env`` is config kept on the server (a file, or a link to
     one, that is not the link deploylib makes): with no env files in the project, deploylib
-    leaves it as it is."""
+    leaves it as it is. ``known``: the script ran ``read_env_link`` (and kept it up to date)."""
     q = shlex.quote
     shared_env = q(f"{layout.shared}/{ENV_FILE}")
     link = q(env_link(layout))
-    return f'{{ [ -e {shared_env} ] && [ "$(readlink {shared_env})" != {link} ]; }}'
+    value = f'"${ENV_LINK_VAR}"' if known else f'"$(readlink {shared_env})"'
+    return f"{{ [ -e {shared_env} ] && [ {value} != {link} ]; }}"
 
 
 def prepare_command(
@@ -49,7 +61,9 @@ def prepare_command(
 
 
 def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str]:
-    """The shell lines of ``prepare_command``, to be joined with ``&&``."""
+    """The shell lines of ``prepare_command``, to be joined with ``&&``. They read where
+    ``shared/.env`` links to once (``read_env_link``) and keep it up to date: lines after them
+    in the same script may test it with ``server_env_test(known=True)``."""
     q = shlex.quote
     shared_env = f"{layout.shared}/{ENV_FILE}"
     keep = f"{shared_env}.before-release-env"
@@ -60,17 +74,17 @@ def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str
     lines += [
         sparing.empty_dir(layout.uploads),
         sparing.make_dirs(layout.uploads, layout.shared, layout.releases),
+        read_env_link(layout),
     ]
     target = q(env_link(layout))
     make_link = (
-        f"{{ if [ ! -L {q(shared_env)} ] || "
-        f'[ "$(readlink {q(shared_env)})" != {target} ]; then '
+        f'{{ if [ ! -L {q(shared_env)} ] || [ "${ENV_LINK_VAR}" != {target} ]; then '
         f"rm -rf {q(link)} && ln -s {target} {q(link)} && "
-        f"{gnu.rename_onto(link, shared_env)}; fi; }}"
+        f"{gnu.rename_onto(link, shared_env)} && {ENV_LINK_VAR}={target}; fi; }}"
     )
     if has_env:
         lines += [
-            f"if {server_env_test(layout)}; then "
+            f"if {server_env_test(layout, known=True)}; then "
             f'for r in {q(layout.releases)}/*/; do [ -d "$r" ] || continue; e="$r{ENV_FILE}"; '
             f'if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
             '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
@@ -79,7 +93,7 @@ def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str
             make_link,
         ]
     else:
-        lines.append(f"{{ {server_env_test(layout)} || {make_link}; }}")
+        lines.append(f"{{ {server_env_test(layout, known=True)} || {make_link}; }}")
     return lines
 
 
@@ -89,8 +103,10 @@ def space_check(directory: str, need_bytes: int) -> str:
     message = (
         f"not enough free space in {directory}: this release needs {need_kb // 1024 + 1} MiB, "
     )
+    # the fourth field of df's second line, read by the shell (no awk)
     return (
-        f"avail=$(df -Pk {shlex.quote(directory)} | awk 'NR==2 {{print $4}}') && "
+        f"avail=$(df -Pk {shlex.quote(directory)} | "
+        '{ read -r _; read -r _ _ _ a _; echo "$a"; }) && '
         f'{{ [ "$avail" -ge {need_kb} ] || '
         f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
     )
@@ -261,10 +277,12 @@ def release_lines(
     drop_env: str,
     image: str | None = None,
     digest: str = "",
+    env_link_known: bool = False,
 ) -> list[str]:
     """What makes an unpacked release directory complete, as shell lines to join with ``&&``:
     the shared links, the env file (``write_env`` puts it in place; ``drop_env`` discards it
-    when a ``shared/.env`` kept on the server stays the config) and REVISION, last."""
+    when a ``shared/.env`` kept on the server stays the config) and REVISION, last.
+    ``env_link_known``: ``prepare_lines`` ran before them in the same script."""
     q = shlex.quote
     release_path = layout.release_path(release)
     revision_path = f"{release_path}/REVISION"
@@ -284,7 +302,8 @@ def release_lines(
             server_env += " && " + " && ".join(
                 link_shared(release_path, layout.shared, ENV_FILE, is_file=True)
             )
-        lines.append(f"if {server_env_test(layout)}; then {server_env}; else {write_env}; fi")
+        kept = server_env_test(layout, known=env_link_known)
+        lines.append(f"if {kept}; then {server_env}; else {write_env}; fi")
     lines += [
         sparing.remove(revision_path + ".tmp"),
         f"printf '%s %s\\n' {q(release)} {q(revision)} > {q(revision_path + '.tmp')}",
@@ -409,6 +428,7 @@ def shipped_command(
             has_variables=bool(variables),
             write_env=f"mv -fT {q(env_part)} {q(env_path)}",
             drop_env=f"rm -f {q(env_part)}",
+            env_link_known=True,
         ),
     ]
     guard = guard_for(layout, token)

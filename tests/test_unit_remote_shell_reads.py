@@ -1,0 +1,142 @@
+"""Specifies, in the shells a login may have, the pieces of the lock, push and record commands
+that the shell does itself: the state's log section (the count of lines and their tail, in one
+process), the lock's owner written and read back by the shell, the release log's new line
+written by the shell, and the free space read from df without awk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploylib.remote.layout import Layout
+from deploylib.remote.lock import LOCK_HELD_EXIT, lock_command
+from deploylib.remote.log import LogEntry, record_command
+from deploylib.remote.reading import LOG_TAIL, parse_state, state_script
+from deploylib.remote.release import space_check
+
+SHELLS = [s for s in ("sh", "bash", "dash") if shutil.which(s)]
+TOKEN, OTHER = "ab" * 8, "cd" * 8
+
+
+def run(shell: str, script: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    shell_path = shutil.which(shell)
+    assert shell_path is not None
+    return subprocess.run([shell_path, "-c", script], input=stdin, capture_output=True, timeout=20)
+
+
+def layout_in(tmp_path: Path) -> Layout:
+    layout = Layout(str(tmp_path / "it's $(an) app"))
+    Path(layout.meta).mkdir(parents=True)
+    return layout
+
+
+def line(release: str) -> str:
+    return json.dumps({"event": "deploy", "outcome": "success", "release": release})
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("count", "newline_at_end"), [(0, True), (3, True), (3, False), (LOG_TAIL + 7, False)]
+)
+def test_the_log_section_counts_every_line_and_keeps_the_tail(
+    tmp_path: Path, shell: str, count: int, newline_at_end: bool
+) -> None:
+    layout = layout_in(tmp_path)
+    lines = [line(f"r{n}") for n in range(1, count + 1)]
+    lines[1:2] = ["{torn"] if count > 1 else []  # a damaged second line
+    text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
+    Path(layout.log).write_text(text)
+
+    result = run(shell, state_script(layout))
+
+    assert result.returncode == 0, result.stderr
+    state = parse_state(result.stdout.decode(), layout)
+    kept = lines[-LOG_TAIL:]
+    assert state.log_start == max(1, len(lines) - LOG_TAIL + 1)
+    assert [e["release"] for e in state.log] == [
+        json.loads(x)["release"] for x in kept if x[0:2] == '{"'
+    ]
+    if count == 3:
+        assert state.damaged == (2,)  # numbered as the file numbers it
+    assert not any("lines=" in str(e) for e in state.log)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_no_log_is_an_empty_log(tmp_path: Path, shell: str) -> None:
+    layout = layout_in(tmp_path)
+    result = run(shell, state_script(layout))
+    state = parse_state(result.stdout.decode(), layout)
+    assert result.returncode == 0 and state.log == () and state.log_start == 1
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_lock_writes_its_owner_and_reads_it_back_without_its_age(
+    tmp_path: Path, shell: str
+) -> None:
+    layout = layout_in(tmp_path)
+    owner = {"token": TOKEN, "user": 'it\'s \\ "me" $(x)', "pid": 7}
+
+    taken = run(shell, lock_command(layout, owner).line, (json.dumps(owner) + "\n").encode())
+
+    assert taken.returncode == 0, taken.stderr
+    assert json.loads(Path(layout.lock, "owner.json").read_text()) == owner
+    assert Path(layout.lock, "owner.json").read_text().count("\n") == 1
+    state = parse_state(taken.stdout.decode(), layout)
+    assert state.locked and state.lock_owner == owner and state.lock_age is None
+
+    other = {"token": OTHER, "user": "someone else"}
+    held = run(shell, lock_command(layout, other).line, (json.dumps(other) + "\n").encode())
+
+    assert held.returncode == LOCK_HELD_EXIT
+    state = parse_state(held.stdout.decode(), layout)
+    assert state.lock_owner == owner  # the holder, not the one refused
+    assert state.lock_age is not None and 0 <= state.lock_age < 60
+    assert not Path(layout.lock_stage(OTHER)).exists()
+
+
+def entry(release: str) -> LogEntry:
+    return LogEntry(
+        event="deploy",
+        outcome="success",
+        release=release,
+        revision='it\'s \\ "x" $(y)',
+        current=release,
+        previous=None,
+        user="me",
+        controller="here",
+        time="2026-11-28T12:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("before", [None, "", "{a}\n", "{a}"])
+def test_the_record_adds_exactly_its_line(tmp_path: Path, shell: str, before: str | None) -> None:
+    layout = layout_in(tmp_path)
+    if before is not None:
+        Path(layout.log).write_text(before)
+    new = entry("20261128T120000Z-abc")
+    command = record_command(layout, new)
+    assert isinstance(command.stdin, bytes)
+
+    result = run(shell, command.line, command.stdin)
+
+    assert result.returncode == 0, result.stderr
+    kept = (before or "") + ("\n" if before and not before.endswith("\n") else "")
+    assert Path(layout.log).read_text() == kept + new.as_json() + "\n"
+    assert [p.name for p in Path(layout.meta).iterdir()] == ["releases.jsonl"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_space_check_reads_df_without_awk(tmp_path: Path, shell: str) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    assert run(shell, space_check(str(tmp_path), 1024)).returncode == 0
+    refused = run(shell, space_check(str(tmp_path), free * 4 + (1 << 30)))
+    assert refused.returncode == 1
+    said = refused.stderr.decode()
+    assert "not enough free space" in said
+    # the MiB free, as df says them (within what changed on the disk in between)
+    assert abs(int(said.split(" MiB are free")[0].split()[-1]) - free // (1 << 20)) < 64
