@@ -221,6 +221,22 @@ def test_importing_the_dsl_loads_none_of_the_machinery() -> None:
     assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
 
 
+def test_importing_deploylib_loads_each_name_on_first_use() -> None:
+    """``import deploylib`` loads the package alone; a name loads the module it lives in."""
+    code = (
+        "import sys, deploylib\n"
+        "print('ALONE', sorted(m for m in sys.modules if m.startswith('deploylib')))\n"
+        "from deploylib import Secret\n"
+        "print('SECRET', 'deploylib.secrets' in sys.modules, 'deploylib.steps' in sys.modules)\n"
+        "from deploylib import *\n"
+        "print('ALL', all(name in globals() for name in deploylib.__all__))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "ALONE ['deploylib']" in result.stdout, result.stdout + result.stderr
+    assert "SECRET True False" in result.stdout
+    assert "ALL True" in result.stdout
+
+
 def test_public_api() -> None:
     for name in deploylib.__all__:
         assert hasattr(deploylib, name), name
