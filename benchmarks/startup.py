@@ -1,4 +1,5 @@
-"""Start-up cost: `import deploylib`, `deploylib --help`, and a local deploy of a tiny project.
+"""Start-up cost: `import deploylib`, the DSL a pipeline imports, `deploylib --help`, and a local
+deploy of a tiny project.
 
     python benchmarks/startup.py [--runs N]
 
@@ -82,6 +83,9 @@ def main() -> None:
     print("| what | median | min | max |\n|---|---|---|---|")
     measure("python -c pass (floor)", [sys.executable, "-c", "pass"], runs)
     measure("import deploylib", [sys.executable, "-c", "import deploylib"], runs)
+    # what a pipeline file loads: the names of the DSL it uses
+    dsl = "from deploylib import Pipeline, build, push, switch, verify, command"
+    measure("a pipeline's imports (the DSL)", [sys.executable, "-c", dsl], runs)
     measure("deploylib --help", [sys.executable, "-m", "deploylib", "--help"], runs)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -111,6 +115,7 @@ def main() -> None:
         )
     for label, argv in (
         ("import deploylib", ["-c", "import deploylib"]),
+        ("a pipeline's imports", ["-c", dsl]),
         ("deploylib --help", ["-m", "deploylib", "--help"]),
     ):
         print(f"\n-X importtime, {label}: the largest imports (cumulative)\n")
