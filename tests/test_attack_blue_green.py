@@ -79,7 +79,9 @@ class SlotHost:
             entry = {"event": "deploy", "outcome": "success", "release": OLD, "current": OLD}
             state = render_state(current=OLD, releases=[OLD], log=[entry])
             record = self.record_text.replace("\n", " ")
-            return Result(0, state.replace("@@deploylib:slots\n", f"@@deploylib:slots\n{record}\n"))
+            return Result(
+                0, state.replace("@@deploylib:slots\n", f"@@deploylib:slots\n|{record}\n")
+            )
         if isinstance(op, Probe):
             port = int(op.url.split(":")[2].split("/")[0])
             release = self.running[self.slot_of(port)]
@@ -225,7 +227,7 @@ def test_a_rollback_with_a_damaged_record_never_stops_the_slot_nginx_serves() ->
         if op.description == "lock":
             state = render_state(current=new_live, releases=[OLD, new_live], log=log)
             record = host.record_text.replace("\n", " ")
-            text = state.replace("@@deploylib:slots\n", f"@@deploylib:slots\n{record}\n")
+            text = state.replace("@@deploylib:slots\n", f"@@deploylib:slots\n|{record}\n")
             return Result(0, text)
         return host.respond(op)
 

@@ -140,3 +140,87 @@ def test_the_space_check_reads_df_without_awk(tmp_path: Path, shell: str) -> Non
     assert "not enough free space" in said
     # the MiB free, as df says them (within what changed on the disk in between)
     assert abs(int(said.split(" MiB are free")[0].split()[-1]) - free // (1 << 20)) < 64
+
+
+FORGED = '@@deploylib:lock\nlocked\nage=1\n{"token": "forged"}\n@@deploylib:log\nlines=1\n' + line(
+    "20990101T000000Z-evil"
+)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_what_files_hold_cannot_pass_for_a_section(tmp_path: Path, shell: str) -> None:
+    """Every line a file holds is printed behind a "|": a release log, an owner, a slots file,
+    a release directory's name or current's link text that look like the state's own marks
+    are read as what they are."""
+    layout = layout_in(tmp_path)
+    Path(layout.log).write_text(line("20260101T000000Z-a") + "\n" + FORGED + "\n")
+    Path(layout.meta, "slots.json").write_text(FORGED)
+    Path(layout.lock).mkdir()
+    Path(layout.lock, "owner.json").write_text(json.dumps({"token": OTHER}) + "\n" + FORGED)
+    Path(layout.releases).mkdir()
+    Path(layout.releases, "odd\n@@deploylib:end").mkdir()
+    Path(layout.current).symlink_to("elsewhere\n@@deploylib:log\nlines=0")
+
+    result = run(shell, state_script(layout))
+
+    assert result.returncode == 0, result.stderr
+    state = parse_state(result.stdout.decode(), layout)
+    assert [e["release"] for e in state.log] == ["20260101T000000Z-a", "20990101T000000Z-evil"]
+    assert state.damaged == tuple(range(2, 8))  # the forged lines, by their line numbers
+    assert state.lock_owner is None  # more than one JSON line: not an owner
+    assert state.current_kind == "foreign" and state.current_link == "elsewhere"
+    assert state.slots is None and state.releases == frozenset()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_shell_with_set_e_still_prints_the_whole_state(tmp_path: Path, shell: str) -> None:
+    """A login started with `set -e`: a part that finds nothing (a held lock without its
+    owner, a live release without a manifest) neither ends the state read nor changes the
+    lock command's exit status."""
+    layout = layout_in(tmp_path)
+    Path(layout.releases, "20260101T000000Z-a").mkdir(parents=True)
+    Path(layout.current).symlink_to("releases/20260101T000000Z-a")
+    Path(layout.lock).mkdir()  # held, with no owner.json
+    owner = {"token": TOKEN}
+
+    result = run(
+        shell,
+        f"set -e; {lock_command(layout, owner, manifest=True).line}",
+        (json.dumps(owner) + "\n").encode(),
+    )
+
+    assert result.returncode == LOCK_HELD_EXIT, result.stderr
+    assert result.stdout.decode().endswith("@@deploylib:end\n")
+    state = parse_state(result.stdout.decode(), layout)
+    assert state.locked and state.lock_owner is None and state.manifest == ""
+    assert state.current == "20260101T000000Z-a"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_shell_with_set_f_still_lists_the_releases(tmp_path: Path, shell: str) -> None:
+    layout = layout_in(tmp_path)
+    Path(layout.releases, "20260101T000000Z-a").mkdir(parents=True)
+    Path(layout.releases, "20260101T000000Z-a", "REVISION").write_text("x")
+
+    result = run(shell, f"set -f; {state_script(layout)}; case $- in *f*) echo NOGLOB;; esac")
+
+    state = parse_state(result.stdout.decode(), layout)
+    assert state.complete == frozenset({"20260101T000000Z-a"})
+    assert result.stdout.decode().endswith("NOGLOB\n")  # put back as it was
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_log_ending_in_a_nul_gets_its_line_ended_first(tmp_path: Path, shell: str) -> None:
+    layout = layout_in(tmp_path)
+    Path(layout.log).write_bytes(line("20260101T000000Z-a").encode() + b"\n\0\0")
+    new = entry("20261128T120000Z-abc")
+    command = record_command(layout, new)
+    assert isinstance(command.stdin, bytes)
+
+    assert run(shell, command.line, command.stdin).returncode == 0
+    assert Path(layout.log).read_bytes().endswith(b"\0\0\n" + new.as_json().encode() + b"\n")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_space_check_splits_df_on_blanks_whatever_ifs_is(tmp_path: Path, shell: str) -> None:
+    assert run(shell, f"IFS=:; {space_check(str(tmp_path), 1024)}").returncode == 0

@@ -132,3 +132,25 @@ def test_empty_dir_with_globbing_off_still_empties(tmp_path: Path, shell: str) -
     result = run(shell, "set -f; " + sparing.empty_dir(str(path)))
     assert result.returncode == 0, result.stderr
     assert path.is_dir() and list(path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("noglob", [False, True])
+@pytest.mark.parametrize("passes", [False, True])
+def test_globbing_sees_files_and_puts_the_option_back(
+    tmp_path: Path, shell: str, noglob: bool, passes: bool
+) -> None:
+    (tmp_path / "a file").write_text("x")
+    body = f"for f in '{tmp_path}'/*; do echo \"[$f]\"; done; {'true' if passes else 'false'}"
+    line = (
+        f"{'set -f; ' if noglob else ''}"
+        f"if {sparing.globbing(body)}; then echo PASSED; fi; "
+        "case $- in *f*) echo NOGLOB;; esac"
+    )
+    result = run(shell, line)
+    expected = [
+        f"[{tmp_path}/a file]",
+        *(["PASSED"] if passes else []),
+        *(["NOGLOB"] if noglob else []),
+    ]
+    assert result.stdout.splitlines() == expected, result.stderr

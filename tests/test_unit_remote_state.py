@@ -17,9 +17,9 @@ from tests.builders import log_entry, target_state
 def test_parse_state_sections() -> None:
     good = "20260101T000000Z-a"
     output = (
-        f"{STATE_MARK}current\nlink\nreleases/{good}\n{STATE_MARK}releases\nB\n{good} complete\n"
-        f'not-a-release\n{STATE_MARK}lock\nlocked\n{{"user": "u"}}\n\n{STATE_MARK}log\nlines=3\n'
-        f"{json.dumps(log_entry('deploy', good))}\nnot json\n{{}}\n\n{STATE_MARK}end\n"
+        f"{STATE_MARK}current\nlink\n|releases/{good}\n{STATE_MARK}releases\n|B\n|{good} complete\n"
+        f'|not-a-release\n{STATE_MARK}lock\nlocked\n|{{"user": "u"}}\n\n{STATE_MARK}log\nlines=3\n'
+        f"|{json.dumps(log_entry('deploy', good))}\n|not json\n|{{}}\n\n{STATE_MARK}end\n"
     )
     state = parse_state(output, Layout("/srv/a"))
     assert state.current == good and state.current_kind == "release"
@@ -44,7 +44,7 @@ def test_parse_state_sections() -> None:
     ],
 )
 def test_current_pointing_elsewhere_is_foreign(link: str, kind: str) -> None:
-    output = f"{STATE_MARK}current\nlink\n{link}\n{STATE_MARK}end\n"
+    output = f"{STATE_MARK}current\nlink\n|{link}\n{STATE_MARK}end\n"
     state = parse_state(output, Layout("/srv/a"))
     assert state.current_kind == kind
     assert (state.current is not None) == (kind == "release")
@@ -132,7 +132,7 @@ def test_a_log_line_whose_fields_are_not_text_is_damaged_not_a_crash() -> None:
     good = json.dumps(log_entry("deploy", "20260101T000000Z-a"))
     output = (
         f"{STATE_MARK}current\nabsent\n{STATE_MARK}releases\n{STATE_MARK}log\nlines=2\n"
-        f"{good}\n{odd}\n\n{STATE_MARK}end\n"
+        f"|{good}\n|{odd}\n\n{STATE_MARK}end\n"
     )
     state = parse_state(output)
     assert [e["release"] for e in state.log] == ["20260101T000000Z-a"] and state.damaged == (2,)

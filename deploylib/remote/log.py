@@ -65,7 +65,9 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
     script = (
         f"{sparing.make_dirs(layout.meta)} && "
         f"{{ {{ [ ! -e {log} ] || cat {log}; }} && "
-        f'{{ [ ! -s {log} ] || [ -z "$(tail -c 1 {log})" ] || echo; }} && '
+        # the last byte read as a line: it ends one only when it is a newline (a NUL, which
+        # a command substitution would drop, is no line end either)
+        f"{{ [ ! -s {log} ] || tail -c 1 {log} | IFS= read -r _ || echo; }} && "
         "__dl_line= && IFS= read -r __dl_line && printf '%s\\n' \"$__dl_line\"; "
         f"}} > {temporary} && unset __dl_line && mv -f {temporary} {log} || "
         f"{{ rm -f {temporary}; echo {q('could not write the release log ' + layout.log)} >&2; "

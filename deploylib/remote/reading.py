@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from deploylib.commands import Command
-from deploylib.remote import gnu
+from deploylib.remote import gnu, sparing
 from deploylib.remote.layout import Layout, is_release_id
 from deploylib.remote.state import LOG_KEYS, TargetState
 from deploylib.slots import SlotState, parse_slots
@@ -31,16 +31,24 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     q = shlex.quote
     mark = STATE_MARK
     owner = q(layout.lock + "/owner.json")
+    # each line a file holds is printed behind a "|" (``CONTENT``): none of it can pass for a
+    # section's mark. Every part ends in success (`|| :`), also in a shell started with
+    # `set -e`: the sections after it, and the lock command's exit status, must come.
+    mtime = (
+        f"{gnu.mtime(layout.lock + '/heartbeat')} 2>/dev/null || "
+        f"{gnu.mtime(layout.lock)} 2>/dev/null || echo unknown"
+    )
     held = (
-        f"echo age=$(( $(date +%s) - $({gnu.mtime(layout.lock + '/heartbeat')} "
-        f"2>/dev/null || {gnu.mtime(layout.lock)}) )); "
-        f"cat {owner} 2>/dev/null; echo"
+        f'__dl_m="$({mtime})"; '
+        'case $__dl_m in ""|*[!0-9]*) echo age=;; '
+        "*) echo age=$(( $(date +%s) - __dl_m ));; esac; unset __dl_m; "
+        f"sed 's/^/|/' {owner} 2>/dev/null || :; echo"
     )
     if after_lock:
         held = (
             'if [ "$rc" = 0 ]; then '
             f"__dl_o=; {{ IFS= read -r __dl_o < {owner} || :; }} 2>/dev/null; "
-            "printf '%s\\n' \"$__dl_o\"; unset __dl_o; "
+            "printf '|%s\\n' \"$__dl_o\"; unset __dl_o; "
             f"else {held}; fi"
         )
     # tested first: no process when there are no slots (the common case)
@@ -48,9 +56,8 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     live_manifest = (
         [
             f"echo {mark}manifest",
-            # each line behind a "|": none of it can pass for a section's mark
             f'__r="$(readlink {q(layout.current)} 2>/dev/null)" && '
-            f"sed 's/^/|/' {q(layout.manifests)}/\"${{__r##*/}}\" 2>/dev/null; echo",
+            f"sed 's/^/|/' {q(layout.manifests)}/\"${{__r##*/}}\" 2>/dev/null || :; echo",
         ]
         if manifest
         else []
@@ -58,22 +65,27 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     return "; ".join(
         [
             f"echo {mark}current",
-            f"if [ -L {q(layout.current)} ]; then echo link; readlink {q(layout.current)}; "
+            f"if [ -L {q(layout.current)} ]; then echo link; "
+            f"printf '|%s\\n' \"$(readlink {q(layout.current)})\"; "
             f"elif [ -e {q(layout.current)} ]; then echo not_a_link; else echo absent; fi",
             f"echo {mark}releases",
-            f"for d in {q(layout.releases)}/*; do "
-            '[ -d "$d" ] || continue; '
-            'if [ -f "$d/REVISION" ]; then echo "${d##*/} complete"; else echo "${d##*/}"; fi; '
-            "done",
+            sparing.globbing(
+                f"for d in {q(layout.releases)}/*; do "
+                '[ -d "$d" ] || continue; '
+                'if [ -f "$d/REVISION" ]; then printf \'|%s complete\\n\' "${d##*/}"; '
+                "else printf '|%s\\n' \"${d##*/}\"; fi; "
+                "done"
+            )
+            + " || :",
             f"echo {mark}lock",
             f"if [ -d {q(layout.lock)} ]; then echo locked; {held}; fi",
             f"echo {mark}log",
             # the count of lines and the last LOG_TAIL of them, in one process; awk ends a
             # last line that has no newline, so it cannot swallow the next mark
             f"if [ -f {q(layout.log)} ]; then LC_ALL=C awk -v n={LOG_TAIL} {q(_TAIL_AWK)} "
-            f"{q(layout.log)} 2>/dev/null; else echo lines=0; fi; echo",
+            f"{q(layout.log)} 2>/dev/null || :; else echo lines=0; fi; echo",
             f"echo {mark}slots",
-            f"[ ! -f {slots} ] || cat {slots} 2>/dev/null; echo",
+            f"[ ! -f {slots} ] || sed 's/^/|/' {slots} 2>/dev/null || :; echo",
             *live_manifest,
             f"echo {mark}end",
             "true",
@@ -81,11 +93,21 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     )
 
 
-#: prints ``lines=N`` (the count of lines), then the last ``n`` lines
+#: prints ``lines=N`` (the count of lines), then the last ``n`` lines, each behind a "|"
 _TAIL_AWK = (
     "{ t[NR % n] = $0 } "
-    'END { print "lines=" NR; for (i = NR - n + 1; i <= NR; i++) if (i > 0) print t[i % n] }'
+    'END { print "lines=" NR; '
+    'for (i = NR - n + 1; i <= NR; i++) if (i > 0) print "|" t[i % n] }'
 )
+
+#: what the state script prints before each line a file holds
+CONTENT = "|"
+
+
+def _content(lines: list[str]) -> list[str]:
+    """The lines of a file, as a section printed them (each behind ``CONTENT``); a line
+    without it (the empty line that ends a section) is left out."""
+    return [line[len(CONTENT) :] for line in lines if line.startswith(CONTENT)]
 
 
 def state_command(layout: Layout) -> Command:
@@ -110,7 +132,7 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
         return TargetState(current_kind="unknown")
     kind, current, link = _parse_current(sections["current"], layout)
     releases, complete = set(), set()
-    for line in sections.get("releases", []):
+    for line in _content(sections.get("releases", [])):
         release, _, flag = line.partition(" ")
         if is_release_id(release):
             releases.add(release)
@@ -122,10 +144,10 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
     if locked and len(lock_lines) > 1 and lock_lines[1].startswith("age="):
         age = int(lock_lines[1][4:]) if lock_lines[1][4:].lstrip("-").isdigit() else None
         lock_lines = lock_lines[1:]
-    owner = _parse_json_object("".join(lock_lines[1:])) if locked else None
+    owner = _parse_json_object("".join(_content(lock_lines[1:]))) if locked else None
     log, damaged, start = _parse_log(sections.get("log", []))
     return TargetState(
-        slots=parse_slots("\n".join(sections.get("slots", []))),
+        slots=parse_slots("\n".join(_content(sections.get("slots", [])))),
         current=current,
         releases=frozenset(releases),
         log=log,
@@ -137,7 +159,7 @@ def parse_state(output: str, layout: Layout | None = None) -> TargetState:
         complete=frozenset(complete),
         damaged=damaged,
         log_start=start,
-        manifest="\n".join(line[1:] for line in sections.get("manifest", []) if line),
+        manifest="\n".join(_content(sections.get("manifest", []))),
     )
 
 
@@ -153,15 +175,19 @@ def render_state(
     """What ``state_script`` prints for a target in this state (for fake targets in tests):
     ``current`` links into releases/, every release is complete."""
     lines = [f"{STATE_MARK}current"]
-    lines += ["link", f"releases/{current}"] if current else ["absent"]
+    lines += ["link", f"{CONTENT}releases/{current}"] if current else ["absent"]
     lines.append(f"{STATE_MARK}releases")
-    lines += [f"{release} complete" for release in releases]
+    lines += [f"{CONTENT}{release} complete" for release in releases]
     lines.append(f"{STATE_MARK}lock")
     if lock_owner is not None:
-        lines += ["locked", f"age={lock_age}", json.dumps(dict(lock_owner))]
-    entries = [json.dumps(dict(entry)) for entry in log]
+        lines += ["locked", f"age={lock_age}", CONTENT + json.dumps(dict(lock_owner))]
+    entries = [CONTENT + json.dumps(dict(entry)) for entry in log]
     lines += [f"{STATE_MARK}log", f"lines={len(entries)}", *entries, ""]
-    lines += [f"{STATE_MARK}slots", *([slots.as_json()] if slots else []), f"{STATE_MARK}end"]
+    lines += [
+        f"{STATE_MARK}slots",
+        *([CONTENT + slots.as_json()] if slots else []),
+        f"{STATE_MARK}end",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +196,7 @@ def _parse_current(lines: list[str], layout: Layout | None) -> tuple[str, str | 
     kind = lines[0] if lines else "absent"
     if kind != "link":
         return (kind if kind in ("absent", "not_a_link") else "absent"), None, None
-    link = lines[1] if len(lines) > 1 else ""
+    link = next(iter(_content(lines[1:2])), "")
     path = PurePosixPath(link)
     if not path.is_absolute():
         base = layout.deploy_to if layout else "/"
@@ -193,9 +219,7 @@ def _parse_log(lines: list[str]) -> tuple[tuple[Mapping[str, Any], ...], tuple[i
         count = lines[0][len("lines=") :].strip()
         total = int(count) if count.isdigit() else 0
         lines = lines[1:]
-    # the script prints one empty line after the tail
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
+    lines = _content(lines)  # without the empty line that ends the section
     start = max(1, total - len(lines) + 1)
     entries: list[Mapping[str, Any]] = []
     damaged: list[int] = []

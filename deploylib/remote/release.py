@@ -85,11 +85,13 @@ def prepare_lines(layout: Layout, need_bytes: int, *, has_env: bool) -> list[str
     if has_env:
         lines += [
             f"if {server_env_test(layout, known=True)}; then "
-            f'for r in {q(layout.releases)}/*/; do [ -d "$r" ] || continue; e="$r{ENV_FILE}"; '
-            f'if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
-            '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
-            f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done; '
-            f"cp -p {q(shared_env)} {q(keep)} || exit 1; fi",
+            + sparing.globbing(
+                f'for r in {q(layout.releases)}/*/; do [ -d "$r" ] || continue; '
+                f'e="$r{ENV_FILE}"; if {{ [ -L "$e" ] && [ "$e" -ef {q(shared_env)} ]; }} || '
+                '{ [ ! -e "$e" ] && [ ! -L "$e" ]; }; then '
+                f'cp -p {q(shared_env)} "$e.tmp" && mv -fT "$e.tmp" "$e" || exit 1; fi; done'
+            )
+            + f"; cp -p {q(shared_env)} {q(keep)} || exit 1; fi",
             make_link,
         ]
     else:
@@ -106,7 +108,8 @@ def space_check(directory: str, need_bytes: int) -> str:
     # the fourth field of df's second line, read by the shell (no awk)
     return (
         f"avail=$(df -Pk {shlex.quote(directory)} | "
-        '{ read -r _; read -r _ _ _ a _; echo "$a"; }) && '
+        # split on blanks whatever IFS the login set
+        "{ IFS=' \t' read -r _; IFS=' \t' read -r _ _ _ a _; echo \"$a\"; }) && "
         f'{{ [ "$avail" -ge {need_kb} ] || '
         f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
     )

@@ -43,3 +43,14 @@ def empty_dir(path: str) -> str:
         '[ -L "$__dl_f" ]; then __dl_dirty=1; break; fi; done; fi; '
         f'[ -z "$__dl_dirty" ] || {{ rm -rf {q} && mkdir -p {q}; }}; }}'
     )
+
+
+def globbing(body: str) -> str:
+    """Shell that runs ``body`` with pathname expansion on: a login started with `set -f`
+    (noglob) would see no file behind a ``*``. The option is put back as it was after
+    ``body``, whatever its exit status; the group passes when ``body`` did."""
+    return (
+        "{ __dl_noglob=; case $- in *f*) __dl_noglob=1; set +f;; esac; "
+        f'{{ {body}; }}; __dl_rc=$?; [ -z "$__dl_noglob" ] || set -f; '
+        'unset __dl_noglob; [ "$__dl_rc" -eq 0 ]; }'
+    )
