@@ -1,7 +1,9 @@
-"""Specifies, in the shells a login may have, the pieces of the lock, push and record commands
-that the shell does itself: the state's log section (the count of lines and their tail, in one
+"""Specifies, in the shells a login may have (and under the options its start-up may set:
+`set -e`, `set -f`, bash's `failglob`), the pieces of the lock, push and record commands that
+the shell does itself: the state's log section (the count of lines and their tail, in one
 process), the lock's owner written and read back by the shell, the release log's new line
-written by the shell, and the free space read from df without awk."""
+written by the shell, the free space read from df without awk; and that nothing a file or a
+name on the target holds can pass for one of the state read's own marks."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT, lock_command
 from deploylib.remote.log import LogEntry, record_command
+from deploylib.remote.python_env import prune_lines, python_dir
 from deploylib.remote.reading import LOG_TAIL, parse_state, state_script
 from deploylib.remote.release import space_check
 
@@ -196,6 +199,18 @@ def test_a_shell_with_set_e_still_prints_the_whole_state(tmp_path: Path, shell: 
     assert state.current == "20260101T000000Z-a"
 
 
+def test_a_bash_with_failglob_reads_a_target_without_releases(tmp_path: Path) -> None:
+    """bash's `failglob` stops a script at a ``*`` that matches nothing: not the state read of
+    a target whose releases/ is still empty (a first deploy), nor the lock command."""
+    layout = layout_in(tmp_path)
+    Path(layout.releases).mkdir()
+    owner = {"token": TOKEN}
+    script = f"shopt -s failglob; {lock_command(layout, owner).line}"
+    result = run("bash", script, (json.dumps(owner) + "\n").encode())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().endswith("@@deploylib:end\n")
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_a_shell_with_set_f_still_lists_the_releases(tmp_path: Path, shell: str) -> None:
     layout = layout_in(tmp_path)
@@ -224,3 +239,28 @@ def test_a_log_ending_in_a_nul_gets_its_line_ended_first(tmp_path: Path, shell: 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_the_space_check_splits_df_on_blanks_whatever_ifs_is(tmp_path: Path, shell: str) -> None:
     assert run(shell, f"IFS=:; {space_check(str(tmp_path), 1024)}").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("shell", "option"),
+    [(sh, "") for sh in SHELLS]
+    + [(sh, "set -f") for sh in SHELLS]
+    + [("bash", "shopt -s failglob")],
+)
+def test_python_environments_no_release_links_to_are_pruned_whatever_the_options(
+    tmp_path: Path, shell: str, option: str
+) -> None:
+    layout = layout_in(tmp_path)
+    envs = Path(python_dir(layout))
+    for key in ("used", "unused"):
+        (envs / key / "venv").mkdir(parents=True)
+    release = Path(layout.releases, "20260101T000000Z-a")
+    release.mkdir(parents=True)
+    (release / ".venv").symlink_to("../../.deploylib/python/used/venv")
+    Path(layout.releases, "20260101T000000Z-b").mkdir()  # without an environment
+
+    script = "rc=0; " + "; ".join(prune_lines(layout)) + "; echo rc=$rc"
+    result = run(shell, f"{option + '; ' if option else ''}{script}")
+
+    assert result.stdout.decode() == "rc=0\n", result.stderr
+    assert sorted(p.name for p in envs.iterdir()) == ["used"]

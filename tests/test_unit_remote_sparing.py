@@ -134,23 +134,45 @@ def test_empty_dir_with_globbing_off_still_empties(tmp_path: Path, shell: str) -
     assert path.is_dir() and list(path.iterdir()) == []
 
 
-@pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("noglob", [False, True])
+#: what a login's start-up may have set, and the line that says it is still set
+OPTIONS = {
+    "": "",
+    "set -f": "case $- in *f*) echo STILL;; esac",
+    "shopt -s failglob": "shopt -q failglob && echo STILL",
+}
+
+
+def shells_for(option: str) -> list[str]:
+    return ["bash"] if option.startswith("shopt") else SHELLS
+
+
+@pytest.mark.parametrize(
+    ("shell", "option"), [(sh, opt) for opt in OPTIONS for sh in shells_for(opt)]
+)
 @pytest.mark.parametrize("passes", [False, True])
-def test_globbing_sees_files_and_puts_the_option_back(
-    tmp_path: Path, shell: str, noglob: bool, passes: bool
+@pytest.mark.parametrize("files", [0, 1])
+def test_globbing_sees_files_and_puts_the_options_back(
+    tmp_path: Path, shell: str, option: str, passes: bool, files: int
 ) -> None:
-    (tmp_path / "a file").write_text("x")
+    """Under `set -f` a ``*`` sees the files; under bash's `failglob` one that matches nothing
+    does not stop the script; either is set again afterwards."""
+    if files:
+        (tmp_path / "a file").write_text("x")
     body = f"for f in '{tmp_path}'/*; do echo \"[$f]\"; done; {'true' if passes else 'false'}"
     line = (
-        f"{'set -f; ' if noglob else ''}"
-        f"if {sparing.globbing(body)}; then echo PASSED; fi; "
-        "case $- in *f*) echo NOGLOB;; esac"
+        f"{option + '; ' if option else ''}"
+        f"if {sparing.globbing(body)}; then echo PASSED; fi; {OPTIONS[option]}"
     )
     result = run(shell, line)
-    expected = [
-        f"[{tmp_path}/a file]",
-        *(["PASSED"] if passes else []),
-        *(["NOGLOB"] if noglob else []),
-    ]
+    seen = f"[{tmp_path}/a file]" if files else f"[{tmp_path}/*]"
+    expected = [seen, *(["PASSED"] if passes else []), *(["STILL"] if option else [])]
     assert result.stdout.splitlines() == expected, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["nothing", "empty dir", "full dir"])
+def test_empty_dir_under_failglob(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / NAME
+    make(kind, path)
+    result = run("bash", f"shopt -s failglob; {sparing.empty_dir(str(path))}; echo DONE")
+    assert result.returncode == 0 and result.stdout == "DONE\n", result.stderr
+    assert path.is_dir() and not any(path.iterdir())

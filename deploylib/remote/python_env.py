@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deploylib.commands import Command
+from deploylib.remote import sparing
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import guard_for, lock_guard
 
@@ -172,9 +173,12 @@ def prune_lines(layout: Layout) -> Sequence[str]:
     """Shell that removes every environment no release in ``releases/`` links to."""
     q = shlex.quote
     return [
-        f'for d in {q(python_dir(layout))}/*/; do d="${{d%/}}"; [ -d "$d" ] || continue; '
-        'k="${d##*/}"; used=; '
-        f'for l in {q(layout.releases)}/*/{LINK}; do case "$(readlink "$l" 2>/dev/null)" in '
-        '*/"$k"/venv) used=1; break;; esac; done; '
-        '[ -n "$used" ] || rm -rf -- "$d" || rc=1; done'
+        sparing.globbing(
+            f'for d in {q(python_dir(layout))}/*/; do d="${{d%/}}"; [ -d "$d" ] || continue; '
+            'k="${d##*/}"; used=; '
+            f'for l in {q(layout.releases)}/*/{LINK}; do case "$(readlink "$l" 2>/dev/null)" in '
+            '*/"$k"/venv) used=1; break;; esac; done; '
+            '[ -n "$used" ] || rm -rf -- "$d" || rc=1; done'
+        )
+        + " || :"
     ]

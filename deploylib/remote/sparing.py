@@ -35,22 +35,27 @@ def empty_dir(path: str) -> str:
     """``rm -rf path && mkdir -p path``: an empty directory at ``path``. The removal runs only
     when something is in it, or it is not a directory (a link to one is replaced too)."""
     q = shlex.quote(path)
-    return (
-        # with globbing off (`set -f`), nothing can be seen: removed and made again
-        f"{{ __dl_dirty=; case $- in *f*) __dl_dirty=1;; esac; "
-        f'if [ -L {q} ] || [ ! -d {q} ]; then __dl_dirty=1; elif [ -z "$__dl_dirty" ]; then '
+    look = (
         f'for __dl_f in {q}/* {q}/.[!.]* {q}/..?*; do if [ -e "$__dl_f" ] || '
-        '[ -L "$__dl_f" ]; then __dl_dirty=1; break; fi; done; fi; '
+        '[ -L "$__dl_f" ]; then __dl_dirty=1; break; fi; done'
+    )
+    return (
+        f"{{ __dl_dirty=; if [ -L {q} ] || [ ! -d {q} ]; then __dl_dirty=1; "
+        f"else {globbing(look)}; fi; "
         f'[ -z "$__dl_dirty" ] || {{ rm -rf {q} && mkdir -p {q}; }}; }}'
     )
 
 
 def globbing(body: str) -> str:
-    """Shell that runs ``body`` with pathname expansion on: a login started with `set -f`
-    (noglob) would see no file behind a ``*``. The option is put back as it was after
-    ``body``, whatever its exit status; the group passes when ``body`` did."""
+    """Shell that runs ``body`` with pathname expansion as POSIX has it: a login started with
+    `set -f` (noglob) would see no file behind a ``*``, and one with bash's `failglob` would
+    stop the whole script at a ``*`` that matches nothing. Both are put back as they were after
+    ``body``, whatever its exit status; the group passes when ``body`` did. Built-ins only."""
     return (
-        "{ __dl_noglob=; case $- in *f*) __dl_noglob=1; set +f;; esac; "
+        "{ __dl_noglob=; __dl_failglob=; case $- in *f*) __dl_noglob=1; set +f;; esac; "
+        'if [ -n "${BASH_VERSION-}" ] && shopt -q failglob 2>/dev/null; then '
+        "__dl_failglob=1; shopt -u failglob; fi; "
         f'{{ {body}; }}; __dl_rc=$?; [ -z "$__dl_noglob" ] || set -f; '
-        'unset __dl_noglob; [ "$__dl_rc" -eq 0 ]; }'
+        '[ -z "$__dl_failglob" ] || shopt -s failglob; '
+        'unset __dl_noglob __dl_failglob; [ "$__dl_rc" -eq 0 ]; }'
     )
