@@ -18,8 +18,8 @@ from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT, lock_command
 from deploylib.remote.log import LogEntry, record_command
 from deploylib.remote.python_env import prune_lines, python_dir
-from deploylib.remote.reading import LOG_TAIL, parse_state, state_script
-from deploylib.remote.release import space_check
+from deploylib.remote.reading import LINE_BREAK_LINK, LOG_TAIL, parse_state, state_script
+from deploylib.remote.release import remove_release_command, space_check
 
 SHELLS = [s for s in ("sh", "bash", "dash") if shutil.which(s)]
 TOKEN, OTHER = "ab" * 8, "cd" * 8
@@ -171,8 +171,44 @@ def test_what_files_hold_cannot_pass_for_a_section(tmp_path: Path, shell: str) -
     assert [e["release"] for e in state.log] == ["20260101T000000Z-a", "20990101T000000Z-evil"]
     assert state.damaged == tuple(range(2, 8))  # the forged lines, by their line numbers
     assert state.lock_owner is None  # more than one JSON line: not an owner
-    assert state.current_kind == "foreign" and state.current_link == "elsewhere"
+    assert state.current_kind == "foreign" and state.current_link == LINE_BREAK_LINK
     assert state.slots is None and state.releases == frozenset()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "link",
+    [
+        "elsewhere\n@@deploylib:current\nlink\n|releases/20260101T000000Z-a",
+        "releases/20260101T000000Z-a\n",  # another directory than the release's
+    ],
+)
+def test_line_breaks_in_names_and_link_text_forge_no_section(
+    tmp_path: Path, shell: str, link: str
+) -> None:
+    layout = layout_in(tmp_path)
+    real = Path(layout.releases, "20260101T000000Z-a")
+    real.mkdir(parents=True)
+    (real / "REVISION").write_text("x")
+    Path(layout.releases, "x\n@@deploylib:releases\n|20990101T000000Z-b complete").mkdir()
+    Path(layout.current).symlink_to(link)
+
+    result = run(shell, state_script(layout))
+
+    state = parse_state(result.stdout.decode(), layout)
+    assert state.releases == state.complete == frozenset({"20260101T000000Z-a"})
+    assert state.current is None and state.current_kind == "foreign"
+    assert state.current_link == LINE_BREAK_LINK
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("link", ["releases/20260101T000000Z-a", "/x/it's a $(link) |"])
+def test_a_links_text_is_read_whole(tmp_path: Path, shell: str, link: str) -> None:
+    layout = layout_in(tmp_path)
+    Path(layout.releases, "20260101T000000Z-a").mkdir(parents=True)
+    Path(layout.current).symlink_to(link)
+    state = parse_state(run(shell, state_script(layout)).stdout.decode(), layout)
+    assert state.current_link == link
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -264,3 +300,14 @@ def test_python_environments_no_release_links_to_are_pruned_whatever_the_options
 
     assert result.stdout.decode() == "rc=0\n", result.stderr
     assert sorted(p.name for p in envs.iterdir()) == ["used"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_releases_are_removed_under_set_e_without_a_current(tmp_path: Path, shell: str) -> None:
+    layout = layout_in(tmp_path)
+    gone = Path(layout.releases, "20260101T000000Z-a")
+    gone.mkdir(parents=True)
+    command = remove_release_command(layout, ["20260101T000000Z-a"])
+    result = run(shell, f"set -eu; {command.line}")
+    assert result.returncode == 0, result.stderr
+    assert not gone.exists()

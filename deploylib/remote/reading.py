@@ -65,13 +65,20 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     return "; ".join(
         [
             f"echo {mark}current",
-            f"if [ -L {q(layout.current)} ]; then echo link; "
-            f"printf '|%s\\n' \"$(readlink {q(layout.current)})\"; "
+            # a line break in a name or a link's text is never a release's: the link's text is
+            # read whole (its own trailing line breaks too), and one that holds a line break
+            # is printed as what it is, never as lines that could pass for sections
+            f"__dl_nl='\n'; if [ -L {q(layout.current)} ]; then echo link; "
+            f'__dl_l="$(readlink {q(layout.current)} 2>/dev/null; echo .)"; '
+            '__dl_l="${__dl_l%.}"; __dl_l="${__dl_l%"$__dl_nl"}"; '
+            'case $__dl_l in *"$__dl_nl"*) '
+            f"printf '|%s\\n' {q(LINE_BREAK_LINK)};; *) printf '|%s\\n' \"$__dl_l\";; esac; "
+            "unset __dl_l; "
             f"elif [ -e {q(layout.current)} ]; then echo not_a_link; else echo absent; fi",
             f"echo {mark}releases",
             sparing.globbing(
                 f"for d in {q(layout.releases)}/*; do "
-                '[ -d "$d" ] || continue; '
+                '[ -d "$d" ] || continue; case ${d##*/} in *"$__dl_nl"*) continue;; esac; '
                 'if [ -f "$d/REVISION" ]; then printf \'|%s complete\\n\' "${d##*/}"; '
                 "else printf '|%s\\n' \"${d##*/}\"; fi; "
                 "done"
@@ -102,6 +109,9 @@ _TAIL_AWK = (
 
 #: what the state script prints before each line a file holds
 CONTENT = "|"
+
+#: what the state read shows for a ``current`` whose link text holds a line break
+LINE_BREAK_LINK = "(a link whose text holds a line break)"
 
 
 def _content(lines: list[str]) -> list[str]:

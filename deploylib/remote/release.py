@@ -500,7 +500,8 @@ def remove_release_command(
     (``images.cleanup_lines``)."""
     q = shlex.quote
     releases = list(releases)
-    lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)"', "rc=0"]
+    # `|| live=`: without current, also under `set -e`
+    lines = [f'live="$(readlink {q(layout.current)} 2>/dev/null)" || live=', "rc=0"]
     if app:
         lines += images.cleanup_lines(layout, app, releases)
     for release in releases:

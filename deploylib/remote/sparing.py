@@ -50,7 +50,8 @@ def globbing(body: str) -> str:
     """Shell that runs ``body`` with pathname expansion as POSIX has it: a login started with
     `set -f` (noglob) would see no file behind a ``*``, and one with bash's `failglob` would
     stop the whole script at a ``*`` that matches nothing. Both are put back as they were after
-    ``body``, whatever its exit status; the group passes when ``body`` did. Built-ins only."""
+    ``body``, whatever its exit status (under `set -e`, a failing ``body`` ends the shell first,
+    as any failing command would); the group passes when ``body`` did. Built-ins only."""
     return (
         "{ __dl_noglob=; __dl_failglob=; case $- in *f*) __dl_noglob=1; set +f;; esac; "
         'if [ -n "${BASH_VERSION-}" ] && shopt -q failglob 2>/dev/null; then '
