@@ -64,11 +64,13 @@ def state_script(layout: Layout, *, manifest: bool = False, after_lock: bool = F
     )
     return "; ".join(
         [
-            f"echo {mark}current",
             # a line break in a name or a link's text is never a release's: the link's text is
             # read whole (its own trailing line breaks too), and one that holds a line break
-            # is printed as what it is, never as lines that could pass for sections
-            f"__dl_nl='\n'; if [ -L {q(layout.current)} ]; then echo link; "
+            # is printed as what it is, never as lines that could pass for sections; a release
+            # directory whose name holds one is skipped
+            "__dl_nl='\n'",
+            f"echo {mark}current",
+            f"if [ -L {q(layout.current)} ]; then echo link; "
             f'__dl_l="$(readlink {q(layout.current)} 2>/dev/null; echo .)"; '
             '__dl_l="${__dl_l%.}"; __dl_l="${__dl_l%"$__dl_nl"}"; '
             'case $__dl_l in *"$__dl_nl"*) '
