@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
 
@@ -78,9 +79,9 @@ class SSHBackend(Backend):
             block = "".join(line + "\n" for line in lines) + "\n"
             line = ENV_PRELUDE + line
             stdin = block.encode() + (stdin or b"")
-        chunks = iter([stdin]) if stdin else iter(())
+        chunks: Iterator[bytes] | bytes = stdin or b""
         if command.stdin_file is not None:
-            chunks = chain(chunks, file_chunks(command.stdin_file))
+            chunks = chain([stdin] if stdin else [], file_chunks(command.stdin_file))
         return self.channels.exec(line, chunks, command.timeout or self.default_timeout, sink)
 
     def upload(self, upload: Upload) -> Result:

@@ -42,14 +42,19 @@ class Channels:
         self._lock = threading.Lock()
 
     def exec(
-        self, line: str, stdin: Iterator[bytes], timeout: float, sink: OutputSink | None = None
+        self,
+        line: str,
+        stdin: Iterator[bytes] | bytes,
+        timeout: float,
+        sink: OutputSink | None = None,
     ) -> Result:
         """Run ``line`` on a channel of its own. A command that times out or is aborted is not
         only abandoned: its process group on the host is stopped (TERM, then KILL), so nothing
         of it runs on after deploylib moved on (a put-back, the unlock, the next deploy).
 
         With ``sink``, the output goes there as it arrives (the pid line taken out first)
-        instead of into the result."""
+        instead of into the result. ``stdin`` is either its bytes, known whole, or a stream
+        of them (a file's chunks)."""
         try:
             transport = self.connection.transport()
         except Failed as failed:
@@ -121,22 +126,29 @@ class Channels:
     def _converse(
         self,
         channel: paramiko.Channel,
-        stdin: Iterator[bytes],
+        stdin: Iterator[bytes] | bytes,
         deadline: float,
         timeout: float,
         output: _Output,
     ) -> Result:
-        """Feed stdin (in a thread: paramiko wakes it when the window opens) while reading
-        stdout and stderr here, until the command exits or a deadline passes. The shell's pid
+        """Feed stdin while reading stdout and stderr here, until the command exits or a
+        deadline passes. A stream is fed in a thread (paramiko wakes it when the window opens);
+        bytes known whole that fit in the channel's window (OpenSSH opens one of 2 MiB) go here
+        and now, then EOF, without a thread: they never wait for the command. The shell's pid
         line on stderr (``RemoteShell.prelude``) goes to ``remote``, not to the result."""
         remote = output.remote
         exited_at: float | None = None
         aborted_at: float | None = None
         stop_feeding = threading.Event()
-        feeder = threading.Thread(
-            target=_feed, args=(channel, stdin, deadline, stop_feeding), daemon=True
-        )
-        feeder.start()
+        feeder: threading.Thread | None = None
+        if isinstance(stdin, bytes) and len(stdin) <= channel.out_window_size:
+            _feed(channel, iter([stdin] if stdin else []), deadline, stop_feeding)
+        else:
+            chunks = iter([stdin]) if isinstance(stdin, bytes) else stdin
+            feeder = threading.Thread(
+                target=_feed, args=(channel, chunks, deadline, stop_feeding), daemon=True
+            )
+            feeder.start()
         try:
             while True:
                 if channel in self._aborted and not channel.exit_status_ready():
@@ -195,7 +207,8 @@ class Channels:
                         select.select([channel], [], [], wait)
         finally:
             channel.close()  # wakes a feeder still waiting for window space
-            feeder.join(timeout=1)
+            if feeder is not None:
+                feeder.join(timeout=1)
 
     def _lost(self, detail: str) -> Result:
         if self.connection.dead:
