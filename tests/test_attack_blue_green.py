@@ -30,6 +30,7 @@ from deploylib.remote.reading import render_state
 from deploylib.remote.slots import read_upstream_command, upstream_ports
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Runner
+from deploylib.secrets import Secret, reveal
 from deploylib.slots import SlotState, parse_slots
 from deploylib.testing import TOKEN, FakeFleet, deploy_with_fakes, environment
 from tests.conftest import Project, start_cli
@@ -718,3 +719,54 @@ def test_secrets_stay_out_of_the_output_the_events_and_the_records_of_slot_failu
     assert all(SECRET not in text for text in seen)
     assert "cannot load: API_KEY=***" in "".join(seen)  # it was there, masked
     assert "refused:" in "".join(seen)
+
+
+def test_the_proxy_commands_get_the_env_file_variables_never_on_their_line() -> None:
+    """A check or reload of the user's own (a reload through the proxy's API, with a token)
+    gets the env-file variables as every user command does: in its environment."""
+    host = SlotHost()
+    settings = strategy(proxy_reload='curl -fsS -H "Authorization: $PROXY_TOKEN" http://proxy')
+    fleet = FakeFleet()
+    fleet["h1"].respond(host.respond)
+    env = environment(
+        hosts=[Host("h1", "h1")],
+        strategy=settings,
+        variables={"PROXY_TOKEN": Secret("t0ken-value"), "REGION": "eu"},
+    )
+    outcome, _ = deploy_with_fakes(env, PIPELINE, fleet)
+    assert not isinstance(outcome, Exception), outcome
+    [proxy] = [op for op in fleet["h1"].operations if op.description == "proxy switch"]
+    assert isinstance(proxy, Command)
+    assert {k: reveal(v) for k, v in proxy.env.items()} == {
+        "PROXY_TOKEN": "t0ken-value",
+        "REGION": "eu",
+    }
+    assert "t0ken-value" not in proxy.line and "$PROXY_TOKEN" in proxy.line
+
+
+def test_a_proxy_reload_reads_its_token_from_the_env_file_on_a_real_shell(
+    project: Project, tmp_path: Path
+) -> None:
+    upstream = tmp_path / "nginx" / "demo.conf"
+    calls = tmp_path / "reloads"
+    project.write(
+        "deploy.toml",
+        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
+        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "blue_green"\n'
+        f'ports = [8001, 8002]\nupstream_file = "{upstream}"\ndrain = 0\n'
+        "proxy_check = 'test -n \"$PROXY_TOKEN\"'\n"
+        f"proxy_reload = 'printf \"%s\\\\n\" \"$PROXY_TOKEN\" >> {calls}'\n",
+    )
+    project.write(".env.dev", "PROXY_TOKEN=s3cret-t0ken\n")
+    project.write(
+        "pipelines/web.py",
+        "from deploylib import Pipeline, build, push, switch\n"
+        'pipeline = Pipeline(build("tar -czf {artifact} -C app ."), push(), '
+        'switch(start="true {port}", stop="true"))\n',
+    )
+    project.write("app/app.py", "")
+    done = project.cli("deploy", "--env", "dev")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert calls.read_text() == "s3cret-t0ken\n"
+    assert "s3cret-t0ken" not in done.stdout + done.stderr
+    assert "server 127.0.0.1:800" in upstream.read_text()

@@ -6,7 +6,7 @@ from the environment's strategy; the slot record each one writes is given to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from deploylib.commands import Operation
@@ -29,10 +29,12 @@ def proxy_operation(
     backup: tuple[int, ...] = (),
 ) -> Operation:
     """Point the proxy at ``servers`` (port, weight) on the target of ``ctx``, with ``backup``
-    ports that take requests only when those fail."""
+    ports that take requests only when those fail. The proxy's check and reload get the
+    env-file variables in their environment, as every user command does (a reload through a
+    proxy's API may need its token); never on their command line."""
     strategy = ctx.env.strategy
     assert strategy.upstream_file
-    return remote_slots.proxy_command(
+    command = remote_slots.proxy_command(
         ctx.layout,
         ctx.path(strategy.upstream_file),
         servers,
@@ -42,6 +44,7 @@ def proxy_operation(
         description=description,
         backups=backup,
     )
+    return replace(command, env=dict(ctx.env.variables))
 
 
 def staged(ctx: StepContext, slots: SlotState, change: Operation) -> list[Operation]:
