@@ -19,6 +19,7 @@ from deploylib.config import Environment
 from deploylib.errors import LockHeld, LockOwner, StepFailed
 from deploylib.fleet import Target
 from deploylib.hosts import Host
+from deploylib.remote import free_space
 from deploylib.remote import lock as remote_lock
 from deploylib.remote import reading as state_reading
 from deploylib.remote.layout import Layout
@@ -200,7 +201,7 @@ def check(loaded: Loaded, *, verbose: bool = False) -> list[dict[str, Any]]:
     script = (
         f'p={q(env.deploy_to)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
         'if [ -w "$p" ]; then echo writable=yes; else echo writable=no; fi; '
-        "echo free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}'); echo user=$(id -un)"
+        "echo free_kb=$(" + free_space.available_kb('"$p"') + "); echo user=$(id -un)"
     )
     rows = []
     results = run_everywhere(env, loaded.hosts, Command(script, timeout=30))

@@ -755,7 +755,7 @@ def test_a_proxy_reload_reads_its_token_from_the_env_file_on_a_real_shell(
         'deploy_to = "target"\n[environments.dev.strategy]\nkind = "blue_green"\n'
         f'ports = [8001, 8002]\nupstream_file = "{upstream}"\ndrain = 0\n'
         "proxy_check = 'test -n \"$PROXY_TOKEN\"'\n"
-        f"proxy_reload = 'printf \"%s\\\\n\" \"$PROXY_TOKEN\" >> {calls}'\n",
+        f'proxy_reload = \'printf "%s\\\\n" "$PROXY_TOKEN" >> {calls}\'\n',
     )
     project.write(".env.dev", "PROXY_TOKEN=s3cret-t0ken\n")
     project.write(

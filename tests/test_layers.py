@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "placeholders",
         "interpolation",
         "remote.layout",
+        "remote.free_space",
         "remote.gnu",
         "remote.sparing",
         "whereabouts",

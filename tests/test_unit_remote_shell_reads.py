@@ -8,12 +8,15 @@ name on the target holds can pass for one of the state read's own marks."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from deploylib.remote.free_space import available_kb
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT, lock_command
 from deploylib.remote.log import LogEntry, record_command
@@ -311,3 +314,57 @@ def test_releases_are_removed_under_set_e_without_a_current(tmp_path: Path, shel
     result = run(shell, f"set -eu; {command.line}")
     assert result.returncode == 0, result.stderr
     assert not gone.exists()
+
+
+DF_HEADER = "Filesystem     1024-blocks    Used Available Capacity Mounted on\n"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("row", "available"),
+    [
+        ("/dev/sda1 1000 400 600 40% /", "600"),
+        ("my fs 1 2 3 1000 400 600 40% /mnt/a b", "600"),  # numbers in the name
+        ("server:/export with space\t2000 1000 999 51% /mnt/x 1 2 3 4%", "999"),
+        ("1234 1000 500 500 50% /m", "500"),  # a name that is a number
+        ("* [a] 10 5 5 50% /*", "5"),  # a name that would be a pattern
+        ("proc 0 0 0 - /proc", "0"),
+        ("no numbers here at all", ""),
+    ],
+)
+def test_the_free_space_is_read_whatever_blanks_the_name_and_mount_point_hold(
+    tmp_path: Path, shell: str, row: str, available: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "df"
+    fake.write_text(f"#!/bin/sh\nprintf '%s' {shlex.quote(DF_HEADER + row)}\n")
+    fake.chmod(0o755)
+    script = f"PATH={shlex.quote(str(bin_dir))}:$PATH; IFS=:; set -f; {available_kb('/x')}"
+    done = run(shell, script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == available + "\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root")
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_space_check_on_a_file_system_whose_name_and_mount_point_hold_spaces(
+    tmp_path: Path, shell: str
+) -> None:
+    point = tmp_path / "mount point 1 2 3 4%"
+    point.mkdir()
+    name = "deploylib test 100 200 300"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", name, str(point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"no tmpfs mount here: {mounted.stderr.decode().strip()}")
+    try:
+        directory = point / "srv"
+        directory.mkdir()
+        assert run(shell, space_check(str(directory), 1 << 20)).returncode == 0
+        refused = run(shell, space_check(str(directory), 9 << 20))
+        assert refused.returncode == 1
+        assert refused.stderr.decode().strip().endswith("this release needs 10 MiB, 8 MiB are free")
+    finally:
+        subprocess.run(["umount", str(point)], check=True)

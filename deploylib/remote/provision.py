@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Sequence
 
 from deploylib.commands import Command
+from deploylib.remote import free_space
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 
@@ -65,7 +66,7 @@ def facts_command(layout: Layout, *, python: str | None) -> Command:
         )
     lines += [
         f'p={q(layout.deploy_to)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done',
-        "echo free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}')",
+        "echo free_kb=$(" + free_space.available_kb('"$p"') + ")",
         'if [ -w "$p" ]; then echo writable=yes; else echo writable=no; fi',
         "echo now=$(date +%s)",
         "echo user=$(id -un) uid=$(id -u)",

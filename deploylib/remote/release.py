@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deploylib import envfile
 from deploylib.commands import Command, Probe, Upload
-from deploylib.remote import gnu, images, python_env, sparing
+from deploylib.remote import free_space, gnu, images, python_env, sparing
 from deploylib.remote.layout import ENV_FILE, Layout
 from deploylib.remote.lock import guard_for
 from deploylib.secrets import Secret
@@ -105,11 +105,8 @@ def space_check(directory: str, need_bytes: int) -> str:
     message = (
         f"not enough free space in {directory}: this release needs {need_kb // 1024 + 1} MiB, "
     )
-    # the fourth field of df's second line, read by the shell (no awk)
     return (
-        f"avail=$(df -Pk {shlex.quote(directory)} | "
-        # split on blanks whatever IFS the login set
-        "{ IFS=' \t' read -r _; IFS=' \t' read -r _ _ _ a _; echo \"$a\"; }) && "
+        f"avail=$({free_space.available_kb(shlex.quote(directory))}) && "
         f'{{ [ "$avail" -ge {need_kb} ] || '
         f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
     )
