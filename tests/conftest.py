@@ -12,10 +12,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploylib import actions
+from deploylib.backends.ssh import SSHBackend
+from deploylib.config import SSHSettings
+from deploylib.hosts import Host
 from deploylib.reporting import RecordingReporter
 from deploylib.runner import Outcome
 from tests.testbed import sshhosts
@@ -266,6 +270,23 @@ class Fleet:
             + f'known_hosts = "{known_hosts or self.hosts.known_hosts}"\n'
             + "connect_timeout = 3\nchannel_timeout = 3\nalive_interval = 1\nalive_count_max = 3\n"
             + extra_ssh,
+        )
+
+    def backend(self, index: int = 1, *, default_timeout: float = 30, **ssh: Any) -> SSHBackend:
+        """deploylib's SSH backend for host ``index`` as user root, with this bed's key and
+        known_hosts and quick timeouts (``ssh`` overrides settings); the caller closes it."""
+        options: dict[str, Any] = {"connect_timeout": 5, "channel_timeout": 5, **ssh}
+        settings = SSHSettings(
+            key_file=str(self.hosts.client_key),
+            known_hosts=str(self.hosts.known_hosts),
+            **options,
+        )
+        host = self.hosts.host(index)
+        return SSHBackend(
+            Host(host.name, host.address, user="root"),
+            settings,
+            project_dir=self.project.root,
+            default_timeout=default_timeout,
         )
 
     def edit_pipeline(self, old: str, new: str) -> None:

@@ -333,6 +333,24 @@ def test_the_upstream_file_is_read_by_a_real_shell_whatever_its_path(tmp_path: P
     assert done.returncode == 0 and upstream_ports(done.stdout) == set()
 
 
+def slots_without_an_app(project: Project, strategy_lines: str) -> None:
+    """A project whose dev environment deploys to this machine on blue-green slots, with
+    ``strategy_lines`` in its strategy table; its slots start and stop nothing."""
+    project.write(
+        "deploy.toml",
+        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
+        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "blue_green"\n'
+        "ports = [8001, 8002]\n" + strategy_lines,
+    )
+    project.write(
+        "pipelines/web.py",
+        "from deploylib import Pipeline, build, push, switch\n"
+        'pipeline = Pipeline(build("tar -czf {artifact} -C app ."), push(), '
+        'switch(start="true {port}", stop="true"))\n',
+    )
+    project.write("app/app.py", "")
+
+
 @pytest.mark.parametrize(
     "upstream_file",
     ["/nginx/{relase}.conf", "/nginx/{slot}.conf", "/nginx/app-{release}.conf"],
@@ -342,20 +360,11 @@ def test_an_upstream_file_that_is_not_one_file_is_refused_before_anything_runs(
 ) -> None:
     """A typo'd placeholder, or one that differs per slot or release, would make the switch
     fail after the release started (or write a file nginx never reads): it is a config error."""
-    project.write(
-        "deploy.toml",
-        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
-        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "blue_green"\n'
-        f'ports = [8001, 8002]\nupstream_file = "{tmp_path}{upstream_file}"\n'
+    slots_without_an_app(
+        project,
+        f'upstream_file = "{tmp_path}{upstream_file}"\n'
         'proxy_check = "true"\nproxy_reload = "true"\n',
     )
-    project.write(
-        "pipelines/web.py",
-        "from deploylib import Pipeline, build, push, switch\n"
-        'pipeline = Pipeline(build("tar -czf {artifact} -C app ."), push(), '
-        'switch(start="true {port}", stop="true"))\n',
-    )
-    project.write("app/app.py", "")
     done = project.cli("deploy", "--env", "dev")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "upstream_file" in done.stdout + done.stderr
@@ -749,22 +758,13 @@ def test_a_proxy_reload_reads_its_token_from_the_env_file_on_a_real_shell(
 ) -> None:
     upstream = tmp_path / "nginx" / "demo.conf"
     calls = tmp_path / "reloads"
-    project.write(
-        "deploy.toml",
-        'app = "demo"\ndeploy_to = "/srv/demo"\n[environments.dev]\nhosts = ["local"]\n'
-        'deploy_to = "target"\n[environments.dev.strategy]\nkind = "blue_green"\n'
-        f'ports = [8001, 8002]\nupstream_file = "{upstream}"\ndrain = 0\n'
+    slots_without_an_app(
+        project,
+        f'upstream_file = "{upstream}"\ndrain = 0\n'
         "proxy_check = 'test -n \"$PROXY_TOKEN\"'\n"
         f'proxy_reload = \'printf "%s\\\\n" "$PROXY_TOKEN" >> {calls}\'\n',
     )
     project.write(".env.dev", "PROXY_TOKEN=s3cret-t0ken\n")
-    project.write(
-        "pipelines/web.py",
-        "from deploylib import Pipeline, build, push, switch\n"
-        'pipeline = Pipeline(build("tar -czf {artifact} -C app ."), push(), '
-        'switch(start="true {port}", stop="true"))\n',
-    )
-    project.write("app/app.py", "")
     done = project.cli("deploy", "--env", "dev")
     assert done.returncode == 0, done.stdout + done.stderr
     assert calls.read_text() == "s3cret-t0ken\n"

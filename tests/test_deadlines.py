@@ -209,24 +209,9 @@ def test_local_command_whose_background_child_keeps_the_output(tmp_path: Path) -
 
 
 def test_ssh_command_whose_background_child_keeps_the_output(fleet_of: FleetOf) -> None:
-    from deploylib.backends.ssh import SSHBackend
-    from deploylib.config import SSHSettings
-    from deploylib.hosts import Host
 
-    fleet = fleet_of(1)
-    host = fleet.hosts.host(1)
-    settings = SSHSettings(
-        key_file=str(fleet.hosts.client_key),
-        known_hosts=str(fleet.hosts.known_hosts),
-        connect_timeout=3,
-        channel_timeout=3,
-        alive_interval=1,
-    )
-    backend = SSHBackend(
-        Host("h1", host.address, user="root"),
-        settings,
-        project_dir=fleet.project.root,
-        default_timeout=600,
+    backend = fleet_of(1).backend(
+        default_timeout=600, connect_timeout=3, channel_timeout=3, alive_interval=1
     )
     try:
         with killed_at_the_end([]) as pids:

@@ -15,8 +15,6 @@ import pytest
 from deploylib.backends.ssh import SSHBackend
 from deploylib.backends.ssh import channels as ssh_channels
 from deploylib.commands import Command
-from deploylib.config import SSHSettings
-from deploylib.hosts import Host
 from tests.conftest import Fleet
 
 FleetOf = Callable[[int], Fleet]
@@ -26,19 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def backend(fleet_of: FleetOf) -> Iterator[SSHBackend]:
-    fleet = fleet_of(1)
-    settings = SSHSettings(
-        key_file=str(fleet.hosts.client_key),
-        known_hosts=str(fleet.hosts.known_hosts),
-        connect_timeout=5,
-        channel_timeout=5,
-    )
-    backend = SSHBackend(
-        Host("h1", fleet.hosts.host(1).address, user="root"),
-        settings,
-        project_dir=fleet.project.root,
-        default_timeout=30,
-    )
+    backend = fleet_of(1).backend()
     try:
         yield backend
     finally:

@@ -71,24 +71,9 @@ def test_aes_gcm_is_offered_first_and_nothing_else_is_dropped() -> None:
 
 @pytest.mark.slow
 def test_a_connection_to_a_real_sshd_runs_over_the_tuned_socket(fleet_of: FleetOf) -> None:
-    from deploylib.backends.ssh import SSHBackend
     from deploylib.commands import Command
-    from deploylib.config import SSHSettings
-    from deploylib.hosts import Host
 
-    fleet = fleet_of(1)
-    settings = SSHSettings(
-        key_file=str(fleet.hosts.client_key),
-        known_hosts=str(fleet.hosts.known_hosts),
-        connect_timeout=5,
-        channel_timeout=5,
-    )
-    backend = SSHBackend(
-        Host("h1", fleet.hosts.host(1).address, user="root"),
-        settings,
-        project_dir=fleet.project.root,
-        default_timeout=30,
-    )
+    backend = fleet_of(1).backend()
     try:
         for word in ("one", "two"):
             result = backend.run(Command(f"echo {word}"))
