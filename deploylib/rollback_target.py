@@ -45,6 +45,7 @@ def rollback_plan(states: Mapping[str, TargetState], to: str | None) -> Rollback
     if not live:
         return RollbackPlan(problems=[f"{n}: there is no release to go back from" for n in states])
     newest = _newest(states, set(live.values()))
+    failed = {release for state in states.values() for release in state.failed_deploys()}
     moves: dict[str, str] = {}
     stays: dict[str, str | None] = {}
     problems: list[str] = []
@@ -52,7 +53,7 @@ def rollback_plan(states: Mapping[str, TargetState], to: str | None) -> Rollback
         if state.current != newest:
             stays[name] = state.current
             continue
-        target = state.rollback_target()
+        target = state.rollback_target(failed)
         if target is not None:
             moves[name] = target
             continue

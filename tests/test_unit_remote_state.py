@@ -10,6 +10,7 @@ import pytest
 from deploylib.remote.layout import Layout
 from deploylib.remote.reading import STATE_MARK, parse_state, render_state
 from deploylib.remote.state import TargetState
+from deploylib.rollback_target import rollback_plan
 from deploylib.slots import SlotState
 from tests.builders import log_entry, target_state
 
@@ -136,3 +137,76 @@ def test_a_log_line_whose_fields_are_not_text_is_damaged_not_a_crash() -> None:
     )
     state = parse_state(output)
     assert [e["release"] for e in state.log] == ["20260101T000000Z-a"] and state.damaged == (2,)
+
+
+def _line(
+    event: str, release: str, previous: str | None, current: str | None, outcome: str = "success"
+) -> dict[str, object]:
+    return {
+        "event": event,
+        "release": release,
+        "outcome": outcome,
+        "previous": previous,
+        "current": current,
+    }
+
+
+R1, R2, R3, R6, R7 = (f"2026010{n}T000000Z-r{n}" for n in (1, 2, 3, 6, 7))
+
+
+def test_a_deploy_cut_off_after_its_switch_is_popped_by_the_rollback_that_undid_it() -> None:
+    """r3's deploy was killed after its switch (no line); `rollback --to r2` put the host back:
+    the next rollback goes one further back, to r1, as it would with r3's line in the log."""
+    log = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("rollback", R2, R3, R2),  # the host was on r3: its deploy left no line
+    ]
+    state = TargetState(
+        current=R2,
+        releases=frozenset({R1, R2, R3}),
+        complete=frozenset({R1, R2, R3}),
+        log=tuple(log),
+    )
+    assert state.history() == [R1, R2]
+    assert state.rollback_target() == R1
+
+
+def test_a_verified_deploy_whose_line_was_lost_is_still_the_one_to_go_back_to() -> None:
+    """r3 went live and was verified, but a full disk refused its line: the next deploy's line
+    says it replaced r3, and a rollback from r7 goes back to r3."""
+    log = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("deploy", R7, R3, R7),
+    ]
+    on_disk = frozenset({R1, R2, R3, R7})
+    state = TargetState(current=R7, releases=on_disk, complete=on_disk, log=tuple(log))
+    assert state.history() == [R1, R2, R3, R7]
+    assert state.rollback_target() == R3
+    assert rollback_plan({"h1": state}, None).moves == {"h1": R3}
+
+
+def test_a_release_the_fleet_put_back_is_never_a_rollback_target_where_it_left_no_line() -> None:
+    """h2 was cut off after switching to r6 (no line there); h1 and h3 were put back and their
+    logs say so. After r7 went out everywhere, a rollback takes every host to r2."""
+    put_back = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("deploy", R6, R2, R2, outcome="rolled_back"),
+        _line("deploy", R7, R2, R7),
+    ]
+    cut_off = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("deploy", R7, R6, R7),  # h2 was still on r6
+    ]
+    on_disk = frozenset({R1, R2, R6, R7})
+    states = {
+        name: TargetState(current=R7, releases=on_disk, complete=on_disk, log=tuple(log))
+        for name, log in (("h1", put_back), ("h2", cut_off), ("h3", put_back))
+    }
+    plan = rollback_plan(states, None)
+    assert plan.moves == {"h1": R2, "h2": R2, "h3": R2} and not plan.problems
+    # h2 alone, without the fleet's word on r6, goes back to what was live before r7
+    assert states["h2"].rollback_target() == R6

@@ -6,7 +6,7 @@ removed or guessed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,15 +95,30 @@ class TargetState:
         target (or pushes it, when rolling forward to a release no longer on the stack).
 
         Each line records what was live before it (``previous``) and after it (``current``).
-        Where a line's ``previous`` is not what the line before left live, lines are missing
-        (a write that failed): the stack before that point no longer describes this host, and
-        it starts again from that line's ``previous``."""
+        Where a line's ``previous`` is not what the line before left live, a line is missing
+        (a deploy killed after its switch, a write that failed): the host went from there to
+        ``previous`` unrecorded. A release already on the stack was gone back to (a rollback's
+        lost line): the stack pops back to it. Any other was pushed (a deploy's lost line: one
+        verified whose line a full disk refused, or one cut off after its switch)."""
+        return self._walk()[0]
+
+    def _walk(self) -> tuple[list[str], set[str]]:
+        """``history``'s stack, and the releases pushed on it because a line was missing."""
         stack: list[str] = []
+        unrecorded: set[str] = set()
         live: object = _UNREAD
         for entry in self.log:
             if "previous" in entry and entry.get("previous") != live:
-                # the first line read (the log may be read from its tail), or lines missing
-                stack = [str(entry["previous"])] if entry.get("previous") else []
+                previous = str(entry.get("previous") or "")
+                if live is _UNREAD or not previous:
+                    # the first line read (the log may be read from its tail), or a host that
+                    # had nothing live: the history starts here
+                    stack = [previous] if previous else []
+                elif previous in stack:
+                    del stack[stack.index(previous) + 1 :]
+                else:
+                    stack.append(previous)
+                    unrecorded.add(previous)
             if "current" in entry:
                 live = entry.get("current") or None
             if entry.get("outcome") != "success":
@@ -113,7 +128,7 @@ class TargetState:
                 del stack[stack.index(release) + 1 :]
             elif entry.get("event") in ("deploy", "rollback"):
                 stack.append(release)
-        return stack
+        return stack, unrecorded
 
     def log_problem(self) -> str | None:
         """Why the release log cannot be trusted to say what to roll back to, or None."""
@@ -133,17 +148,31 @@ class TargetState:
                 )
         return None
 
-    def rollback_target(self) -> str | None:
+    def rollback_target(self, failed: Collection[str] = ()) -> str | None:
         """The release a rollback goes to: the one live before current, still complete on disk;
-        None when there is none or when the log cannot be trusted to say (``log_problem``)."""
+        None when there is none or when the log cannot be trusted to say (``log_problem``).
+        ``failed``: releases whose deploy a release log (this target's or another's) records as
+        failed; one of them that went live here without its line (the deploy was cut off here
+        after its switch, then put back everywhere else) is passed over."""
         if self.log_problem():
             return None
-        stack = self.history()
+        stack, unrecorded = self._walk()
         below = stack[:-1] if stack and stack[-1] == self.current else stack
         for release in reversed(below):
-            if release != self.current and release in self.complete:
-                return release
+            if release == self.current or release not in self.complete:
+                continue
+            if release in unrecorded and release in failed and not self.was_live(release):
+                continue
+            return release
         return None
+
+    def failed_deploys(self) -> set[str]:
+        """Releases whose deploy this log records as failed (put back, or failed outright)."""
+        return {
+            str(entry.get("release"))
+            for entry in self.log
+            if entry.get("event") == "deploy" and entry.get("outcome") != "success"
+        }
 
     def unexplained(self) -> list[str]:
         """Release dirs the log does not mention (kept by cleanup, reported)."""
