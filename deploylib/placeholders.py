@@ -56,8 +56,18 @@ def validate(template: str, where: str, *, allowed: frozenset[str] = PLACEHOLDER
 
 
 def render_shell(template: str, values: Mapping[str, str]) -> str:
-    """Fill placeholders, each value shell-quoted: safe whatever the value holds."""
-    return _render(template, values, shlex.quote)
+    """Fill placeholders in a shell command, each value quoted for where it stands: safe
+    whatever the value holds. Outside quotes it is shell-quoted (``'...'``); inside double
+    quotes ``$``, backquote, ``"`` and backslash are escaped; inside single quotes each ``'``
+    becomes ``'\\''``. Command substitutions and ``${...}`` are followed, and comments skipped,
+    to know which. A here-document's body takes no placeholder (its quoting is its
+    delimiter's): one there is an error."""
+    quoting = _ShellQuoting(template)
+
+    def quote(value: str, start: int) -> str:
+        return quoting.quote(value, start)
+
+    return _render_at(template, values, quote)
 
 
 def render_text(
@@ -73,6 +83,10 @@ def render_text(
 
 
 def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str]) -> str:
+    return _render_at(template, values, lambda value, _start: quote(value))
+
+
+def _render_at(template: str, values: Mapping[str, str], quote: Callable[[str, int], str]) -> str:
     def fill(match: re.Match[str]) -> str:
         matched = match.group(0)
         if matched == "{{":
@@ -82,6 +96,119 @@ def _render(template: str, values: Mapping[str, str], quote: Callable[[str], str
         name = match.group(1)
         if name not in values:
             raise ConfigError(f"placeholder {{{name}}} has no value here", key=name)
-        return quote(values[name])
+        return quote(values[name], match.start())
 
     return _FIELD_RE.sub(fill, template)
+
+
+class _ShellQuoting:
+    """Which quoting each position of a shell template is in, read once: outside quotes,
+    inside ``"..."``, inside ``'...'``, or in a here-document's body. ``$(...)`` and
+    backquotes open a command of their own (outside quotes again, whatever surrounds them);
+    ``${...}`` keeps the quoting around it; ``#`` at a word's start comments to the line's end
+    (a quote there is no quote; a placeholder there gets its value on one line)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.kinds: dict[int, str] = {}
+        #: placeholders inside backquotes, whose text the shell unescapes once more
+        self.backquoted: set[int] = set()
+        self._read()
+
+    def quote(self, value: str, start: int) -> str:
+        quoted = self._quote(value, start)
+        if start in self.backquoted:
+            return "".join("\\" + c if c in "$`\\" else c for c in quoted)
+        return quoted
+
+    def _quote(self, value: str, start: int) -> str:
+        kind = self.kinds.get(start, "plain")
+        if kind == "double":
+            return "".join("\\" + c if c in '$`"\\' else c for c in value)
+        if kind == "single":
+            return value.replace("'", "'\\''")
+        if kind == "comment":  # a line break would end the comment: the rest would run
+            return shlex.quote(" ".join(value.splitlines()))
+        if kind == "heredoc":
+            raise ConfigError(
+                "a placeholder in a here-document's body cannot be quoted there: "
+                "set a variable to it before the here-document and use that",
+                key=self.template[start:].split("}", 1)[0] + "}",
+            )
+        return shlex.quote(value)
+
+    def _read(self) -> None:
+        text = self.template
+        # each open context: its kind and what closes it ("" for the whole template)
+        stack: list[tuple[str, str]] = [("plain", "")]
+        depth: list[int] = [0]  # parentheses open in each context ($( counts them)
+        heredoc = pending = False
+        i = 0
+        while i < len(text):
+            kind, closer = stack[-1]
+            placeholder = _FIELD_RE.match(text, i)
+            if placeholder and placeholder.group(1):
+                self.kinds[i] = "heredoc" if heredoc else kind
+                if any(close == "`" for _, close in stack):
+                    self.backquoted.add(i)
+                i = placeholder.end()
+                continue
+            c = text[i]
+            ahead = text[i + 1] if i + 1 < len(text) else ""
+            if placeholder:  # {{ or }}: one literal brace to the shell
+                i = placeholder.end() - 1
+            if kind == "single":
+                if c == "'":
+                    stack.pop()
+                    depth.pop()
+            elif c == "\\":
+                i += 1
+            elif c == "'" and kind == "plain":
+                stack.append(("single", "'"))
+                depth.append(0)
+            elif c == '"':
+                if kind == "double":
+                    stack.pop()
+                    depth.pop()
+                else:
+                    stack.append(("double", '"'))
+                    depth.append(0)
+            elif c == "`":
+                if closer == "`":
+                    stack.pop()
+                    depth.pop()
+                else:
+                    stack.append(("plain", "`"))
+                    depth.append(0)
+            elif c == "$" and ahead == "(":
+                stack.append(("plain", ")"))
+                depth.append(1)
+                i += 1
+            elif c == "$" and ahead == "{":
+                stack.append((kind, "}"))
+                depth.append(0)
+                i += 1
+            elif c == "}" and closer == "}":
+                stack.pop()
+                depth.pop()
+            elif c == "(" and closer == ")" and kind == "plain":
+                depth[-1] += 1
+            elif c == ")" and closer == ")" and kind == "plain":
+                depth[-1] -= 1
+                if depth[-1] <= 0:
+                    stack.pop()
+                    depth.pop()
+            elif kind == "plain" and c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+                for inside in _FIELD_RE.finditer(text, i, end):
+                    if inside.group(1):
+                        self.kinds[inside.start()] = "comment"
+                i = end
+                continue
+            elif kind == "plain" and c == "<" and ahead == "<":
+                pending = True
+                i += 1
+            elif c == "\n" and pending:
+                heredoc = True
+            i += 1

@@ -36,6 +36,48 @@ def test_hostile_values_stay_one_shell_word(hostile: str, tmp_path: object) -> N
     assert not (tmp_path / "x").exists()  # type: ignore[operator]
 
 
+HOSTILE = "/srv/a$(touch x)`touch y`\"q\\'s' \\$HOME\nz\\"
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "printf '%s' {host}",
+        "printf '%s' \"{host}\"",
+        "printf '%s' \"at {host}.\"",
+        "printf '%s' 'at {host}.'",
+        "printf '%s' \"$(printf '%s' {host})\"",
+        "printf '%s' \"$(printf '%s' \"{host}\")\"",
+        "printf '%s' \"${UNSET_VAR:-{host}}\"",
+        "printf '%s' \"`printf '%s' {host}`\"",
+        "printf '%s' \"`printf '%s' \"{host}\"`\"",
+        "# it's a comment, not a quote\nprintf '%s' {host}",
+        "printf '%s' {host} # and {host} in a comment",
+    ],
+)
+def test_a_hostile_value_stays_itself_in_every_kind_of_quoting(
+    template: str, shell: str, tmp_path: object
+) -> None:
+    """Outside quotes, inside double or single quotes, in a command substitution (either
+    kind) and in ``${...}``: the value arrives as it is and nothing in it runs."""
+    line = render_shell(template, {"host": HOSTILE})
+    out = subprocess.run([shell, "-c", line], capture_output=True, text=True, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    expected = {"at": f"at {HOSTILE}."}.get(template.split("{host}")[0][-3:-1], HOSTILE)
+    assert out.stdout == expected
+    assert not list(tmp_path.iterdir())  # type: ignore[attr-defined]
+
+
+def test_a_placeholder_in_a_here_documents_body_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="here-document"):
+        render_shell("cat <<EOF\n{host}\nEOF", {"host": "web1"})
+    # on the line that starts it, it is an ordinary word
+    assert render_shell("cat <<EOF > {host}\nhello\nEOF", {"host": "a b"}) == (
+        "cat <<EOF > 'a b'\nhello\nEOF"
+    )
+
+
 def test_unknown_placeholder_is_an_error_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"\{relase\}"):
         validate("echo {relase}", "run")
