@@ -27,6 +27,7 @@ from deploylib.fleet import Target
 from deploylib.remote import lock as remote_lock
 from deploylib.remote.layout import Layout
 from deploylib.reporting import Event, Reporter
+from deploylib.secrets import Redactor
 from deploylib.whereabouts import Whereabouts
 
 Clock = Callable[[], datetime]
@@ -40,10 +41,15 @@ LINE_LIMIT = 4000
 
 class OutputLines:
     """A command's output, as pieces of any size per stream, handed on a whole line at a time
-    (``close`` hands on what is left without its newline)."""
+    (``close`` hands on what is left without its newline). A line longer than ``LINE_LIMIT``
+    goes in pieces, never cut inside a secret of ``redactor``: each piece is masked alone, so a
+    secret split in two would be shown."""
 
-    def __init__(self, on_line: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, on_line: Callable[[str, str], None], redactor: Redactor | None = None
+    ) -> None:
         self.on_line = on_line
+        self._redactor = redactor
         self._partial: dict[str, str] = {}
 
     def feed(self, stream: str, text: str) -> None:
@@ -53,9 +59,12 @@ class OutputLines:
         *whole, rest = pending.split("\n")
         for line in whole:
             self._hand_on(stream, line)
-        if len(rest) > LINE_LIMIT:
-            self._hand_on(stream, rest)
-            rest = ""
+        # kept back: as much as the longest secret, which may go on in the next piece
+        hold = self._redactor.longest() if self._redactor else 0
+        while len(rest) > LINE_LIMIT + hold:
+            cut = self._cut(rest)
+            self.on_line(stream, rest[:cut])
+            rest = rest[cut:]
         if rest:
             self._partial[stream] = rest
 
@@ -66,8 +75,15 @@ class OutputLines:
 
     def _hand_on(self, stream: str, line: str) -> None:
         line = line.rstrip("\r")
-        for start in range(0, max(len(line), 1), LINE_LIMIT):
-            self.on_line(stream, line[start : start + LINE_LIMIT])
+        while len(line) > LINE_LIMIT:
+            cut = self._cut(line)
+            self.on_line(stream, line[:cut])
+            line = line[cut:]
+        self.on_line(stream, line)
+
+    def _cut(self, text: str) -> int:
+        """Where a piece of ``text`` ends: ``LINE_LIMIT``, or nearer, outside every secret."""
+        return self._redactor.safe_cut(text, LINE_LIMIT) if self._redactor else LINE_LIMIT
 
 
 class Phase(enum.Enum):
@@ -175,7 +191,7 @@ class Run:
                     if not (mark and line == mark):  # the switch's own line, not output
                         self._output(target, step, stream, line)
 
-                lines = OutputLines(report)
+                lines = OutputLines(report, self.env.redactor)
                 lines.feed("stdout", result.stdout)
                 lines.feed("stderr", result.stderr)
                 lines.close()
@@ -195,7 +211,7 @@ class Run:
             if command.progress and stream == "stdout" and line.strip():
                 self.emit("progress", line, host=target.name, step=step)
 
-        lines = OutputLines(each)
+        lines = OutputLines(each, self.env.redactor)
 
         def sink(stream: str, text: str) -> None:
             kept[stream].append(text)

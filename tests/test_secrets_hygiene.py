@@ -172,6 +172,32 @@ def test_a_secret_across_the_output_cut_is_not_shown_in_part(project: Project) -
     assert not any(secret[i : i + 4] in shown for i in range(len(secret) - 3))
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_secret_across_a_long_lines_cut_is_in_no_piece_of_the_log_or_the_terminal(
+    project: Project, verbose: bool
+) -> None:
+    """Output lines longer than an event carries are cut in pieces; never inside a secret,
+    which each piece would show in part (the run's log file keeps every line; ``--verbose``
+    shows them as they come)."""
+    secret = "VeryLongSecretTokenValue-ABCDEFGHIJ"
+    project.write(".env", f"TOKEN={secret}\n")
+    project.write(
+        "pipelines/web.py",
+        BASIC_PIPELINE.replace(
+            'run("test ! -e FAIL_PREPARE", cwd="{release_path}"),',
+            'run("printf \'%03990d%s%05000d\\\\n\' 0 \\"$TOKEN\\" 0; exit 1"),',
+        ),
+    )
+
+    result = project.cli("deploy", "--env", "dev", *(["--verbose"] if verbose else []))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    [log] = (project.root / ".deploylib" / "logs").iterdir()
+    shown = result.stdout + result.stderr + log.read_text()
+    assert "0" * 3000 in log.read_text() and MASK in log.read_text()
+    assert not any(secret[i : i + 6] in shown for i in range(len(secret) - 5))
+
+
 @pytest.mark.parametrize("task", ["status", "releases"])
 def test_status_and_releases_never_show_a_secret_a_host_wrote(project: Project, task: str) -> None:
     secret = "host-held-s3cret"
