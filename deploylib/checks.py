@@ -42,6 +42,7 @@ class HttpCheck(Check):
             contains=ctx.text(self.contains) if self.contains is not None else None,
             timeout=self.timeout,
             description="check",
+            redact=ctx.env.redactor.redact,
         )
 
     def templates(self) -> Iterable[str]:
@@ -99,6 +100,7 @@ class PrometheusCheck(Check):
             on_no_data=self.on_no_data,
             timeout=self.timeout,
             description="check",
+            redact=ctx.env.redactor.redact,
         )
 
     def templates(self) -> Iterable[str]:

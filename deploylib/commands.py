@@ -128,6 +128,9 @@ class Probe:
     minimum: float | None = None
     on_no_data: str = "fail"
     path: str = ""
+    #: masks the secrets in what the server answered, before a message cuts it or puts it on
+    #: one line (a secret cut in two, or its blanks run together, would no longer be masked)
+    redact: Callable[[str], str] = field(default=str, compare=False, repr=False)
 
     @property
     def line(self) -> str:

@@ -253,7 +253,8 @@ def _judge(probe: Probe, reply: Reply) -> Result:
         why = f"status {reply.status}, body lacks {probe.contains!r}"
     else:
         return Result(0, reply.body)
-    return Result(1, reply.body, f"GET {probe.url}: {why}{_body_start(reply.body)}")
+    shown = _body_start(probe.redact(reply.body))
+    return Result(1, reply.body, f"GET {probe.url}: {why}{shown}")
 
 
 #: how much of a failing response's body its message shows
@@ -261,7 +262,8 @@ BODY_SHOWN = 200
 
 
 def _body_start(body: str) -> str:
-    """The first ``BODY_SHOWN`` bytes of a body, on one line (what the app said went wrong)."""
+    """The first ``BODY_SHOWN`` bytes of a body, on one line (what the app said went wrong);
+    its secrets are masked before (see ``Probe.redact``)."""
     start = body.encode()[:BODY_SHOWN].decode("utf-8", "ignore")
     text = " ".join(start.split())
     if not text:

@@ -76,13 +76,15 @@ def judge(probe: Probe, status: int, body: str, *, cut_at: int | None = None) ->
     if isinstance(document, dict) and document.get("status") == "error":
         http = f"HTTP {status}, " if status != 200 else ""
         kind = document.get("errorType") or "error"
-        return _failed(f"{where}: {http}{kind}: {_text(document.get('error'), BODY_SHOWN)}")
+        error = _text(probe.redact(str(document.get("error"))), BODY_SHOWN)
+        return _failed(f"{where}: {http}{kind}: {error}")
     if status != 200:
-        return _failed(f"{where}: HTTP {status}, expected 200{_body_start(body)}")
+        return _failed(f"{where}: HTTP {status}, expected 200{_body_start(probe.redact(body))}")
     try:
         samples = samples_of(document)
     except NotAnAnswer as exc:
-        return _failed(f"{where}: {exc}{_body_start(body) if exc.foreign else ''}")
+        shown = _body_start(probe.redact(body)) if exc.foreign else ""
+        return _failed(f"{where}: {exc}{shown}")
     if not samples:
         if probe.on_no_data == "pass":
             return Result(0, f"{where}: no data (an empty result), which passes (on_no_data)")
