@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploylib.commands import Result
+from deploylib.backends.local import LocalBackend
+from deploylib.commands import Command, Result
 from deploylib.envfile import printf_escaped, value_token
 from deploylib.secrets import MASK, MIN_REDACTED_LENGTH, Redactor, Secret
 from tests.conftest import BASIC_PIPELINE, Project
@@ -196,6 +197,39 @@ def test_a_secret_across_a_long_lines_cut_is_in_no_piece_of_the_log_or_the_termi
     shown = result.stdout + result.stderr + log.read_text()
     assert "0" * 3000 in log.read_text() and MASK in log.read_text()
     assert not any(secret[i : i + 6] in shown for i in range(len(secret) - 5))
+
+
+@pytest.mark.parametrize("before", [997, 998, 999, 1999])
+def test_a_character_across_a_local_read_is_decoded_whole(before: int) -> None:
+    """This machine's commands are read 1,000 bytes at a time: a character cut by a read is
+    still itself, not two replacement characters (which would unmask a secret holding it)."""
+    text = "pässwörd-geheim-123 ✓"
+    for stream in ("", ">&2"):
+        done = LocalBackend().run(Command(f"printf '%0{before}d%s' 0 '{text}' {stream}"))
+        assert done.ok
+        said = done.stderr if stream else done.stdout
+        assert said == "0" * before + text
+
+
+def test_a_non_ascii_secret_across_a_local_read_is_masked(project: Project) -> None:
+    secret = "pässwörd-geheim-123"
+    project.write(".env", f"API_TOKEN={secret}\n")
+    project.write(
+        "pipelines/web.py",
+        BASIC_PIPELINE.replace(
+            'run("test ! -e FAIL_PREPARE", cwd="{release_path}"),',
+            'run("printf \'%0998d%s\' 0 \\"$API_TOKEN\\" >&2; exit 1"),',
+        ),
+    )
+
+    result = project.cli("deploy", "--env", "dev", "--events", "events.jsonl")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    [log] = (project.root / ".deploylib" / "logs").iterdir()
+    shown = result.stdout + result.stderr + log.read_text()
+    shown += (project.root / "events.jsonl").read_text()
+    assert MASK in shown
+    assert "geheim" not in shown and "\ufffd" not in shown
 
 
 @pytest.mark.parametrize("task", ["status", "releases"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import os
@@ -121,9 +122,17 @@ class _DeployLocal(Local):
             self._abandoned.set()
 
     def read_proc_output(self, reader: Callable[..., Any]) -> Generator[str, None, None]:
-        for data in super().read_proc_output(reader):
-            if not self._abandoned.is_set():
-                yield data
+        """The stream's text, decoded across the reads: Invoke decodes each read of 1,000
+        bytes alone, so a character cut by a read became two replacement characters (and a
+        secret holding it was no longer masked)."""
+        decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        while True:
+            data = reader(self.read_chunk_size)
+            text = decoder.decode(data or b"", final=not data)
+            if text and not self._abandoned.is_set():
+                yield text
+            if not data:
+                return
 
     def generate_result(self, **kwargs: Any) -> InvokeResult:
         result = _LocalResult(**kwargs)
