@@ -32,6 +32,11 @@ class FleetLock:
         self._fixed_token = token
         self._releasing = threading.Event()
         self._beating: threading.Thread | None = None
+        #: per target: held while its heartbeat is touched (``retire`` waits for it)
+        self._gates: dict[str, threading.Lock] = {}
+        self._gates_lock = threading.Lock()
+        #: targets whose lock is being released: their heartbeat is no longer touched
+        self._retired: set[str] = set()
 
     def take(self, *, skip_unreachable: bool = False, wait: float = 0.0) -> None:
         """Lock every target, all or nothing, reading its state; then keep the locks' heartbeat
@@ -145,13 +150,39 @@ class FleetLock:
         beat = remote_lock.heartbeat_command(run.layout, run.lock_token)
 
         def touch(target: Target) -> None:
-            if target.owns_lock and target.locked and not self._releasing.is_set():
-                run.note_lock_loss(target, target.backend.execute(beat))
+            gate = self._gate(target)
+            if not gate.acquire(blocking=False):
+                return  # its last touch is still on its way (a slow host): no second one
+            try:
+                if (
+                    target.owns_lock
+                    and target.locked
+                    and target.name not in self._retired
+                    and not self._releasing.is_set()
+                ):
+                    run.note_lock_loss(target, target.backend.execute(beat))
+            finally:
+                gate.release()
 
         workers = min(run.parallel, 32)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="beat") as pool:
             while not self._releasing.wait(self.heartbeat):
-                list(pool.map(touch, list(run.targets)))
+                # no round waits for the last one: a host that hangs holds up only its own
+                for target in list(run.targets):
+                    pool.submit(touch, target)
+
+    def _gate(self, target: Target) -> threading.Lock:
+        """Held while ``target``'s heartbeat is touched, and by ``retire``."""
+        with self._gates_lock:
+            return self._gates.setdefault(target.name, threading.Lock())
+
+    def retire(self, target: Target) -> None:
+        """``target``'s lock is about to be released: no touch of its heartbeat is on its way
+        once this returns, and none starts after (it would find the lock gone and take it for
+        lost). The others' heartbeat goes on until each of theirs is released: a host slow to
+        finish never leaves the others' locks without one (they would look stale)."""
+        with self._gate(target):
+            self._retired.add(target.name)
 
     def check(self, targets: Sequence[Target], *, confirmed: bool = False) -> None:
         """Make sure this run still holds the lock of ``targets`` (before they switch).
@@ -192,8 +223,7 @@ class FleetLock:
             )
 
     def stop_heartbeat(self) -> None:
-        """No more touches of the locks' heartbeat: they are about to be released (a touch
-        after a release would find the lock gone and take it for lost)."""
+        """No more touches of any lock's heartbeat (the run's end)."""
         self._releasing.set()
         if self._beating is not None:
             self._beating.join(timeout=15)
@@ -201,14 +231,15 @@ class FleetLock:
     def release(self) -> None:
         """Release every lock this run holds or may hold (a lock command that was cut off may
         have taken it): each removal checks the token, so another deploy's lock stays."""
-        self.stop_heartbeat()
         self._unlock_mine()
+        self.stop_heartbeat()
 
     def _unlock_mine(self) -> None:
         """Remove every lock this run holds or may hold, by its token."""
         run = self.run
 
         def unlock(target: Target) -> None:
+            self.retire(target)
             command = remote_lock.unlock_command(run.layout, run.lock_token)
             result = target.backend.execute(command)
             if not result.ok:

@@ -9,7 +9,8 @@ A lock is **stale** when its heartbeat stopped: older than ``STALE_BEATS`` inter
 id alone proves nothing (another PID namespace — a CI container — reuses host names and shows
 no such pid), so the owner's process is looked at only when the owner record proves it ran in
 this very kernel boot and PID namespace; then a pid that is gone, a zombie, or a pid now used by
-a process that started at another time, means the deploy is over. A stale lock is reported,
+a process that started at another time, means the deploy is over, and the same process still
+running means it is not, however old the heartbeat. A stale lock is reported,
 never broken silently: ``deploylib unlock --env E`` removes it (``--force`` removes any lock).
 
 Commands a deploy runs get ``DEPLOYLIB_LOCK_TOKEN``: a deploy started from inside them (a hook
@@ -62,10 +63,14 @@ def inherited_token() -> str | None:
 
 
 def stale_reason(owner: Mapping[str, Any], age: int | None) -> str | None:
-    """Why a lock looks abandoned, or None while its deploy may be alive."""
-    gone = _owner_process_gone(owner)
+    """Why a lock looks abandoned, or None while its deploy may be alive. A deploy whose
+    process is proven alive here (this boot, this PID namespace, the same start time) holds
+    its lock however old its heartbeat: it may be waiting on a slow host."""
+    alive, gone = _owner_process(owner)
     if gone:
         return gone
+    if alive:
+        return None
     interval = owner.get("heartbeat_interval")
     beat = interval if isinstance(interval, int | float) and interval > 0 else HEARTBEAT_INTERVAL
     if age is not None and age > STALE_BEATS * beat:
@@ -73,26 +78,27 @@ def stale_reason(owner: Mapping[str, Any], age: int | None) -> str | None:
     return None
 
 
-def _owner_process_gone(owner: Mapping[str, Any]) -> str | None:
-    """Why the owner's process is proven gone, or None when that cannot be proven here."""
+def _owner_process(owner: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """Whether the owner's process is proven alive here, and why it is proven gone; neither
+    when that cannot be told here."""
     pid, start = owner.get("pid"), owner.get("pid_start")
     if not isinstance(pid, int) or not isinstance(start, int):
-        return None
+        return False, None
     boot, namespace = owner.get("boot_id"), owner.get("pid_ns")
     if boot is None or boot != _boot_id() or namespace is None or namespace != _pid_namespace():
-        return None  # another machine, boot or PID namespace: its pids mean nothing here
+        return False, None  # another machine, boot or PID namespace: its pids mean nothing here
     where = f"pid {pid} on {owner.get('host')}"
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return f"its deploy ({where}) is gone"
+        return False, f"its deploy ({where}) is gone"
     fields = stat.rsplit(")", 1)[-1].split()
     # a zombie waits for its parent to reap it, but its deploy is over
     if fields[0] == "Z":
-        return f"its deploy ({where}) is gone"
+        return False, f"its deploy ({where}) is gone"
     if _start_of(fields) != start:
-        return f"its deploy ({where}) is gone (the pid is another process now)"
-    return None
+        return False, f"its deploy ({where}) is gone (the pid is another process now)"
+    return True, None
 
 
 def _boot_id() -> str | None:

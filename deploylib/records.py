@@ -5,7 +5,7 @@ reason to undo a deploy: a failure of either is a warning."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from deploylib.errors import StepFailed
@@ -127,12 +127,18 @@ def _doomed(run: Run, target: Target, state: TargetState) -> list[str]:
 FINISHED = "deploylib-finished"
 
 
-def finish_all(run: Run, release: str, among: Sequence[Target]) -> dict[str, list[str]]:
+def finish_all(
+    run: Run,
+    release: str,
+    among: Sequence[Target],
+    retire: Callable[[Target], None] = lambda _target: None,
+) -> dict[str, list[str]]:
     """A successful deploy's end on each target of ``among``, in one command there: its line
     in the release log; once that is written, the releases no longer needed removed; then the
     lock released (where this run took it). Each part fails alone, as the separate commands
     did: a failed record or cleanup is a warning, and a lock this did not release is released
-    at the run's end as any other. By target, the releases that went."""
+    at the run's end as any other. By target, the releases that went. ``retire`` is called
+    for each target whose lock the command releases, just before it (``FleetLock.retire``)."""
     now = run.clock().isoformat(timespec="seconds")
     removed: dict[str, list[str]] = {}
     unlocked: list[str] = []
@@ -161,6 +167,8 @@ def finish_all(run: Run, release: str, among: Sequence[Target]) -> dict[str, lis
             '[ "$r" -eq 0 ] && [ "$c" -eq 0 ] && [ "$u" -eq 0 ]',
         ]
         command = replace(record, script="\n".join(parts), description="record")
+        if target.owns_lock:
+            retire(target)
         result = run.execute(target, command, "record")
         # all three went well exactly when the command did (its last line says so)
         codes = (0, 0, 0) if result.ok else _finished(result.stdout)

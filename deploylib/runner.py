@@ -204,8 +204,7 @@ class Runner:
                 if not behind and not run.dry:
                     # every target on the new release: its record, cleanup and unlock are
                     # one command there
-                    self.lock.stop_heartbeat()
-                    removed = records.finish_all(run, run.release, on_new)
+                    removed = records.finish_all(run, run.release, on_new, self.lock.retire)
                 else:
                     records.record_all(run, "deploy", "success", run.release, among=on_new)
                 if behind:
