@@ -7,6 +7,7 @@ retrying them is ``check_retries``'s.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -111,17 +112,36 @@ def http(
     url: str, *, status: int | None = 200, contains: str | None = None, timeout: float = 5.0
 ) -> Check:
     """GET ``url`` from this machine; pass on ``status`` and a body holding ``contains``."""
-    return HttpCheck(url, status, contains, timeout)
+    where = f"http({url!r})"
+    _check_url(where, url)
+    if status is not None and (
+        isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+    ):
+        raise ConfigError(f"{where}: status={status!r}: an HTTP status, 100 to 599 (or None)")
+    if contains is not None and not isinstance(contains, str):
+        raise ConfigError(f"{where}: contains={contains!r}: text the body holds")
+    return HttpCheck(url, status, contains, _seconds(where, timeout))
 
 
 def tcp(port: int | str, *, host: str = "{host_address}", timeout: float = 5.0) -> Check:
     """Connect to ``host:port`` from this machine."""
-    return TcpCheck(port, host, timeout)
+    where = f"tcp({port!r})"
+    number = int(port) if isinstance(port, str) and port.isdigit() else port
+    if isinstance(number, str) and "{" in number:
+        pass  # a placeholder ({port}): its value is a port
+    elif isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+        raise ConfigError(f"{where}: a port, 1 to 65535, or a placeholder such as {{port}}")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"{where}: host={host!r}: a host name or address")
+    return TcpCheck(port, host, _seconds(where, timeout))
 
 
 def command(script: str, *, cwd: str | None = None, timeout: float = 30.0) -> Check:
     """Run ``script`` on the target; pass on exit status 0."""
-    return CommandCheck(script, cwd, timeout)
+    where = f"command({script!r})"
+    if not isinstance(script, str) or not script.strip():
+        raise ConfigError(f"{where}: a shell command")
+    return CommandCheck(script, cwd, _seconds(where, timeout))
 
 
 def prometheus(
@@ -152,9 +172,43 @@ def prometheus(
         raise ConfigError(f"{where}: min={min!r} is above max={max!r}: no value could pass")
     if on_no_data not in ("fail", "pass"):
         raise ConfigError(f'{where}: on_no_data is "fail" or "pass", not {on_no_data!r}')
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigError(f"{where}: timeout={timeout!r}: a number of seconds > 0")
-    return PrometheusCheck(url, query, maximum, minimum, on_no_data, float(timeout))
+    return PrometheusCheck(url, query, maximum, minimum, on_no_data, _seconds(where, timeout))
+
+
+#: the longest a check's one attempt may take
+LONGEST_CHECK = 3600.0
+
+
+def _seconds(where: str, timeout: object) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= LONGEST_CHECK
+    ):
+        raise ConfigError(
+            f"{where}: timeout={timeout!r}: a number of seconds > 0, at most {LONGEST_CHECK:g}"
+        )
+    return float(timeout)
+
+
+def _check_url(where: str, url: object) -> None:
+    """An http(s) URL; one without placeholders or variables is checked whole (its host in
+    brackets closed, its port a number up to 65535), one with them for its scheme only."""
+    if not isinstance(url, str):
+        raise ConfigError(f"{where}: a URL, http:// or https://")
+    if url.startswith(("${", "{")):
+        return  # the whole start is filled in later
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: the URL starts with http:// or https://")
+    if "{" in url or "$" in url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a URL this check can GET ({exc})") from None
+    if not parts.hostname:
+        raise ConfigError(f"{where}: the URL names no host")
 
 
 def _bound(where: str, name: str, value: object) -> float | None:
