@@ -183,6 +183,25 @@ def test_overlapping_shared_paths_fail_the_cli_with_exit_2_and_touch_nothing(
     assert not project.target.exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("shared_dirs", "REVISION"), ("shared_files", "REVISION"), ("shared_dirs", "IMAGE/x")],
+)
+def test_a_shared_path_on_deploylibs_own_release_files_is_refused(
+    project: Project, key: str, value: str
+) -> None:
+    """REVISION is written last into each release and says it is complete: shared, it would
+    never be written (and every release would look like every other)."""
+    line = 'shared_dirs = ["log"]' if key == "shared_dirs" else 'shared_files = [".env"]'
+    toml = BASIC_TOML.replace(line, f'{key} = ["{value}"]')
+    assert toml != BASIC_TOML
+    project.write("deploy.toml", toml)
+    result = project.cli("deploy", "--env", "dev")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert key in result.stderr and value in result.stderr
+    assert not project.target.exists()
+
+
 # ---------------------------------------------------------------------------- env files
 
 PEM_BODY = "MIIEowIBAAKCAQEAx4Ur5ZQpL0+secretbody/w=="

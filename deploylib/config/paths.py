@@ -12,6 +12,9 @@ from deploylib.errors import ConfigError
 from deploylib.hosts import Host
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: the files deploylib writes into each release to say what it is (REVISION last, when the
+#: release is complete; IMAGE for a container release): never a shared path
+RELEASE_MARKS = frozenset({"REVISION", "IMAGE"})
 
 
 def resolve_deploy_to(
@@ -59,6 +62,13 @@ def shared_path(value: str, file: str, key: str) -> str:
     normalised = str(path)
     if normalised in (".", ""):
         raise ConfigError(f"{value!r} names the release itself", file=file, key=key)
+    if path.parts[0] in RELEASE_MARKS:
+        raise ConfigError(
+            f"{value!r} is deploylib's own file in each release ({path.parts[0]} says what the "
+            "release is, written last): it cannot be shared",
+            file=file,
+            key=key,
+        )
     return normalised
 
 
