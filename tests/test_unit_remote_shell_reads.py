@@ -137,6 +137,28 @@ def test_the_record_adds_exactly_its_line(tmp_path: Path, shell: str, before: st
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_release_log_that_is_not_a_file_is_left_alone_at_once(
+    tmp_path: Path, shell: str, kind: str
+) -> None:
+    """A FIFO would hold the copy until the deadline (then leave the temporary file): the
+    record fails at once instead, saying so, and leaves nothing."""
+    layout = layout_in(tmp_path)
+    if kind == "fifo":
+        os.mkfifo(layout.log)
+    else:
+        os.mkdir(layout.log)
+    command = record_command(layout, entry("20261128T120000Z-abc"))
+    assert isinstance(command.stdin, bytes)
+
+    result = run(shell, command.line, command.stdin)  # run's own timeout: 20 s
+
+    assert result.returncode == 1
+    assert b"could not write the release log" in result.stderr
+    assert sorted(p.name for p in Path(layout.meta).iterdir()) == ["releases.jsonl"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_the_space_check_reads_df_without_awk(tmp_path: Path, shell: str) -> None:
     free = shutil.disk_usage(tmp_path).free
     assert run(shell, space_check(str(tmp_path), 1024)).returncode == 0

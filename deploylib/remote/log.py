@@ -64,7 +64,9 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
     # the new line (one line of JSON on stdin) is read and written by the shell itself
     script = (
         f"{sparing.make_dirs(layout.meta)} && "
-        f"{{ {{ [ ! -e {log} ] || cat {log}; }} && "
+        # a log that is not a regular file (a FIFO would block cat until the deadline) is
+        # not written: the command fails at once, leaving it as it is
+        f"{{ {{ [ ! -e {log} ] || {{ [ -f {log} ] && cat {log}; }}; }} && "
         # the last byte read as a line: it ends one only when it is a newline (a NUL, which
         # a command substitution would drop, is no line end either)
         f"{{ [ ! -s {log} ] || tail -c 1 {log} | IFS= read -r _ || echo; }} && "
