@@ -202,6 +202,8 @@ class Result:
     timed_out: bool = False
     #: the host could not be reached (or stopped answering): whether the command ran is unknown
     unreachable: bool = False
+    #: unreachable before the command was sent (no connection, no channel): none of it ran
+    never_sent: bool = False
     #: a warning about how the operation went, for the user (empty: nothing to say), e.g. that
     #: a background process it started still held its output when it exited
     note: str = ""

@@ -86,6 +86,8 @@ class FleetLock:
                 target.read(state)
             if result.unreachable:
                 target.connection_lost()
+            if result.never_sent:
+                target.lock_refused()  # nothing ran there: no lock to release
             holder = state.lock_owner or {}
             if result.exit_code == remote_lock.LOCK_HELD_EXIT:
                 target.lock_refused()

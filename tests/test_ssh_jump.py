@@ -176,6 +176,32 @@ def test_a_host_that_never_sends_a_banner_fails_cleanly(project: Project) -> Non
     assert f"no SSH banner from root@127.0.0.1:{silent.port} within 1 s" in result.stdout
 
 
+def test_a_deploy_to_a_host_that_never_answers_does_not_try_to_unlock_it(
+    project: Project,
+) -> None:
+    """No lock command reached it, so there is no lock to release there: the run ends after
+    the lock's attempts, without one more connection (and its timeout) for an unlock."""
+    empty = project.root / "known_hosts_empty"
+    empty.write_text("")
+    with SilentListener() as silent:
+        project.write(
+            "deploy.toml",
+            BASIC_TOML
+            + "\n[environments.silent]\n"
+            + f'hosts = [{{ address = "127.0.0.1", port = {silent.port}, user = "root" }}]\n'
+            + 'deploy_to = "/srv/demo"\n[environments.silent.ssh]\n'
+            + f'known_hosts = "{empty}"\nconnect_timeout = 1\n',
+        )
+        result = project.cli("deploy", "--env", "silent", timeout=120)
+        attempts = silent.accepted
+
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "could not release the lock" not in result.stdout + result.stderr
+    # opened ahead during the build, then the lock's round of attempts: none for an unlock
+    assert attempts <= 3, (attempts, result.stdout + result.stderr)
+
+
 def test_a_jump_host_whose_link_dies_mid_deploy_ends_the_deploy_in_bounded_time(
     jump: Jump,
 ) -> None:

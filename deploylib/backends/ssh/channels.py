@@ -10,6 +10,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import paramiko
 
@@ -58,13 +59,13 @@ class Channels:
         try:
             transport = self.connection.transport()
         except Failed as failed:
-            return Result(UNREACHABLE, stderr=str(failed), unreachable=True)
+            return Result(UNREACHABLE, stderr=str(failed), unreachable=True, never_sent=True)
         self.connection.used = True
         deadline = time.monotonic() + timeout
         try:
             channel = transport.open_session(timeout=self.settings.channel_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            return self._lost(f"opening a channel: {exc}")
+            return replace(self._lost(f"opening a channel: {exc}"), never_sent=True)
         with self._lock:
             self._channels.add(channel)
             stopping = self._halted()  # halted before this command even started: run nothing
