@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from deploylib import placeholders
 from deploylib.errors import ConfigError
+from deploylib.pipeline_name import check_name
 from deploylib.steps import Build, Push, Rollback, Step, Switch, as_steps
 from deploylib.steps.service import ServiceSwitch
 
@@ -317,7 +318,9 @@ def _expand(steps: Sequence[Step]) -> list[Step]:
 
 
 def load_pipeline(project_dir: Path, name: str) -> tuple[Pipeline, Path]:
-    """Import ``pipelines/<name>.py`` and return its ``pipeline``, validated."""
+    """Import ``pipelines/<name>.py`` and return its ``pipeline``, validated; ``name`` must be a
+    pipeline's name (``check_name``), never a path."""
+    check_name(name)
     path = project_dir / "pipelines" / f"{name}.py"
     if not path.is_file():
         available = sorted(p.stem for p in (project_dir / "pipelines").glob("*.py"))

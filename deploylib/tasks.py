@@ -95,6 +95,15 @@ def _run(body: Callable[[], None]) -> None:
         freeze_leftovers()
 
 
+def _check_pipeline_option(pipeline: str | None) -> None:
+    """``--pipeline NAME`` names a pipeline as deploy.toml's ``pipeline`` does, never a path:
+    checked before deploy.toml or any pipeline file is read (``--pipeline ""`` names none)."""
+    if pipeline is not None:
+        from deploylib.pipeline_name import check_name
+
+        check_name(pipeline, key="--pipeline")
+
+
 @_task()
 def deploy(
     c: Any,
@@ -116,6 +125,7 @@ def deploy(
     def body() -> None:
         from deploylib import actions
 
+        _check_pipeline_option(pipeline)
         loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
         waiting = actions.lock_wait_of(lock_wait)
         # a bad --events fails before asking
@@ -240,6 +250,7 @@ def check(
         from deploylib import actions, inspection, port_needs, views
         from deploylib.errors import DeployError
 
+        _check_pipeline_option(pipeline)
         loaded = actions.load(config, env, pipeline=pipeline)
         checked = inspection.check(loaded, verbose=verbose)
         rows = views.redacted(checked, loaded.env.redactor.redact)
@@ -295,6 +306,7 @@ def setup(
         from deploylib import actions, provisioning
         from deploylib.errors import DeployError
 
+        _check_pipeline_option(pipeline)
         loaded = actions.load(config, env, pipeline=pipeline, hosts=hosts, roles=roles)
         reporter = reporter_for(loaded.env, None, False)
         rows = provisioning.setup(loaded, reporter=reporter, dry_run=dry_run)

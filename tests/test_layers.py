@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
         "interpolation",
         "remote.layout",
         "remote.free_space",
+        "pipeline_name",
         "remote.gnu",
         "remote.sparing",
         "whereabouts",

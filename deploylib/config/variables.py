@@ -2,6 +2,11 @@
 
 This is the only module that reads env files. An error about an env file names the file and
 line and says what is wrong, never what the line holds: it may be a secret.
+
+What no command could be given is refused when the file is read, not when a command runs: a value
+holding a NUL byte (no environment variable can), a value longer than ``MAX_VALUE_BYTES`` (Linux
+refuses an environment string over 128 KiB), and a name deploylib uses itself
+(``RESERVED_NAMES``, names starting with ``RESERVED_PREFIX``).
 """
 
 from __future__ import annotations
@@ -17,11 +22,20 @@ from dotenv.parser import Binding, parse_stream
 
 from deploylib import interpolation
 from deploylib.config.schema import EnvironmentModel, ProjectModel
+from deploylib.envfile import NEVER_SET
 from deploylib.errors import ConfigError
+from deploylib.locks import INHERITED_LOCK
 from deploylib.secrets import Redactor, Secret
 from deploylib.stdin_env import RESERVED_PREFIX
 
 ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # always used with fullmatch
+#: the longest value an env file may hold, in UTF-8 bytes: Linux refuses an environment string
+#: (NAME=value) over 128 KiB (MAX_ARG_STRLEN) when a local command starts; docs/pipelines.md
+MAX_VALUE_BYTES = 100_000
+#: the variable names deploylib gives a meaning of its own: the guard of the env file it writes
+#: (``envfile.NEVER_SET``, never set) and the lock token it gives each command
+#: (``locks.INHERITED_LOCK``); an env file may not set them
+RESERVED_NAMES = frozenset({NEVER_SET, INHERITED_LOCK})
 
 
 def load_variables(
@@ -66,38 +80,71 @@ def read_env_file(path: Path) -> dict[str, str]:
 
     Every line must be a comment, blank, or ``NAME=value`` with a valid name; a value that
     spans lines must be quoted. Anything else is a ``ConfigError`` naming the file and line and
-    what is wrong, never the line's content (an unquoted multi-line key would be echoed)."""
+    what is wrong, never the line's content (an unquoted multi-line key would be echoed).
+
+    A value, once interpolated, holds no NUL byte and is at most ``MAX_VALUE_BYTES`` long; a
+    name is none of deploylib's own. Those errors name the variable too, never its value."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", file=str(path)) from None
+    lines: dict[str, int] = {}
     for binding in parse_stream(io.StringIO(text)):
         problem = _binding_problem(binding)
         if problem:
-            raise ConfigError(
-                f"{problem}; a value that spans lines must be quoted",
-                file=str(path),
-                key=f"line {_first_line(binding)}",
-            )
+            raise ConfigError(problem, file=str(path), key=f"line {_first_line(binding)}")
+        if binding.key is not None:
+            lines[binding.key] = _first_line(binding)  # the last one sets the value
     # every line parses: python-dotenv has nothing to warn about (its warning would go to the
     # log), and interpolates exactly as a python-dotenv reader of this file would (its own
     # ${VAR} expansion, not deploylib.interpolation: the app reading the file uses python-dotenv)
     loaded = dotenv_values(stream=io.StringIO(text), interpolate=True)
-    return {name: value or "" for name, value in loaded.items()}
+    values = {name: value or "" for name, value in loaded.items()}
+    for name, value in values.items():
+        problem = _value_problem(value)
+        if problem:
+            raise ConfigError(f"{name}: {problem}", file=str(path), key=f"line {lines[name]}")
+    return values
+
+
+#: said of a line that does not read as NAME=value: the likely cause
+_SPANS_LINES = "; a value that spans lines must be quoted"
 
 
 def _binding_problem(binding: Binding) -> str | None:
-    """What is wrong with one statement of an env file, in words that quote none of it."""
+    """What is wrong with one statement of an env file, in words that quote none of it (only a
+    reserved name, which is deploylib's own, is named)."""
     if binding.error:
-        return "cannot be read as NAME=value"
+        return "cannot be read as NAME=value" + _SPANS_LINES
     if binding.key is None:
         return None  # a comment or blank lines
     if not ENV_VAR_RE.fullmatch(binding.key):
-        return "not a valid variable name (letters, digits and _, not starting with a digit)"
+        return (
+            "not a valid variable name (letters, digits and _, not starting with a digit)"
+            + _SPANS_LINES
+        )
     if binding.key.startswith(RESERVED_PREFIX):
-        return f"a name starting with {RESERVED_PREFIX}, which deploylib's shell uses itself"
+        return (
+            f"a name starting with {RESERVED_PREFIX}, which deploylib's shell uses itself"
+            + _SPANS_LINES
+        )
+    if binding.key in RESERVED_NAMES:
+        return f"{binding.key} is a name deploylib uses itself: an env file may not set it"
     if binding.value is None:
-        return "a name without '=' and a value"
+        return "a name without '=' and a value" + _SPANS_LINES
+    return None
+
+
+def _value_problem(value: str) -> str | None:
+    """What makes ``value`` one no command can be given, in words that quote none of it."""
+    if "\0" in value:
+        return "the value holds a NUL byte, which no environment variable can hold"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_VALUE_BYTES:
+        return (
+            f"the value is {size} bytes long: at most {MAX_VALUE_BYTES} bytes "
+            "(a longer one could not be given to a command); put it in a file of its own"
+        )
     return None
 
 

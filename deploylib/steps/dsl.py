@@ -260,8 +260,19 @@ def verify(
             "verify() needs at least one check: http(...), tcp(...), command(...) or "
             "prometheus(...)"
         )
-    if attempts < 1 or wait < 0 or (deadline is not None and deadline <= 0):
-        raise ConfigError("verify(): attempts must be >= 1, wait >= 0 and deadline > 0")
+    if (
+        isinstance(attempts, bool)
+        or not isinstance(attempts, int)
+        or not 1 <= attempts <= 10_000
+        or isinstance(wait, bool)
+        or not isinstance(wait, int | float)
+        or not 0 <= wait <= LONGEST_SECONDS
+    ):
+        raise ConfigError(
+            "verify(): attempts must be >= 1 (at most 10000), wait >= 0 and deadline > 0 "
+            f"(seconds, at most {LONGEST_SECONDS})"
+        )
+    _check_timeout("verify", deadline, "deadline")
     return Verify(
         name="verify",
         checks=tuple(checks),
@@ -291,11 +302,20 @@ def rollback(
     )
 
 
-def _check_timeout(what: str, timeout: float | None) -> None:
+#: the longest any timeout, wait or deadline of a step may be: a day, as deploy.toml's
+LONGEST_SECONDS = 86400
+
+
+def _check_timeout(what: str, timeout: float | None, name: str = "timeout") -> None:
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= LONGEST_SECONDS
     ):
-        raise ConfigError(f"{what}(timeout={timeout!r}): a timeout is a number of seconds > 0")
+        raise ConfigError(
+            f"{what}({name}={timeout!r}): a {name} is a number of seconds > 0, "
+            f"at most {LONGEST_SECONDS}"
+        )
 
 
 def _check_sudo(what: str, sudo: bool | str) -> None:
