@@ -152,18 +152,23 @@ def test_a_jump_host_that_never_answers_fails_in_bounded_time(jump: Jump) -> Non
     assert jump.inner_current() is None
 
 
-def test_a_host_that_never_sends_a_banner_fails_cleanly(project: Project) -> None:
+def silent_environment(project: Project, port: int) -> None:
+    """The environment ``silent``: one host at 127.0.0.1:``port``, where nothing speaks SSH."""
     empty = project.root / "known_hosts_empty"
     empty.write_text("")
+    project.write(
+        "deploy.toml",
+        BASIC_TOML
+        + "\n[environments.silent]\n"
+        + f'hosts = [{{ address = "127.0.0.1", port = {port}, user = "root" }}]\n'
+        + 'deploy_to = "/srv/demo"\n[environments.silent.ssh]\n'
+        + f'known_hosts = "{empty}"\nconnect_timeout = 1\n',
+    )
+
+
+def test_a_host_that_never_sends_a_banner_fails_cleanly(project: Project) -> None:
     with SilentListener() as silent:
-        project.write(
-            "deploy.toml",
-            BASIC_TOML
-            + "\n[environments.silent]\n"
-            + f'hosts = [{{ address = "127.0.0.1", port = {silent.port}, user = "root" }}]\n'
-            + 'deploy_to = "/srv/demo"\n[environments.silent.ssh]\n'
-            + f'known_hosts = "{empty}"\nconnect_timeout = 1\n',
-        )
+        silent_environment(project, silent.port)
         started = time.monotonic()
         result = project.cli("check", "--env", "silent", timeout=120)
         took = time.monotonic() - started
@@ -181,17 +186,8 @@ def test_a_deploy_to_a_host_that_never_answers_does_not_try_to_unlock_it(
 ) -> None:
     """No lock command reached it, so there is no lock to release there: the run ends after
     the lock's attempts, without one more connection (and its timeout) for an unlock."""
-    empty = project.root / "known_hosts_empty"
-    empty.write_text("")
     with SilentListener() as silent:
-        project.write(
-            "deploy.toml",
-            BASIC_TOML
-            + "\n[environments.silent]\n"
-            + f'hosts = [{{ address = "127.0.0.1", port = {silent.port}, user = "root" }}]\n'
-            + 'deploy_to = "/srv/demo"\n[environments.silent.ssh]\n'
-            + f'known_hosts = "{empty}"\nconnect_timeout = 1\n',
-        )
+        silent_environment(project, silent.port)
         result = project.cli("deploy", "--env", "silent", timeout=120)
         attempts = silent.accepted
 
