@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from deploylib import interpolation
 from deploylib.errors import ConfigError
@@ -139,17 +140,15 @@ class _ShellQuoting:
 
     def _read(self) -> None:
         text = self.template
-        # each open context: its kind and what closes it ("" for the whole template)
-        stack: list[tuple[str, str]] = [("plain", "")]
-        depth: list[int] = [0]  # parentheses open in each context ($( counts them)
+        frames = [_Frame("plain", "")]  # the contexts open, innermost last
         heredoc = pending = False
         i = 0
         while i < len(text):
-            kind, closer = stack[-1]
+            frame = frames[-1]
             placeholder = _FIELD_RE.match(text, i)
             if placeholder and placeholder.group(1):
-                self.kinds[i] = "heredoc" if heredoc else kind
-                if any(close == "`" for _, close in stack):
+                self.kinds[i] = "heredoc" if heredoc else frame.kind
+                if any(f.closer == "`" for f in frames):
                     self.backquoted.add(i)
                 i = placeholder.end()
                 continue
@@ -157,48 +156,47 @@ class _ShellQuoting:
             ahead = text[i + 1] if i + 1 < len(text) else ""
             if placeholder:  # {{ or }}: one literal brace to the shell
                 i = placeholder.end() - 1
-            if kind == "single":
+            plain = frame.kind == "plain"
+            if frame.kind == "single":
                 if c == "'":
-                    stack.pop()
-                    depth.pop()
+                    frames.pop()
             elif c == "\\":
                 i += 1
-            elif c == "'" and kind == "plain":
-                stack.append(("single", "'"))
-                depth.append(0)
+            elif c == "'" and plain:
+                frames.append(_Frame("single", "'"))
             elif c == '"':
-                if kind == "double":
-                    stack.pop()
-                    depth.pop()
+                if frame.kind == "double":
+                    frames.pop()
                 else:
-                    stack.append(("double", '"'))
-                    depth.append(0)
+                    frames.append(_Frame("double", '"'))
             elif c == "`":
-                if closer == "`":
-                    stack.pop()
-                    depth.pop()
+                if frame.closer == "`":
+                    frames.pop()
                 else:
-                    stack.append(("plain", "`"))
-                    depth.append(0)
+                    frames.append(_Frame("plain", "`"))
             elif c == "$" and ahead == "(":
-                stack.append(("plain", ")"))
-                depth.append(1)
+                frames.append(_Frame("plain", ")", depth=1))
                 i += 1
             elif c == "$" and ahead == "{":
-                stack.append((kind, "}"))
-                depth.append(0)
+                frames.append(_Frame(frame.kind, "}"))
                 i += 1
-            elif c == "}" and closer == "}":
-                stack.pop()
-                depth.pop()
-            elif c == "(" and closer == ")" and kind == "plain":
-                depth[-1] += 1
-            elif c == ")" and closer == ")" and kind == "plain":
-                depth[-1] -= 1
-                if depth[-1] <= 0:
-                    stack.pop()
-                    depth.pop()
-            elif kind == "plain" and c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+            elif c == "}" and frame.closer == "}":
+                frames.pop()
+            elif plain and _word_at(text, i, "case"):
+                frame.cases += 1
+                i += 3
+            elif plain and _word_at(text, i, "esac") and frame.cases:
+                frame.cases -= 1
+                i += 3
+            elif c in "()" and frame.cases:
+                pass  # a pattern's parenthesis, or a subshell's inside a case: neither ends $(
+            elif c == "(" and frame.closer == ")" and plain:
+                frame.depth += 1
+            elif c == ")" and frame.closer == ")" and plain:
+                frame.depth -= 1
+                if frame.depth <= 0:
+                    frames.pop()
+            elif plain and c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()"):
                 end = text.find("\n", i)
                 end = len(text) if end < 0 else end
                 for inside in _FIELD_RE.finditer(text, i, end):
@@ -206,9 +204,29 @@ class _ShellQuoting:
                         self.kinds[inside.start()] = "comment"
                 i = end
                 continue
-            elif kind == "plain" and c == "<" and ahead == "<":
+            elif plain and c == "<" and ahead == "<":
                 pending = True
                 i += 1
             elif c == "\n" and pending:
                 heredoc = True
             i += 1
+
+
+@dataclass
+class _Frame:
+    """One open context of a shell template: its quoting (``plain``, ``double``, ``single``),
+    what closes it, the parentheses open in it (``$(`` counts them) and the ``case`` statements
+    open in it (their patterns' parentheses match none)."""
+
+    kind: str
+    closer: str
+    depth: int = 0
+    cases: int = 0
+
+
+def _word_at(text: str, i: int, word: str) -> bool:
+    """``word`` stands at ``i`` as a shell word of its own (a reserved word's place)."""
+    end = i + len(word)
+    before = text[i - 1] if i else " "
+    after = text[end] if end < len(text) else " "
+    return text.startswith(word, i) and before in " \t\n;&|(`" and after in " \t\n;&|)"

@@ -54,6 +54,9 @@ HOSTILE = "/srv/a$(touch x)`touch y`\"q\\'s' \\$HOME\nz\\"
         "printf '%s' \"`printf '%s' \"{host}\"`\"",
         "# it's a comment, not a quote\nprintf '%s' {host}",
         "printf '%s' {host} # and {host} in a comment",
+        "printf '%s' \"$(case x in x) printf '%s' {host};; esac)\"",
+        "printf '%s' \"$(case x in (x) printf '%s' \"{host}\";; esac)\"",
+        "printf '%s' \"$( (printf '%s' {host}) )\"",
     ],
 )
 def test_a_hostile_value_stays_itself_in_every_kind_of_quoting(
