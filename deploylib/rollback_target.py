@@ -45,7 +45,9 @@ def rollback_plan(states: Mapping[str, TargetState], to: str | None) -> Rollback
     if not live:
         return RollbackPlan(problems=[f"{n}: there is no release to go back from" for n in states])
     newest = _newest(states, set(live.values()))
+    # put back somewhere and verified live nowhere
     failed = {release for state in states.values() for release in state.failed_deploys()}
+    failed -= {release for state in states.values() for release in state.deployed()}
     moves: dict[str, str] = {}
     stays: dict[str, str | None] = {}
     problems: list[str] = []

@@ -210,3 +210,63 @@ def test_a_release_the_fleet_put_back_is_never_a_rollback_target_where_it_left_n
     assert plan.moves == {"h1": R2, "h2": R2, "h3": R2} and not plan.problems
     # h2 alone, without the fleet's word on r6, goes back to what was live before r7
     assert states["h2"].rollback_target() == R6
+
+
+R4 = "20260104T000000Z-r4"
+
+
+def test_a_release_left_with_rollback_to_after_lost_lines_is_not_gone_back_to() -> None:
+    """r3 and r4 went live without their lines (a full disk); the operator left r4 with
+    `rollback --to r3`: a plain rollback then goes to r2, never forward to r4."""
+    log = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("rollback", R3, R4, R3),
+    ]
+    on_disk = frozenset({R1, R2, R3, R4})
+    state = TargetState(current=R3, releases=on_disk, complete=on_disk, log=tuple(log))
+    assert state.rollback_target() == R2
+
+
+def test_a_log_read_from_a_rollback_line_never_goes_back_to_what_it_undid() -> None:
+    on_disk = frozenset({R2, R3})
+    log = [_line("rollback", R2, R3, R2)]
+    state = TargetState(current=R2, releases=on_disk, complete=on_disk, log=tuple(log))
+    assert state.rollback_target() is None
+
+
+def test_a_release_verified_on_one_host_is_gone_back_to_where_its_line_was_lost() -> None:
+    """r3 passed on h1 and h2 and was put back on h3 (a failure budget); h2's r3 line was lost.
+    After r4 everywhere, h1 and h2 both go back to r3; h3, which never ran it, to r2."""
+    verified = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("deploy", R3, R2, R3),
+        _line("deploy", R4, R3, R4),
+    ]
+    lost = [*verified[:2], _line("deploy", R4, R3, R4)]
+    put_back = [
+        *verified[:2],
+        _line("deploy", R3, R2, R2, outcome="rolled_back"),
+        _line("deploy", R4, R2, R4),
+    ]
+    on_disk = frozenset({R1, R2, R3, R4})
+    states = {
+        name: TargetState(current=R4, releases=on_disk, complete=on_disk, log=tuple(log))
+        for name, log in (("h1", verified), ("h2", lost), ("h3", put_back))
+    }
+    assert rollback_plan(states, None).moves == {"h1": R3, "h2": R3, "h3": R2}
+
+
+def test_cleanup_keeps_what_a_fleet_rollback_may_need_where_a_line_was_lost() -> None:
+    """h2 was cut off after switching to r6 (no line): alone it would go back to r6, the
+    fleet's rollback takes it to r2. Cleanup keeps both."""
+    log = [
+        _line("deploy", R1, None, R1),
+        _line("deploy", R2, R1, R2),
+        _line("deploy", R7, R6, R7),
+    ]
+    on_disk = frozenset({R1, R2, R6, R7})
+    state = TargetState(current=R7, releases=on_disk, complete=on_disk, log=tuple(log))
+    removable = state.removable(keep=1)
+    assert R2 not in removable and R6 not in removable and R7 not in removable

@@ -112,8 +112,10 @@ class TargetState:
                 previous = str(entry.get("previous") or "")
                 if live is _UNREAD or not previous:
                     # the first line read (the log may be read from its tail), or a host that
-                    # had nothing live: the history starts here
-                    stack = [previous] if previous else []
+                    # had nothing live: the history starts here (a rollback's previous is the
+                    # release it undid: never one to go back to)
+                    undone = entry.get("event") == "rollback"
+                    stack = [previous] if previous and not undone else []
                 elif previous in stack:
                     del stack[stack.index(previous) + 1 :]
                 else:
@@ -127,6 +129,10 @@ class TargetState:
             if entry.get("event") == "rollback" and release in stack:
                 del stack[stack.index(release) + 1 :]
             elif entry.get("event") in ("deploy", "rollback"):
+                undone = entry.get("previous")
+                fled = entry.get("event") == "rollback" and stack and stack[-1] == undone
+                if fled and undone in unrecorded:
+                    stack.pop()  # left with --to: it went live without its line
                 stack.append(release)
         return stack, unrecorded
 
@@ -190,6 +196,9 @@ class TargetState:
         protected = set(deployed[-keep:]) if keep > 0 else set()
         protected.add(self.current or "")
         protected.add(self.rollback_target() or "")
+        # and the one a fleet's rollback takes when it passes over a release live here without
+        # its line (the others' logs may say it was put back: this target cannot know)
+        protected.add(self.rollback_target(self._walk()[1]) or "")
         if self.slots is not None:
             # an idle slot's release is an instant rollback: its directory stays
             protected.update(r.release or "" for r in self.slots.slots.values())
