@@ -68,6 +68,7 @@ class FleetLock:
 
     def _take(self, skip_unreachable: bool) -> None:
         run = self.run
+        self._retired.clear()  # a try after a wait: every lock it takes is beaten again
         owner = locks.new_owner(
             run.release or None,
             run.clock().isoformat(timespec="seconds"),
@@ -166,12 +167,16 @@ class FleetLock:
             finally:
                 gate.release()
 
-        workers = min(run.parallel, 32)
+        # a worker per host (up to 64), whatever ``parallel`` is: hosts that hang hold up
+        # only their own touches
+        workers = max(1, min(len(run.targets), 64))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="beat") as pool:
             while not self._releasing.wait(self.heartbeat):
-                # no round waits for the last one: a host that hangs holds up only its own
+                # no round waits for the last one, and a host whose touch is still on its way
+                # gets no second one queued
                 for target in list(run.targets):
-                    pool.submit(touch, target)
+                    if not self._gate(target).locked():
+                        pool.submit(touch, target)
 
     def _gate(self, target: Target) -> threading.Lock:
         """Held while ``target``'s heartbeat is touched, and by ``retire``."""
@@ -185,6 +190,12 @@ class FleetLock:
         finish never leaves the others' locks without one (they would look stale)."""
         with self._gate(target):
             self._retired.add(target.name)
+
+    def unretire(self, target: Target) -> None:
+        """``target``'s lock was not released after all (its unlock failed): beaten again
+        until the run's end releases it."""
+        with self._gate(target):
+            self._retired.discard(target.name)
 
     def check(self, targets: Sequence[Target], *, confirmed: bool = False) -> None:
         """Make sure this run still holds the lock of ``targets`` (before they switch).

@@ -69,8 +69,10 @@ def stale_reason(owner: Mapping[str, Any], age: int | None) -> str | None:
     alive, gone = _owner_process(owner)
     if gone:
         return gone
-    if alive:
+    if alive and owner.get("pid") != os.getpid():
         return None
+    # this very process (a program that runs deploys one after the other, in process): a lock
+    # an earlier run of it left is judged by its heartbeat, as any other
     interval = owner.get("heartbeat_interval")
     beat = interval if isinstance(interval, int | float) and interval > 0 else HEARTBEAT_INTERVAL
     if age is not None and age > STALE_BEATS * beat:

@@ -132,13 +132,15 @@ def finish_all(
     release: str,
     among: Sequence[Target],
     retire: Callable[[Target], None] = lambda _target: None,
+    unretire: Callable[[Target], None] = lambda _target: None,
 ) -> dict[str, list[str]]:
     """A successful deploy's end on each target of ``among``, in one command there: its line
     in the release log; once that is written, the releases no longer needed removed; then the
     lock released (where this run took it). Each part fails alone, as the separate commands
     did: a failed record or cleanup is a warning, and a lock this did not release is released
     at the run's end as any other. By target, the releases that went. ``retire`` is called
-    for each target whose lock the command releases, just before it (``FleetLock.retire``)."""
+    for each target whose lock the command releases, just before it (``FleetLock.retire``),
+    ``unretire`` for one whose unlock then failed."""
     now = run.clock().isoformat(timespec="seconds")
     removed: dict[str, list[str]] = {}
     unlocked: list[str] = []
@@ -177,6 +179,7 @@ def finish_all(
                 target.unlocked()
                 unlocked.append(target.name)
             elif codes[2] != 0:
+                unretire(target)
                 run.emit(
                     "warning",
                     f"the lock stays until the run's end: {run.redact(run.summary(result))}",

@@ -204,7 +204,9 @@ class Runner:
                 if not behind and not run.dry:
                     # every target on the new release: its record, cleanup and unlock are
                     # one command there
-                    removed = records.finish_all(run, run.release, on_new, self.lock.retire)
+                    removed = records.finish_all(
+                        run, run.release, on_new, self.lock.retire, self.lock.unretire
+                    )
                 else:
                     records.record_all(run, "deploy", "success", run.release, among=on_new)
                 if behind:

@@ -5,14 +5,16 @@ this machine is never judged stale, however old its heartbeat."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from deploylib import Pipeline, build, push, switch
+from deploylib import Pipeline, build, push, run, switch
 from deploylib.commands import Operation, Result
 from deploylib.hosts import Host
 from deploylib.reporting import RecordingReporter
@@ -76,6 +78,93 @@ def test_the_others_locks_are_beaten_while_one_host_is_slow_to_finish() -> None:
     assert not any(t.lock_lost for t in runner.targets)
 
 
+def _runner(fleet: FakeFleet, names: list[str], pipeline: Pipeline, **options: Any) -> Runner:
+    env = environment(hosts=[Host(n, n) for n in names])
+    return Runner(
+        env,
+        pipeline,
+        backend_for=fleet.backend_for,
+        controller=fleet.controller,
+        reporter=RecordingReporter(),
+        revision="abc1234",
+        clock=lambda: FIXED_TIME,
+        workdir=Path(WORKDIR),
+        lock_token=TOKEN,
+        heartbeat=BEAT,
+        **options,
+    )
+
+
+def _stamped(fleet: FakeFleet, name: str, stamps: list[float]) -> None:
+    def seen(op: Operation) -> Result | None:
+        if op.description == "heartbeat":
+            stamps.append(time.monotonic())
+        return None
+
+    fleet[name].respond(seen)
+
+
+def _slow_run(fleet: FakeFleet, name: str, seconds: float) -> None:
+    def slow(op: Operation) -> Result | None:
+        if "slow-step" in op.line:
+            time.sleep(seconds)
+        return None
+
+    fleet[name].respond(slow)
+
+
+SLOW_PIPELINE = Pipeline(build("make {artifact}"), push(), run("echo slow-step"), switch())
+
+
+def test_a_host_whose_touch_hangs_holds_up_no_other_host_s_heartbeat() -> None:
+    """With parallel = 1 too: the heartbeat has a worker per host, whatever ``parallel`` is."""
+    fleet = FakeFleet()
+
+    def hangs(op: Operation) -> Result | None:
+        if op.description == "heartbeat":
+            time.sleep(1.0)
+        return None
+
+    fleet["h1"].respond(hangs)
+    stamps: list[float] = []
+    _stamped(fleet, "h2", stamps)
+    _slow_run(fleet, "h2", 1.5)
+    outcome = _runner(fleet, ["h1", "h2"], SLOW_PIPELINE, parallel=1).deploy(
+        environment(hosts=[Host("h1", "h1"), Host("h2", "h2")]).hosts
+    )
+    assert outcome.release
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert len(stamps) >= 10 and max(gaps) < 0.5, (len(stamps), max(gaps, default=0))
+
+
+def test_a_lock_taken_on_a_second_try_is_beaten_like_the_others(monkeypatch: Any) -> None:
+    """``--lock-wait``: the first try found h2 held and gave h1's lock back; the second try
+    took both, and both are beaten for the rest of the deploy."""
+    from deploylib import fleet_lock
+    from deploylib.remote.lock import LOCK_HELD_EXIT
+    from deploylib.remote.reading import render_state
+
+    monkeypatch.setattr(fleet_lock, "LOCK_POLL", 0.1)
+    fleet = FakeFleet()
+    tries: list[int] = []
+
+    def held_once(op: Operation) -> Result | None:
+        if op.description == "lock":
+            tries.append(1)
+            if len(tries) == 1:
+                return Result(LOCK_HELD_EXIT, render_state(), stderr="held")
+        return None
+
+    fleet["h2"].respond(held_once)
+    stamps: list[float] = []
+    _stamped(fleet, "h1", stamps)
+    _slow_run(fleet, "h1", 1.0)
+    hosts = environment(hosts=[Host("h1", "h1"), Host("h2", "h2")]).hosts
+    outcome = _runner(fleet, ["h1", "h2"], SLOW_PIPELINE, parallel=2, lock_wait=5).deploy(hosts)
+    assert outcome.release and len(tries) == 2
+    assert len(stamps) >= 5, len(stamps)
+
+
 def test_a_lock_whose_deploy_runs_here_is_never_stale_however_old_its_heartbeat(
     project: Project,
 ) -> None:
@@ -115,3 +204,25 @@ def test_a_lock_whose_deploy_runs_here_is_never_stale_however_old_its_heartbeat(
     unlock = project.cli("unlock", "--env", "dev")
     assert unlock.returncode == 0, unlock.stdout + unlock.stderr
     assert not lock.exists()
+
+
+def test_a_lock_this_very_process_left_earlier_is_judged_by_its_heartbeat() -> None:
+    """A program that runs deploys in process, one after another: a lock an earlier run of it
+    failed to release is stale once its heartbeat stopped, as any other; another process's
+    running deploy never is."""
+    import socket
+
+    from deploylib import locks
+
+    mine = locks.new_owner("r1", "earlier", 1.0)
+    assert locks.stale_reason(mine, age=3600) is not None
+    assert locks.stale_reason(mine, age=1) is None
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        theirs = {**mine, "pid": other.pid, "host": socket.gethostname()}
+        theirs.update(locks.process_identity(other.pid))
+        assert locks.stale_reason(theirs, age=3600) is None
+    finally:
+        other.kill()
+        other.wait()
+    assert locks.stale_reason(theirs, age=3600) is not None  # gone now
