@@ -104,10 +104,14 @@ def _render_at(template: str, values: Mapping[str, str], quote: Callable[[str, i
 
 class _ShellQuoting:
     """Which quoting each position of a shell template is in, read once: outside quotes,
-    inside ``"..."``, inside ``'...'``, or in a here-document's body. ``$(...)`` and
-    backquotes open a command of their own (outside quotes again, whatever surrounds them);
-    ``${...}`` keeps the quoting around it; ``#`` at a word's start comments to the line's end
-    (a quote there is no quote; a placeholder there gets its value on one line)."""
+    inside ``"..."``, ``'...'`` or ``$'...'``, in arithmetic (``$((...))``), in a comment or in
+    a here-document's body. ``$(...)`` and backquotes open a command of their own (outside
+    quotes again, whatever surrounds them); ``${...}`` keeps the quoting around it (a ``"``
+    inside it opens a quote of its own); a ``case`` pattern's parenthesis closes nothing;
+    ``#`` at a word's start comments to the line's end (a quote there is no quote).
+
+    Where a value cannot be quoted (a here-document's body, right after a backslash) or must be
+    a number (arithmetic), a value that is not is an error, never text the shell would read."""
 
     def __init__(self, template: str) -> None:
         self.template = template
@@ -128,28 +132,35 @@ class _ShellQuoting:
             return "".join("\\" + c if c in '$`"\\' else c for c in value)
         if kind == "single":
             return value.replace("'", "'\\''")
-        if kind == "comment":  # a line break would end the comment: the rest would run
-            return shlex.quote(" ".join(value.splitlines()))
-        if kind == "heredoc":
-            raise ConfigError(
-                "a placeholder in a here-document's body cannot be quoted there: "
-                "set a variable to it before the here-document and use that",
-                key=self.template[start:].split("}", 1)[0] + "}",
-            )
+        if kind == "ansi":  # $'...': closed, the value quoted, opened again
+            return "'" + shlex.quote(value) + "$'"
+        if kind == "comment":  # shown, never run: only its plain characters, on one line
+            return _UNPLAIN.sub("_", value)
+        if kind == "arith" and re.fullmatch(r"-?[0-9]+", value):
+            return value
+        if kind == "plain-only" and _PLAIN_VALUE.fullmatch(value):
+            return value
+        if kind in _UNQUOTABLE:
+            raise ConfigError(_UNQUOTABLE[kind], key=self.template[start:].split("}", 1)[0] + "}")
         return shlex.quote(value)
 
     def _read(self) -> None:
         text = self.template
         frames = [_Frame("plain", "")]  # the contexts open, innermost last
-        heredoc = pending = False
+        heredocs: list[tuple[str, bool]] = []  # delimiters whose bodies start at the next line
         i = 0
         while i < len(text):
             frame = frames[-1]
             placeholder = _FIELD_RE.match(text, i)
             if placeholder and placeholder.group(1):
-                self.kinds[i] = "heredoc" if heredoc else frame.kind
-                if any(f.closer == "`" for f in frames):
+                self.kinds[i] = frame.kind
+                backquotes = sum(f.closer in _BACKQUOTES for f in frames)
+                if backquotes:
                     self.backquoted.add(i)
+                if backquotes > 1 or any(f.closer == "}" for f in frames):
+                    # ${...} has quoting rules of its own (bash reads '...' in it, even within
+                    # double quotes), backquotes nested in backquotes an escaping per level
+                    self.kinds[i] = "plain-only"
                 i = placeholder.end()
                 continue
             c = text[i]
@@ -160,20 +171,40 @@ class _ShellQuoting:
             if frame.kind == "single":
                 if c == "'":
                     frames.pop()
+            elif c == "\\" and ahead == "`" and any(f.closer in _BACKQUOTES for f in frames):
+                # a backquote in backquotes: a command substitution nested one level deeper
+                if frame.closer == "\\`":
+                    frames.pop()
+                else:
+                    frames.append(_Frame("plain", "\\`"))
+                i += 1
             elif c == "\\":
+                after = _FIELD_RE.match(text, i + 1)
+                if after and after.group(1):
+                    self.kinds[i + 1] = "escaped"
+                    i = after.end()
+                    continue
+                i += 1
+            elif frame.kind == "ansi":
+                if c == "'":
+                    frames.pop()
+            elif c == "$" and ahead == "'" and plain:
+                frames.append(_Frame("ansi", "'"))
                 i += 1
             elif c == "'" and plain:
                 frames.append(_Frame("single", "'"))
-            elif c == '"':
-                if frame.kind == "double":
-                    frames.pop()
-                else:
-                    frames.append(_Frame("double", '"'))
+            elif c == '"' and frame.kind == "double" and frame.closer == '"':
+                frames.pop()
+            elif c == '"' and frame.kind in ("plain", "double"):
+                frames.append(_Frame("double", '"'))
             elif c == "`":
                 if frame.closer == "`":
                     frames.pop()
                 else:
                     frames.append(_Frame("plain", "`"))
+            elif c == "$" and text.startswith("((", i + 1):
+                frames.append(_Frame("arith", ")", depth=2))
+                i += 2
             elif c == "$" and ahead == "(":
                 frames.append(_Frame("plain", ")", depth=1))
                 i += 1
@@ -190,13 +221,13 @@ class _ShellQuoting:
                 i += 3
             elif c in "()" and frame.cases:
                 pass  # a pattern's parenthesis, or a subshell's inside a case: neither ends $(
-            elif c == "(" and frame.closer == ")" and plain:
+            elif c == "(" and frame.closer == ")":
                 frame.depth += 1
-            elif c == ")" and frame.closer == ")" and plain:
+            elif c == ")" and frame.closer == ")":
                 frame.depth -= 1
                 if frame.depth <= 0:
                     frames.pop()
-            elif plain and c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+            elif plain and c == "#" and frame.closer != "}" and _word_start(text, i):
                 end = text.find("\n", i)
                 end = len(text) if end < 0 else end
                 for inside in _FIELD_RE.finditer(text, i, end):
@@ -204,19 +235,72 @@ class _ShellQuoting:
                         self.kinds[inside.start()] = "comment"
                 i = end
                 continue
+            elif plain and text.startswith("<<<", i):
+                i += 2  # a here-string: a word, not a here-document
             elif plain and c == "<" and ahead == "<":
-                pending = True
-                i += 1
-            elif c == "\n" and pending:
-                heredoc = True
+                i = self._heredoc_start(text, i + 2, heredocs)
+                continue
+            elif c == "\n" and heredocs:
+                i = self._heredoc_bodies(text, i + 1, heredocs)
+                heredocs.clear()
+                continue
             i += 1
+
+    def _heredoc_start(self, text: str, i: int, heredocs: list[tuple[str, bool]]) -> int:
+        """Read the delimiter after ``<<`` (at ``i``): note it, return where reading goes on."""
+        tabs = text.startswith("-", i)
+        i += tabs
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        word = re.match(r"""(?:'[^']*'|"[^"]*"|\\.|[^\s;&|<>()])+""", text[i:])
+        delimiter = word.group(0) if word else ""
+        heredocs.append((delimiter.replace("'", "").replace('"', "").replace("\\", ""), tabs))
+        return i + len(delimiter)
+
+    def _heredoc_bodies(self, text: str, i: int, heredocs: list[tuple[str, bool]]) -> int:
+        """Mark every placeholder in the bodies of ``heredocs`` (starting at ``i``, one after
+        the other); return where the last one's delimiter line ends."""
+        for delimiter, tabs in heredocs:
+            while i < len(text):
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+                line = text[i:end]
+                for inside in _FIELD_RE.finditer(text, i, end):
+                    if inside.group(1):
+                        self.kinds[inside.start()] = "heredoc"
+                i = end + 1
+                if (line.lstrip("\t") if tabs else line) == delimiter:
+                    break
+        return i
+
+
+#: why a placeholder cannot stand where it does, by the kind of place
+_UNQUOTABLE = {
+    "heredoc": "a placeholder in a here-document's body cannot be quoted there: set a "
+    "variable to it before the here-document and use that",
+    "escaped": "a placeholder right after a backslash cannot be quoted: remove the backslash",
+    "arith": "a placeholder in $((...)) takes a whole number only (it is read as arithmetic)",
+    "plain-only": "a placeholder inside ${...} or in backquotes within backquotes takes only "
+    "letters, digits and _@%+=:,./- (its quoting there differs between shells)",
+}
+#: a value that needs no quoting in any shell context
+#: what closes a backquoted command substitution, and one nested in it
+_BACKQUOTES = ("`", "\\`")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+_UNPLAIN = re.compile(r"[^A-Za-z0-9_@%+=:,./-]")
+
+
+def _word_start(text: str, i: int) -> bool:
+    """``i`` is where a shell word starts (a ``#`` there starts a comment)."""
+    return i == 0 or text[i - 1] in " \t\n;&|()<>`"
 
 
 @dataclass
 class _Frame:
-    """One open context of a shell template: its quoting (``plain``, ``double``, ``single``),
-    what closes it, the parentheses open in it (``$(`` counts them) and the ``case`` statements
-    open in it (their patterns' parentheses match none)."""
+    """One open context of a shell template: its quoting (``plain``, ``double``, ``single``,
+    ``ansi`` for ``$'...'``, ``arith``), what closes it, the parentheses open in it (``$(``
+    counts them) and the ``case`` statements open in it (their patterns' parentheses match
+    none)."""
 
     kind: str
     closer: str

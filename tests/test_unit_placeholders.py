@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,11 @@ HOSTILE = "/srv/a$(touch x)`touch y`\"q\\'s' \\$HOME\nz\\"
         "printf '%s' 'at {host}.'",
         "printf '%s' \"$(printf '%s' {host})\"",
         "printf '%s' \"$(printf '%s' \"{host}\")\"",
-        "printf '%s' \"${UNSET_VAR:-{host}}\"",
+        "cat <<EOF >/dev/null\nhello\nEOF\nprintf '%s' {host}",
+        "x=$((1<<2))\nprintf '%s' {host}",
+        "printf '%s' \"${X:-\"a\"}\" >/dev/null; printf '%s' {host}",
+        "printf '%s' {host} `#{host}`",
+        "printf '%s' {host} #{host}",
         "printf '%s' \"`printf '%s' {host}`\"",
         "printf '%s' \"`printf '%s' \"{host}\"`\"",
         "# it's a comment, not a quote\nprintf '%s' {host}",
@@ -70,6 +75,45 @@ def test_a_hostile_value_stays_itself_in_every_kind_of_quoting(
     expected = {"at": f"at {HOSTILE}."}.get(template.split("{host}")[0][-3:-1], HOSTILE)
     assert out.stdout == expected
     assert not list(tmp_path.iterdir())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "cat <<EOF\n# managed for {host}\nEOF",
+        "cat <<-'EOF'\n\t{host}\n\tEOF",
+        "printf '%s' \"\\{host}\"",
+        "printf '%s' \\{host}",
+        "echo $(( {host} + 1 ))",
+        "printf '%s' \"${UNSET_VAR:-{host}}\"",
+        'echo ${X:- #"{host}"}',
+        "echo `echo \\`echo {host}\\``",
+    ],
+)
+def test_where_a_hostile_value_cannot_be_quoted_it_is_an_error(template: str) -> None:
+    """A here-document's body, right after a backslash, arithmetic, ``${...}`` and nested
+    backquotes: a value that is not plain there is refused, never handed to the shell."""
+    with pytest.raises(ConfigError):
+        render_shell(template, {"host": HOSTILE})
+
+
+@pytest.mark.parametrize(
+    "template", ["printf '%s' $'{host}'", "cat <<< x >/dev/null\nprintf '%s' {host}"]
+)
+def test_bash_s_own_quoting_and_here_strings_keep_a_value_itself(
+    template: str, tmp_path: Path
+) -> None:
+    line = render_shell(template, {"host": HOSTILE})
+    out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == HOSTILE and not list(tmp_path.iterdir())
+
+
+def test_a_plain_value_is_welcome_where_a_hostile_one_is_refused() -> None:
+    assert render_shell("echo $(( {port} + 1 ))", {"port": "8001"}) == "echo $(( 8001 + 1 ))"
+    assert render_shell('echo "${X:-{host}}"', {"host": "web-1.example"}) == (
+        'echo "${X:-web-1.example}"'
+    )
 
 
 def test_a_placeholder_in_a_here_documents_body_is_an_error() -> None:
