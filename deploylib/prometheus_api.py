@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from deploylib.commands import Probe, Result, number, one_line
@@ -50,8 +50,8 @@ class Sample:
     value: float
     labels: Mapping[str, object] | None
 
-    def describe(self) -> str:
-        return f"{describe_labels(self.labels)} = {number(self.value)}"
+    def describe(self, redact: Callable[[str], str] = str) -> str:
+        return f"{describe_labels(self.labels, redact)} = {number(self.value)}"
 
 
 class NotAnAnswer(ValueError):
@@ -81,7 +81,7 @@ def judge(probe: Probe, status: int, body: str, *, cut_at: int | None = None) ->
     if status != 200:
         return _failed(f"{where}: HTTP {status}, expected 200{_body_start(probe.redact(body))}")
     try:
-        samples = samples_of(document)
+        samples = samples_of(document, probe.redact)
     except NotAnAnswer as exc:
         shown = _body_start(probe.redact(body)) if exc.foreign else ""
         return _failed(f"{where}: {exc}{shown}")
@@ -97,11 +97,12 @@ def judge(probe: Probe, status: int, body: str, *, cut_at: int | None = None) ->
     sample, why = outside[0]
     others = len(outside) - 1
     more = f" (and {others} more sample{'s' if others > 1 else ''} out of bounds)" if others else ""
-    return _failed(f"{where}: {sample.describe()}, {why}{more}")
+    return _failed(f"{where}: {sample.describe(probe.redact)}, {why}{more}")
 
 
-def samples_of(document: object) -> list[Sample]:
-    """The numbers of a successful instant query's answer; ``NotAnAnswer`` if it holds none."""
+def samples_of(document: object, redact: Callable[[str], str] = str) -> list[Sample]:
+    """The numbers of a successful instant query's answer; ``NotAnAnswer`` if it holds none
+    (its message masked by ``redact``)."""
     if not isinstance(document, dict) or document.get("status") != "success":
         raise NotAnAnswer("not an answer of Prometheus's query API", foreign=True)
     data = document.get("data")
@@ -130,7 +131,7 @@ def samples_of(document: object) -> list[Sample]:
         labels: Mapping[str, object] = item.get("metric", {})
         if "value" not in item and "histogram" in item:
             raise NotAnAnswer(
-                f"{describe_labels(labels)} is a histogram, not a number: check a number "
+                f"{describe_labels(labels, redact)} is a histogram, not a number: check a number "
                 "made of it (histogram_quantile, histogram_count, ...)"
             )
         samples.append(Sample(_value(item.get("value")), labels))
@@ -158,9 +159,10 @@ def _outside(probe: Probe, value: float) -> str:
     return ""
 
 
-def describe_labels(labels: Mapping[str, object] | None) -> str:
+def describe_labels(labels: Mapping[str, object] | None, redact: Callable[[str], str] = str) -> str:
     """A series as Prometheus writes it: ``name{label="value", ...}``; ``{}`` for a series with
-    no labels, ``scalar`` for a scalar. Cut at ``LABELS_SHOWN`` characters."""
+    no labels, ``scalar`` for a scalar. Cut at ``LABELS_SHOWN`` characters, after ``redact``
+    masked the secrets in it (a secret cut first would no longer be found)."""
     if labels is None:
         return "scalar"
     name = labels.get("__name__")
@@ -170,7 +172,7 @@ def describe_labels(labels: Mapping[str, object] | None) -> str:
         if key != "__name__"
     )
     text = f"{name if isinstance(name, str) else ''}{{{pairs}}}"
-    return _cut(text, LABELS_SHOWN)
+    return _cut(redact(text), LABELS_SHOWN)
 
 
 def shown_query(query: str) -> str:

@@ -17,7 +17,7 @@ from deploylib.hosts import LOCAL
 from deploylib.probes import perform_probe
 from deploylib.secrets import MASK, Secret
 from deploylib.testing import environment
-from tests.testbed.prometheus import PrometheusAPI, api_error
+from tests.testbed.prometheus import PrometheusAPI, api_error, vector
 
 CUT = "SuperSecretToken-1234567890"  # across the 200-byte cut
 SPACED = "Correct  Horse\tBattery  Staple"  # blanks a one-line message would run together
@@ -75,3 +75,12 @@ def test_a_failing_prometheus_checks_message_masks_before_it_cuts(
     said = message(prometheus(server.url, "up", max=1))
     assert "bad_data" in said and MASK in said
     assert not shows_part_of(said, CUT) and not shows_part_of(said, SPACED)
+
+
+def test_a_samples_labels_are_masked_before_they_are_cut(server: PrometheusAPI) -> None:
+    """A label value holding a secret, across the cut of a long series name."""
+    labels = {"__name__": "x" * 100, "token": f"{'y' * 40}{CUT}"}
+    server.answer = (200, vector((labels, "5")))
+    said = message(prometheus(server.url, "up", max=1))
+    assert "above max 1" in said and MASK in said
+    assert not shows_part_of(said, CUT)
