@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +38,12 @@ def test_the_others_locks_are_beaten_while_one_host_is_slow_to_finish() -> None:
             window.append(time.monotonic())
         return None
 
-    def beat_of(name: str) -> Callable[[Operation], Result | None]:
-        def seen(op: Operation) -> Result | None:
-            if op.description == "heartbeat":
-                beats[name].append(time.monotonic())
-            return None
-
-        return seen
-
     fleet["h1"].respond(slow_finish)
-    for name in beats:
-        fleet[name].respond(beat_of(name))
-    env = environment(hosts=[Host(n, n) for n in ("h1", "h2", "h3")])
-    runner = Runner(
-        env,
-        PIPELINE,
-        backend_for=fleet.backend_for,
-        controller=fleet.controller,
-        reporter=RecordingReporter(),
-        revision="abc1234",
-        clock=lambda: FIXED_TIME,
-        workdir=Path(WORKDIR),
-        lock_token=TOKEN,
-        parallel=1,  # one host finishes after the other
-        heartbeat=BEAT,
-    )
+    for name, stamps in beats.items():
+        _stamped(fleet, name, stamps)
+    names = ["h1", "h2", "h3"]
+    runner = _runner(fleet, names, PIPELINE, parallel=1)  # one host finishes after the other
+    env = environment(hosts=[Host(n, n) for n in names])
     outcome = runner.deploy(env.hosts)
 
     assert outcome.release
