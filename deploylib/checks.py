@@ -179,16 +179,18 @@ def prometheus(
 LONGEST_CHECK = 3600.0
 
 
-def _seconds(where: str, timeout: object) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout <= LONGEST_CHECK
-    ):
+def seconds(where: str, name: str, value: object, longest: float) -> float:
+    """``value`` as a number of seconds above 0 and at most ``longest``, or a ``ConfigError``
+    naming ``where`` and ``name`` (a check's timeout, a step's timeout or deadline)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= longest:
         raise ConfigError(
-            f"{where}: timeout={timeout!r}: a number of seconds > 0, at most {LONGEST_CHECK:g}"
+            f"{where}: {name}={value!r}: a number of seconds > 0, at most {longest:g}"
         )
-    return float(timeout)
+    return float(value)
+
+
+def _seconds(where: str, timeout: object) -> float:
+    return seconds(where, "timeout", timeout, LONGEST_CHECK)
 
 
 def _check_url(where: str, url: object) -> None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
-from deploylib.checks import Check
+from deploylib.checks import Check, seconds
 from deploylib.errors import ConfigError
 from deploylib.remote.images import ARG_NAME_RE
 from deploylib.steps.base import Step
@@ -307,15 +307,8 @@ LONGEST_SECONDS = 86400
 
 
 def _check_timeout(what: str, timeout: float | None, name: str = "timeout") -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout <= LONGEST_SECONDS
-    ):
-        raise ConfigError(
-            f"{what}({name}={timeout!r}): a {name} is a number of seconds > 0, "
-            f"at most {LONGEST_SECONDS}"
-        )
+    if timeout is not None:
+        seconds(f"{what}()", name, timeout, LONGEST_SECONDS)
 
 
 def _check_sudo(what: str, sudo: bool | str) -> None:
