@@ -403,10 +403,22 @@ def test_rollback_with_one_host_unreachable_exits_4_listing_every_host(fleet_of:
         assert (entry["event"], entry["release"]) == ("rollback", first)
 
 
-def test_an_upload_that_arrives_changed_is_refused(fleet_of: FleetOf) -> None:
+@pytest.mark.parametrize(
+    "fakes",
+    [
+        # h2's OpenSSL reports another digest, as a corrupted copy would
+        {"openssl": 'cat > /dev/null; echo "0000000000000000 *stdin"'},
+        # h2 has no working OpenSSL: coreutils' sha256sum is read, and reports another digest
+        {"openssl": "exit 127", "sha256sum": 'cat > /dev/null; echo "0000000000000000  -"'},
+    ],
+    ids=["openssl", "sha256sum"],
+)
+def test_an_upload_that_arrives_changed_is_refused(
+    fleet_of: FleetOf, fakes: dict[str, str]
+) -> None:
     fleet = fleet_of(2)
-    # h2's sha256sum reports another digest, as a corrupted copy would
-    fleet.hosts.fake_command(2, "sha256sum", 'echo "0000000000000000  $1"')
+    for name, script in fakes.items():
+        fleet.hosts.fake_command(2, name, script)
     result = fleet.project.cli("deploy", "--env", "fleet")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "h2" in result.stdout and "sha256 mismatch" in result.stdout

@@ -414,7 +414,7 @@ def shipped_command(
         "trap 'exit 143' TERM",
         *prepare_lines(layout, need_bytes, has_env=bool(variables)),
         f"(umask 077 && {received([(p, len(b)) for p, b in blobs])} && cat > {q(part)})",
-        f'sum="$({gnu.sha256_stdin()} < {q(part)})"',
+        f'sum="$({gnu.sha256_read(part)})"',
         f'{{ [ "${{sum%% *}}" = {q(digest)} ] || '
         f"{{ rm -f {q(part)} {arrived}; echo {q(mismatch)} >&2; exit 1; }}; }}",
         *unpack,

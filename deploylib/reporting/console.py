@@ -17,6 +17,8 @@ _MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "start": "[dim]…[/]"
 
 #: events shown only with ``--verbose``: the locks taken and released, a notification sent
 QUIET = frozenset({"lock.taken", "lock.released", "notify.sent"})
+#: what only ``--verbose`` shows (and ``step.start``, never shown)
+_VERBOSE_ONLY = QUIET | {"operation", "output", "step.start"}
 
 
 class Printer(Protocol):
@@ -56,6 +58,9 @@ class ConsoleReporter:
 
     def _format(self, event: Event) -> str | None:
         kind = event.kind
+        if not self.verbose and kind in _VERBOSE_ONLY:
+            # dropped before any escaping: an operation's text is a whole script, for every host
+            return None
         message = escape(event.message)
         host = escape(event.host or "")
         step = escape(event.step or "")
