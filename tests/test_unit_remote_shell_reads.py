@@ -12,11 +12,12 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from deploylib.remote.free_space import available_kb
+from deploylib.remote.free_space import available_kb, set_available_kb
 from deploylib.remote.layout import Layout
 from deploylib.remote.lock import LOCK_HELD_EXIT, lock_command
 from deploylib.remote.log import LogEntry, record_command
@@ -119,11 +120,23 @@ def entry(release: str) -> LogEntry:
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("before", [None, "", "{a}\n", "{a}"])
-def test_the_record_adds_exactly_its_line(tmp_path: Path, shell: str, before: str | None) -> None:
+@pytest.mark.parametrize(
+    "before",
+    [
+        None,
+        b"",
+        b"{a}\n",
+        b"{a}",
+        # a torn tail, as a crash can leave one: kept byte for byte (NUL, CR, invalid UTF-8)
+        b"{a}\r\n{b\x00\xff\r",
+        b"{" + b"x" * 200_000,
+    ],
+    ids=["absent", "empty", "ended", "unended", "bytes", "long"],
+)
+def test_the_record_adds_exactly_its_line(tmp_path: Path, shell: str, before: bytes | None) -> None:
     layout = layout_in(tmp_path)
     if before is not None:
-        Path(layout.log).write_text(before)
+        Path(layout.log).write_bytes(before)
     new = entry("20261128T120000Z-abc")
     command = record_command(layout, new)
     assert isinstance(command.stdin, bytes)
@@ -131,8 +144,8 @@ def test_the_record_adds_exactly_its_line(tmp_path: Path, shell: str, before: st
     result = run(shell, command.line, command.stdin)
 
     assert result.returncode == 0, result.stderr
-    kept = (before or "") + ("\n" if before and not before.endswith("\n") else "")
-    assert Path(layout.log).read_text() == kept + new.as_json() + "\n"
+    kept = (before or b"") + (b"\n" if before and not before.endswith(b"\n") else b"")
+    assert Path(layout.log).read_bytes() == kept + new.as_json().encode() + b"\n"
     assert [p.name for p in Path(layout.meta).iterdir()] == ["releases.jsonl"]
 
 
@@ -354,15 +367,20 @@ DF_HEADER = "Filesystem     1024-blocks    Used Available Capacity Mounted on\n"
         ("no numbers here at all", ""),
     ],
 )
+@pytest.mark.parametrize(
+    "read",
+    [available_kb, lambda path: f'{set_available_kb("avail", path)}; echo "$avail"'],
+    ids=["printed", "set"],
+)
 def test_the_free_space_is_read_whatever_blanks_the_name_and_mount_point_hold(
-    tmp_path: Path, shell: str, row: str, available: str
+    tmp_path: Path, shell: str, row: str, available: str, read: Callable[[str], str]
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "df"
     fake.write_text(f"#!/bin/sh\nprintf '%s' {shlex.quote(DF_HEADER + row)}\n")
     fake.chmod(0o755)
-    script = f"PATH={shlex.quote(str(bin_dir))}:$PATH; IFS=:; set -f; {available_kb('/x')}"
+    script = f"PATH={shlex.quote(str(bin_dir))}:$PATH; IFS=:; set -f; {read('/x')}"
     done = run(shell, script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == available + "\n"

@@ -106,7 +106,7 @@ def space_check(directory: str, need_bytes: int) -> str:
         f"not enough free space in {directory}: this release needs {need_kb // 1024 + 1} MiB, "
     )
     return (
-        f"avail=$({free_space.available_kb(shlex.quote(directory))}) && "
+        f"{free_space.set_available_kb('avail', shlex.quote(directory))} && "
         f'{{ [ "$avail" -ge {need_kb} ] || '
         f'{{ echo {shlex.quote(message)}"$((avail / 1024)) MiB are free" >&2; exit 1; }}; }}'
     )
