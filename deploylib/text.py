@@ -38,7 +38,9 @@ def printable(text: str) -> str:
     ``\\u202e``. The result is for reading, not for parsing: a literal backslash in ``text``
     is left as it is.
     """
-    if text.isprintable():
+    if text.isprintable() or _CONTROL.search(text) is None:
+        # nothing to take out: the common case, a script's or a log's lines (whose line breaks
+        # and tabs make ``isprintable`` false) checked in one pass
         return text
     text = _ESCAPE_SEQUENCE.sub("", text.replace("\r\n", "\n"))
     return _CONTROL.sub(_visible, text)

@@ -25,6 +25,9 @@ class AliveMonitor:
             threading.Thread(target=target, daemon=True, name="deploylib-keepalive").start()
 
     def _ping(self) -> None:
+        # the handshake just had its answer: the first keepalive goes one interval later (a
+        # deploy shorter than that sends none; the watchdog's limit counts from now either way)
+        self._stop.wait(self.interval)
         while not self._stop.is_set() and self.transport.is_active():
             # returns when the server answers (OpenSSH answers "failure": any answer will do)
             # or when the watchdog closes the transport
