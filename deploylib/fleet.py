@@ -11,7 +11,7 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from deploylib.backends.base import Backend
@@ -19,6 +19,7 @@ from deploylib.hosts import Host
 from deploylib.remote.state import TargetState
 from deploylib.slots import Slot, SlotState
 from deploylib.whereabouts import Doubt, Whereabouts
+from deploylib.workers import submit
 
 
 @dataclass
@@ -183,7 +184,7 @@ class OpenedAhead:
                     backend.open_ahead()
 
         for _ in range(min(parallel, len(made))):
-            threading.Thread(target=open_next, name="open-ahead", daemon=True).start()
+            submit(open_next)
 
     def targets(self) -> list[Target]:
         """The targets, once made (their connections may still be opening). Interrupted
@@ -215,50 +216,57 @@ def run_parallel(
     re-raises: when the caller cleans up, no worker is still changing a target behind its
     back. What had not started by then never does."""
     targets = list(targets)
-    errors: dict[str, BaseException] = {}
     if not targets:
-        return errors
+        return {}
     gate = _Gate()
+    waiting = deque(targets)
+    raised: dict[str, BaseException] = {}
 
-    def gated(target: Target) -> None:
-        if not gate.enter():
-            return  # interrupted before it started
-        try:
-            work(target)
-        finally:
-            gate.leave()
+    def lane() -> None:
+        """Work on the next target waiting, until none waits or the gate is closed."""
+        while True:
+            try:
+                target = waiting.popleft()
+            except IndexError:
+                return
+            if not gate.enter():
+                return  # interrupted before it started
+            try:
+                work(target)
+            except BaseException as exc:  # the error of that target, for the caller
+                raised[target.name] = exc
+            finally:
+                gate.leave()
 
     # even one target is worked on in a thread of its own: Ctrl-C must land in this thread's
-    # wait, never inside a backend's library code (a lock taken there and never released)
-    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))))
-    futures: dict[str, Future[None]] = {}
+    # wait, never inside a backend's library code (a lock taken there and never released).
+    # At most ``parallel`` lanes, each taking the next target in order (in order when 1), on
+    # threads kept from the last step's work (``deploylib.workers``)
+    lanes: list[Future[None]] = []
     try:
-        try:
-            for target in targets:
-                futures[target.name] = pool.submit(gated, target)
-            for name, future in futures.items():
-                error = future.exception()
-                if error is not None:
-                    errors[name] = error
-        except KeyboardInterrupt:
-            on_interrupt()
-            for target in targets:
-                target.backend.halt()
-            gate.close_and_wait()
-            for target in targets:
-                target.backend.resume()
-            raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return errors
+        for _ in range(max(1, min(parallel, len(targets)))):
+            lanes.append(submit(lane))
+        for future in lanes:
+            error = future.exception()
+            if error is not None:  # a lane's own failure, not a target's
+                raise error
+    except KeyboardInterrupt:
+        on_interrupt()
+        for target in targets:
+            target.backend.halt()
+        gate.close_and_wait()
+        for target in targets:
+            target.backend.resume()
+        raise
+    return {t.name: raised[t.name] for t in targets if t.name in raised}
 
 
 class _Gate:
     """Counts the pieces of work running; once closed, none more starts.
 
-    The count is kept by the workers themselves, so it holds also for work whose thread or
-    future the interrupt kept the main thread from ever seeing (an interrupt inside
-    ``ThreadPoolExecutor.submit`` starts a thread the pool does not know yet)."""
+    The count is kept by the workers themselves, so it holds also for work whose future the
+    interrupt kept the main thread from ever seeing (an interrupt inside ``submit`` may leave
+    a lane running that the main thread never got)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()

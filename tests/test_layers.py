@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {
         "hosts",
         "collector",
+        "workers",
         "text",
         "markup",
         "locks",
