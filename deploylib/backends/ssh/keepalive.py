@@ -1,7 +1,12 @@
 """Dead links found in bounded time: paramiko's own keepalive asks for no reply, so it never
 notices a silent peer. ``AliveMonitor`` sends keepalives that expect one, and closes the
 transport when none came for ``alive_interval * alive_count_max`` seconds; closing it wakes
-every paramiko wait on it."""
+every paramiko wait on it.
+
+One watchdog thread looks after every connection of the process (a thread per connection woke
+four times a second each: 160 wake-ups a second at 40 hosts). A connection's keepalives start
+one interval after its handshake, on a thread of their own (the request waits for its answer):
+a deploy shorter than that starts none. The watchdog's limit counts from the handshake."""
 
 from __future__ import annotations
 
@@ -10,24 +15,25 @@ import time
 
 import paramiko
 
+#: the longest the watchdog sleeps between two looks
+TICK = 0.25
+
 
 class AliveMonitor:
-    """Keepalives that expect a reply, and a watchdog that closes a silent connection."""
+    """Keepalives that expect a reply, and the watchdog's limit for one connection."""
 
     def __init__(self, transport: paramiko.Transport, interval: float, count_max: int) -> None:
         self.transport = transport
         self.interval = interval
         self.limit = interval * count_max
-        self.last_reply = time.monotonic()
+        self.started = time.monotonic()
+        self.last_reply = self.started
         self.dead = False
+        self.pinging = False
         self._stop = threading.Event()
-        for target in (self._ping, self._watch):
-            threading.Thread(target=target, daemon=True, name="deploylib-keepalive").start()
+        WATCHDOG.add(self)
 
     def _ping(self) -> None:
-        # the handshake just had its answer: the first keepalive goes one interval later (a
-        # deploy shorter than that sends none; the watchdog's limit counts from now either way)
-        self._stop.wait(self.interval)
         while not self._stop.is_set() and self.transport.is_active():
             # returns when the server answers (OpenSSH answers "failure": any answer will do)
             # or when the watchdog closes the transport
@@ -37,12 +43,62 @@ class AliveMonitor:
             self.last_reply = time.monotonic()
             self._stop.wait(self.interval)
 
-    def _watch(self) -> None:
-        while not self._stop.wait(min(0.25, self.interval / 4)):
-            if time.monotonic() - self.last_reply > self.limit:
-                self.dead = True
-                self.transport.close()
-                return
+    def look(self, now: float) -> bool:
+        """The watchdog's look: close a silent connection, start the keepalives when due.
+        False once there is nothing more to watch."""
+        if self._stop.is_set():
+            return False
+        if now - self.last_reply > self.limit:
+            self.dead = True
+            # closing joins paramiko's thread: not on the watchdog's, which watches the others
+            threading.Thread(target=self.transport.close, daemon=True).start()
+            return False
+        if not self.pinging and now - self.started >= self.interval:
+            self.pinging = True
+            threading.Thread(target=self._ping, daemon=True, name="deploylib-keepalive").start()
+        return True
 
     def stop(self) -> None:
         self._stop.set()
+        WATCHDOG.remove(self)
+
+
+class _Watchdog:
+    """The thread that looks at every monitor in turn; it runs while there are monitors."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._monitors: set[AliveMonitor] = set()
+        self._running = False
+        self._wake = threading.Event()
+
+    def add(self, monitor: AliveMonitor) -> None:
+        with self._lock:
+            self._monitors.add(monitor)
+            if self._running:
+                self._wake.set()  # its interval may be shorter than the tick in use
+                return
+            self._running = True
+        threading.Thread(target=self._watch, daemon=True, name="deploylib-watchdog").start()
+
+    def remove(self, monitor: AliveMonitor) -> None:
+        with self._lock:
+            self._monitors.discard(monitor)
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                monitors = list(self._monitors)
+                if not monitors:
+                    self._running = False
+                    return
+            now = time.monotonic()
+            for monitor in monitors:
+                if not monitor.look(now):
+                    self.remove(monitor)
+            tick = min([TICK, *(m.interval / 4 for m in monitors)])
+            self._wake.wait(tick)
+            self._wake.clear()
+
+
+WATCHDOG = _Watchdog()

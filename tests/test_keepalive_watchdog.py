@@ -1,0 +1,84 @@
+"""The keepalive watchdog, over a transport that stands in for a peer: answering or silent."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, cast
+
+import paramiko
+
+from deploylib.backends.ssh.keepalive import WATCHDOG, AliveMonitor
+
+
+class Peer:
+    """What the monitor uses of a paramiko transport; ``silent`` never answers a request."""
+
+    def __init__(self, *, silent: bool) -> None:
+        self.silent = silent
+        self.requests = 0
+        self.closed = threading.Event()
+
+    def is_active(self) -> bool:
+        return not self.closed.is_set()
+
+    def global_request(self, kind: str, wait: bool = True) -> None:
+        assert kind == "keepalive@openssh.com" and wait
+        self.requests += 1
+        if self.silent:
+            self.closed.wait(30)  # paramiko's wait ends when the transport closes
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def watch(peer: Peer, interval: float, count_max: int) -> AliveMonitor:
+    return AliveMonitor(cast(paramiko.Transport, cast(Any, peer)), interval, count_max)
+
+
+def test_a_silent_peer_is_closed_after_the_limit_and_not_before() -> None:
+    peer = Peer(silent=True)
+    started = time.monotonic()
+    monitor = watch(peer, 0.4, 3)  # the limit: 1.2 s from the handshake
+    try:
+        assert peer.closed.wait(10)
+        took = time.monotonic() - started
+        assert monitor.dead
+        assert took >= 1.2, took
+        assert peer.requests == 1  # the first keepalive went out one interval in, unanswered
+    finally:
+        monitor.stop()
+
+
+def test_an_answering_peer_stays_open_and_a_short_run_sends_no_keepalive() -> None:
+    peer = Peer(silent=False)
+    monitor = watch(peer, 0.3, 2)
+    try:
+        time.sleep(0.15)
+        assert peer.requests == 0  # within the first interval: none sent
+        time.sleep(1.2)  # twice the limit
+        assert not peer.closed.is_set() and not monitor.dead
+        assert peer.requests >= 2
+    finally:
+        monitor.stop()
+    sent = peer.requests
+    time.sleep(0.8)
+    assert peer.requests <= sent + 1  # stopped: at most the one already on its way
+
+
+def named(name: str) -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == name}
+
+
+def test_one_watchdog_thread_for_many_connections_and_none_once_all_stopped() -> None:
+    before = named("deploylib-watchdog"), named("deploylib-keepalive")
+    monitors = [watch(Peer(silent=False), 5.0, 3) for _ in range(20)]
+    watchdogs = named("deploylib-watchdog")
+    assert len(watchdogs) == 1 and len(watchdogs - before[0]) <= 1
+    assert named("deploylib-keepalive") <= before[1]  # none started within the interval
+    for monitor in monitors:
+        monitor.stop()
+    if not WATCHDOG._monitors:  # no other test's connection left open: the thread ends
+        (watchdog,) = watchdogs
+        watchdog.join(timeout=5)
+        assert not watchdog.is_alive()
