@@ -270,3 +270,19 @@ def test_cleanup_keeps_what_a_fleet_rollback_may_need_where_a_line_was_lost() ->
     state = TargetState(current=R7, releases=on_disk, complete=on_disk, log=tuple(log))
     removable = state.removable(keep=1)
     assert R2 not in removable and R6 not in removable and R7 not in removable
+
+
+def test_deployed_orders_releases_by_their_last_deploy() -> None:
+    log = [log_entry("deploy", r) for r in "ABCAB"] + [log_entry("deploy", "D", "failed")]
+    assert target_state("B", "ABCD", log).deployed() == ["C", "A", "B"]
+
+
+def test_the_walked_history_is_read_once_and_handed_out_as_copies() -> None:
+    log = [log_entry("deploy", r) for r in "ABC"]
+    state = target_state("C", "ABC", log)
+    history = state.history()
+    history.clear()  # what a caller does with its copy never reaches the state
+    assert state.history() == ["A", "B", "C"]
+    assert state.rollback_target() == "B"
+    # a state made from it anew walks its own log
+    assert replace(state, log=tuple(log[:2]), current="B").history() == ["A", "B"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from deploylib.remote.layout import Layout
@@ -68,14 +69,15 @@ class TargetState:
 
     def deployed(self) -> list[str]:
         """Releases that a deploy made current, oldest first, each once (at its last time)."""
-        order: list[str] = []
+        # a dict keeps the order and moves a release to its last time in constant time (a
+        # list's remove made this quadratic: seconds for a fleet with years of history)
+        order: dict[str, None] = {}
         for entry in self.log:
             if entry.get("event") == "deploy" and entry.get("outcome") == "success":
                 release = str(entry.get("release"))
-                if release in order:
-                    order.remove(release)
-                order.append(release)
-        return order
+                order.pop(release, None)
+                order[release] = None
+        return list(order)
 
     def was_live(self, release: str) -> bool:
         """Whether a deploy or rollback ever made ``release`` current, by the log."""
@@ -103,7 +105,17 @@ class TargetState:
         return self._walk()[0]
 
     def _walk(self) -> tuple[list[str], set[str]]:
-        """``history``'s stack, and the releases pushed on it because a line was missing."""
+        """``history``'s stack, and the releases pushed on it because a line was missing: walked
+        once per state (a cleanup's decision asks for it three times), copies handed out."""
+        stack, unrecorded = self._walked
+        return list(stack), set(unrecorded)
+
+    @cached_property
+    def _walked(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        stack, unrecorded = self._walk_log()
+        return tuple(stack), frozenset(unrecorded)
+
+    def _walk_log(self) -> tuple[list[str], set[str]]:
         stack: list[str] = []
         unrecorded: set[str] = set()
         live: object = _UNREAD
