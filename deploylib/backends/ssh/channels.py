@@ -6,10 +6,12 @@ nothing of it runs on after deploylib moved on (a put-back, the unlock, the next
 from __future__ import annotations
 
 import codecs
+import contextlib
 import select
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 
 import paramiko
@@ -20,6 +22,7 @@ from deploylib.backends.ssh.connection import HostConnection
 from deploylib.backends.ssh.failures import Failed
 from deploylib.backends.ssh.shell import PID_WAIT, STOP_GRACE, RemoteShell, stop_group_script
 from deploylib.commands import Result
+from deploylib.workers import submit
 
 UNREACHABLE = 255
 INTERRUPTED = 130
@@ -141,15 +144,12 @@ class Channels:
         exited_at: float | None = None
         aborted_at: float | None = None
         stop_feeding = threading.Event()
-        feeder: threading.Thread | None = None
+        feeder: Future[None] | None = None
         if isinstance(stdin, bytes) and len(stdin) <= channel.out_window_size:
             _feed(channel, iter([stdin] if stdin else []), deadline, stop_feeding)
         else:
             chunks = iter([stdin]) if isinstance(stdin, bytes) else stdin
-            feeder = threading.Thread(
-                target=_feed, args=(channel, chunks, deadline, stop_feeding), daemon=True
-            )
-            feeder.start()
+            feeder = submit(lambda: _feed(channel, chunks, deadline, stop_feeding))
         try:
             while True:
                 if channel in self._aborted and not channel.exit_status_ready():
@@ -209,7 +209,8 @@ class Channels:
         finally:
             channel.close()  # wakes a feeder still waiting for window space
             if feeder is not None:
-                feeder.join(timeout=1)
+                with contextlib.suppress(TimeoutError):
+                    feeder.exception(timeout=1)
 
     def _lost(self, detail: str) -> Result:
         if self.connection.dead:
