@@ -57,19 +57,28 @@ class Workers:
                 future.set_result(result)
 
         with self._lock:
-            if self._idle:
+            claimed = self._idle > 0
+            if claimed:
                 self._idle -= 1  # that thread will take a job: this one or one just before
-                spawn = False
-            else:
-                spawn = True
+        if claimed:
+            self._jobs.put(job)
+        else:
+            # a new thread is handed its first job itself, never through the queue: a Ctrl-C
+            # while it is being made leaves no job queued for a thread that never came (the
+            # queue gets a job only for a thread that waits for one)
+            threading.Thread(target=self._serve, args=(job,), name=self.name, daemon=True).start()
+            with self._lock:
                 self.started += 1
-        self._jobs.put(job)
-        if spawn:
-            threading.Thread(target=self._serve, name=self.name, daemon=True).start()
         return future
 
-    def _serve(self) -> None:
+    def _serve(self, first: Callable[[], None]) -> None:
+        job: Callable[[], None] | None = first
         while True:
+            if job is not None:
+                job()
+                job = None  # what the job held is not kept alive by a waiting thread
+                with self._lock:
+                    self._idle += 1
             try:
                 job = self._jobs.get(timeout=self.idle_seconds)
             except queue.Empty:
@@ -77,11 +86,7 @@ class Workers:
                     if self._idle:  # nobody counted on this thread: it may end
                         self._idle -= 1
                         return
-                continue  # a submit counted on it a moment ago: its job is on its way
-            job()
-            del job  # what the job held is not kept alive by a waiting thread
-            with self._lock:
-                self._idle += 1
+                # a submit counted on it a moment ago: its job is on its way
 
 
 #: the workers of this process

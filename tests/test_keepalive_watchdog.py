@@ -7,6 +7,7 @@ import time
 from typing import Any, cast
 
 import paramiko
+import pytest
 
 from deploylib.backends.ssh.keepalive import WATCHDOG, AliveMonitor
 
@@ -82,3 +83,52 @@ def test_one_watchdog_thread_for_many_connections_and_none_once_all_stopped() ->
         (watchdog,) = watchdogs
         watchdog.join(timeout=5)
         assert not watchdog.is_alive()
+
+
+def test_a_single_keepalive_allowed_still_keeps_an_answering_peer_open() -> None:
+    """alive_count_max = 1: the limit is one interval, so the first keepalive cannot wait a
+    whole interval (the link would be judged dead before it was ever asked)."""
+    peer = Peer(silent=False)
+    monitor = watch(peer, 0.4, 1)
+    try:
+        time.sleep(2.0)
+        assert not peer.closed.is_set() and not monitor.dead
+        assert peer.requests >= 3
+    finally:
+        monitor.stop()
+
+
+def test_one_connections_trouble_does_not_end_the_watch_over_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    troubled = watch(Peer(silent=False), 5.0, 3)
+
+    def broken(now: float) -> bool:
+        raise ValueError("a bug in one connection's look")
+
+    monkeypatch.setattr(troubled, "look", broken)
+    silent = Peer(silent=True)
+    monitor = watch(silent, 0.2, 2)
+    try:
+        assert silent.closed.wait(10) and monitor.dead
+    finally:
+        monitor.stop()
+        troubled.stop()
+
+
+def test_a_silent_peer_is_closed_even_when_no_thread_can_be_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    silent = Peer(silent=True)
+    monitor = watch(silent, 0.2, 2)  # the watchdog runs from here on
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    try:
+        assert silent.closed.wait(10) and monitor.dead
+        assert silent.requests == 0  # no keepalive thread could be had: closed all the same
+    finally:
+        monkeypatch.undo()
+        monitor.stop()

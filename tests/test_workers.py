@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,37 @@ def test_idle_threads_end() -> None:
     assert alive("test-workers-idle") == 0
     # and work submitted after they ended still runs
     assert workers.submit(lambda: "late").result(timeout=10) == "late"
+
+
+def test_an_interrupt_while_a_thread_is_made_leaves_nothing_counted_on_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C can land while a new worker thread is made (its constructor is Python code):
+    no job may wait in the queue for a thread that never came, and no thread may be counted
+    as waiting that does not exist (the next piece of work would wait for it forever)."""
+    workers = Workers(name="test-workers-interrupted", idle=0.3)
+
+    class InterruptedOnce(threading.Thread):
+        armed = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if InterruptedOnce.armed:
+                InterruptedOnce.armed = False
+                raise KeyboardInterrupt
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(threading, "Thread", InterruptedOnce)
+    with pytest.raises(KeyboardInterrupt):
+        workers.submit(lambda: None)
+    monkeypatch.undo()
+    assert workers.waiting == 0
+    # two pieces at once still run at once
+    barrier = threading.Barrier(2, timeout=10)
+    both = [workers.submit(barrier.wait) for _ in range(2)]
+    for future in both:
+        future.result(timeout=10)
+    # and once every thread idled out, new work still runs
+    deadline = time.monotonic() + 10
+    while alive("test-workers-interrupted") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers.submit(lambda: "after").result(timeout=10) == "after"

@@ -66,9 +66,10 @@ def record_command(layout: Layout, entry: LogEntry, token: str | None = None) ->
         f"{sparing.make_dirs(layout.meta)} && "
         # a log that is not a regular file (a FIFO would block cat until the deadline) is
         # not written: the command fails at once, leaving it as it is
-        # awk copies it as bytes (C locale) with every line ended, the last one too when it
-        # lacks its newline: one process where cat, then tail and read of its last byte, were
-        f"{{ {{ [ ! -e {log} ] || {{ [ -f {log} ] && LC_ALL=C awk 1 {log}; }}; }} && "
+        f"{{ {{ [ ! -e {log} ] || {{ [ -f {log} ] && cat {log}; }}; }} && "
+        # the last byte read as a line: it ends one only when it is a newline (a NUL, which
+        # a command substitution would drop, is no line end either)
+        f"{{ [ ! -s {log} ] || tail -c 1 {log} | IFS= read -r _ || echo; }} && "
         "__dl_line= && IFS= read -r __dl_line && printf '%s\\n' \"$__dl_line\"; "
         f"}} > {temporary} && unset __dl_line && mv -f {temporary} {log} || "
         f"{{ rm -f {temporary}; echo {q('could not write the release log ' + layout.log)} >&2; "

@@ -41,21 +41,32 @@ class AliveMonitor:
             if not self.transport.is_active():
                 return
             self.last_reply = time.monotonic()
-            self._stop.wait(self.interval)
+            # halfway to the limit at most: with alive_count_max = 1 an answer an instant late
+            # would otherwise find the link already judged dead
+            self._stop.wait(min(self.interval, self.limit / 2))
 
     def look(self, now: float) -> bool:
-        """The watchdog's look: close a silent connection, start the keepalives when due.
+        """The watchdog's look: start the keepalives when due, close a silent connection.
         False once there is nothing more to watch."""
         if self._stop.is_set():
             return False
+        # the first keepalive goes one interval in, or halfway to the limit when that is
+        # sooner (alive_count_max = 1): its answer always has time to come
+        if not self.pinging and now - self.started >= min(self.interval, self.limit / 2):
+            pinger = threading.Thread(target=self._ping, daemon=True, name="deploylib-keepalive")
+            try:
+                pinger.start()
+                self.pinging = True
+            except RuntimeError:  # no thread to be had now: tried again at the next look
+                pass
         if now - self.last_reply > self.limit:
             self.dead = True
-            # closing joins paramiko's thread: not on the watchdog's, which watches the others
-            threading.Thread(target=self.transport.close, daemon=True).start()
+            try:
+                # closing joins paramiko's thread: not on the watchdog's, which watches others
+                threading.Thread(target=self.transport.close, daemon=True).start()
+            except RuntimeError:  # no thread to be had: closed here, late rather than never
+                self.transport.close()
             return False
-        if not self.pinging and now - self.started >= self.interval:
-            self.pinging = True
-            threading.Thread(target=self._ping, daemon=True, name="deploylib-keepalive").start()
         return True
 
     def stop(self) -> None:
@@ -86,19 +97,28 @@ class _Watchdog:
             self._monitors.discard(monitor)
 
     def _watch(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    monitors = list(self._monitors)
+                    if not monitors:
+                        self._running = False
+                        return
+                now = time.monotonic()
+                for monitor in monitors:
+                    try:
+                        watched = monitor.look(now)
+                    except Exception:  # one connection's trouble must not end the others' watch
+                        watched = True
+                    if not watched:
+                        self.remove(monitor)
+                tick = min([TICK, *(m.interval / 4 for m in monitors)])
+                self._wake.wait(tick)
+                self._wake.clear()
+        finally:
             with self._lock:
-                monitors = list(self._monitors)
-                if not monitors:
+                if self._running and self._monitors:  # ended by a bug: the next add restarts it
                     self._running = False
-                    return
-            now = time.monotonic()
-            for monitor in monitors:
-                if not monitor.look(now):
-                    self.remove(monitor)
-            tick = min([TICK, *(m.interval / 4 for m in monitors)])
-            self._wake.wait(tick)
-            self._wake.clear()
 
 
 WATCHDOG = _Watchdog()
