@@ -251,14 +251,27 @@ def run_parallel(
             if error is not None:  # a lane's own failure, not a target's
                 raise error
     except KeyboardInterrupt:
-        on_interrupt()
+        # a further Ctrl-C meanwhile must not cut this short: a backend left halted, or work
+        # still starting after this returned, would spoil the caller's clean-up
+        _shielded(on_interrupt)
         for target in targets:
-            target.backend.halt()
+            _shielded(target.backend.halt)
         gate.close_and_wait()
         for target in targets:
-            target.backend.resume()
+            _shielded(target.backend.resume)
         raise
     return {t.name: raised[t.name] for t in targets if t.name in raised}
+
+
+def _shielded(action: Callable[[], None]) -> None:
+    """Do ``action`` to its end, doing it again when a Ctrl-C cut it short (each of them may
+    be done twice: a halt, a resume, setting an event)."""
+    while True:
+        try:
+            action()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 class _Gate:
@@ -269,19 +282,22 @@ class _Gate:
     a lane running that the main thread never got)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # taken as a plain lock (its ``with`` is one C call: a Ctrl-C cannot land between the
+        # lock taken and the block that releases it, as it can in ``Condition.__enter__``)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._closed = False
         self._running = 0
 
     def enter(self) -> bool:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             self._running += 1
             return True
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._running -= 1
             self._cond.notify_all()
 
@@ -289,7 +305,7 @@ class _Gate:
         """Close, then wait until no work runs, whatever further Ctrl-Cs arrive meanwhile."""
         while True:
             try:
-                with self._cond:
+                with self._lock:
                     self._closed = True
                     while self._running:
                         self._cond.wait(0.1)

@@ -61,7 +61,12 @@ class Workers:
             if claimed:
                 self._idle -= 1  # that thread will take a job: this one or one just before
         if claimed:
-            self._jobs.put(job)
+            try:
+                self._jobs.put(job)
+            except BaseException:  # a Ctrl-C before the job was queued: the claim given back
+                with self._lock:
+                    self._idle += 1
+                raise
         else:
             # a new thread is handed its first job itself, never through the queue: a Ctrl-C
             # while it is being made leaves no job queued for a thread that never came (the

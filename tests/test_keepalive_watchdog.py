@@ -132,3 +132,26 @@ def test_a_silent_peer_is_closed_even_when_no_thread_can_be_started(
     finally:
         monkeypatch.undo()
         monitor.stop()
+
+
+def test_a_watchdog_that_could_not_start_is_started_by_the_next_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deadline = time.monotonic() + 10
+    while named("deploylib-watchdog") and time.monotonic() < deadline:
+        time.sleep(0.05)  # other tests' watchdog ended: the next connection starts one
+    assert not named("deploylib-watchdog")
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(RuntimeError):
+        watch(Peer(silent=False), 0.2, 2)
+    monkeypatch.undo()
+    silent = Peer(silent=True)
+    monitor = watch(silent, 0.2, 2)
+    try:
+        assert silent.closed.wait(10) and monitor.dead
+    finally:
+        monitor.stop()

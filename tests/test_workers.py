@@ -107,3 +107,30 @@ def test_an_interrupt_while_a_thread_is_made_leaves_nothing_counted_on_it(
     while alive("test-workers-interrupted") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert workers.submit(lambda: "after").result(timeout=10) == "after"
+
+
+def test_a_claim_on_a_waiting_thread_is_given_back_when_a_ctrl_c_stops_the_submit() -> None:
+    workers = Workers(name="test-workers-claim", idle=0.3)
+    workers.submit(lambda: None).result(timeout=10)
+    deadline = time.monotonic() + 10
+    while workers.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    real = workers._jobs
+
+    class Interrupted:
+        def put(self, job: object) -> None:
+            raise KeyboardInterrupt  # Ctrl-C after the claim, before the job was queued
+
+        def get(self, timeout: float) -> object:
+            return real.get(timeout=timeout)
+
+    workers._jobs = Interrupted()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        workers.submit(lambda: None)
+    workers._jobs = real
+    assert workers.waiting == 1  # the thread is counted as waiting again
+    # and, idle, it ends: no thread is left waiting for a job that never comes
+    deadline = time.monotonic() + 10
+    while alive("test-workers-claim") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive("test-workers-claim") == 0

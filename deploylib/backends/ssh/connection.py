@@ -137,9 +137,13 @@ class HostConnection:
             raise Failed(explain(exc, endpoint, self.settings, self.known_hosts)) from None
         self._connection = connection
         assert connection.transport is not None
-        self.monitor = AliveMonitor(
-            connection.transport, self.settings.alive_interval, self.settings.alive_count_max
-        )
+        try:
+            self.monitor = AliveMonitor(
+                connection.transport, self.settings.alive_interval, self.settings.alive_count_max
+            )
+        except RuntimeError as exc:  # no watchdog could start: a link nobody watches is not used
+            self._close_opened()
+            raise Failed(f"{self.where}: the connection could not be watched: {exc}") from None
         if self._closed:  # closed (the run ended) while this was opening: it goes too
             self._close_opened()
             raise Failed(f"the connection to {self.where} was closed")

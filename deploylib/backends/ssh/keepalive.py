@@ -80,29 +80,42 @@ class _Watchdog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._monitors: set[AliveMonitor] = set()
-        self._running = False
+        #: the watchdog thread running now, if any: only it may say it ended
+        self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
     def add(self, monitor: AliveMonitor) -> None:
         with self._lock:
             self._monitors.add(monitor)
-            if self._running:
+            if self._thread is not None:
                 self._wake.set()  # its interval may be shorter than the tick in use
                 return
-            self._running = True
-        threading.Thread(target=self._watch, daemon=True, name="deploylib-watchdog").start()
+            thread = threading.Thread(target=self._watch, daemon=True, name="deploylib-watchdog")
+            self._thread = thread
+        try:
+            thread.start()
+        except BaseException:
+            # no watchdog came: the next monitor added tries again, and this one is not
+            # watched by a thread that does not exist (its connection fails to open instead)
+            with self._lock:
+                self._monitors.discard(monitor)
+                if self._thread is thread:
+                    self._thread = None
+            raise
 
     def remove(self, monitor: AliveMonitor) -> None:
         with self._lock:
             self._monitors.discard(monitor)
 
     def _watch(self) -> None:
+        me = threading.current_thread()
         try:
             while True:
                 with self._lock:
                     monitors = list(self._monitors)
                     if not monitors:
-                        self._running = False
+                        if self._thread is me:
+                            self._thread = None
                         return
                 now = time.monotonic()
                 for monitor in monitors:
@@ -117,8 +130,8 @@ class _Watchdog:
                 self._wake.clear()
         finally:
             with self._lock:
-                if self._running and self._monitors:  # ended by a bug: the next add restarts it
-                    self._running = False
+                if self._thread is me:  # ended by a bug: the next monitor added starts another
+                    self._thread = None
 
 
 WATCHDOG = _Watchdog()
