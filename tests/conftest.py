@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,12 @@ from deploylib.reporting import RecordingReporter
 from deploylib.runner import Outcome
 from tests.testbed import sshhosts
 from tests.testbed.sshhosts import TestHosts
+
+# Ctrl-C is part of what the tests check (a SIGINT to this process, or to a deploylib it
+# started): a run started in the background by a non-interactive shell inherits SIGINT
+# ignored, which this process and every command it starts would keep. It is handled again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,6 +94,7 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) ->
 
 SLOW_PIPELINE = """\
 from deploylib import Pipeline, build, push, run, switch, verify, command
+
 pipeline = Pipeline(
     build("tar -czf {{artifact}} -C app ."),
     push(),
