@@ -26,11 +26,14 @@ from deploylib.runner import Outcome
 from tests.testbed import sshhosts
 from tests.testbed.sshhosts import TestHosts
 
-# Ctrl-C is part of what the tests check (a SIGINT to this process, or to a deploylib it
-# started): a run started in the background by a non-interactive shell inherits SIGINT
-# ignored, which this process and every command it starts would keep. It is handled again.
+# Ctrl-C and a dropped connection's SIGHUP are part of what the tests check (sent to this
+# process, to a deploylib it started, or to a shell script's traps): a run started in the
+# background by a non-interactive shell inherits SIGINT ignored, and one under nohup SIGHUP,
+# which this process and every command it starts would keep. They are handled again.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 REPO = Path(__file__).resolve().parents[1]
 
